@@ -1,0 +1,64 @@
+"""Crash-safe file writes: write beside the target under a temporary name, then rename into place.
+
+A rename within one folder is atomic on POSIX and Windows, so a reader (or a resumed run) only
+ever sees the old file or the complete new one, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import ScaleVAEError
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeded.
+
+    Raises
+    ------
+    ScaleVAEError
+        When the folder is not writable or the disk is full; the old file is left untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:  # make the bytes durable before the rename publishes them
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ScaleVAEError(f"could not write {path}: the disk is full; free some space "
+                                "and run again with --resume (finished windows are kept)") from exc
+        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise ScaleVAEError(f"could not write {path}: the folder is not writable; "
+                                "choose another --out folder") from exc
+        raise
+    except BaseException:
+        _remove(tmp)
+        raise
+    return path
+
+
+def check_writable(folder) -> None:
+    """Fail early, before hours of training, when ``folder`` cannot be written."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise ScaleVAEError(f"cannot write to the output folder {folder} ({exc.strerror}); "
+                            "choose another --out folder") from exc
+
+
+def _remove(tmp):
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass

@@ -1,0 +1,137 @@
+"""Command line: ``scalevae run``, ``scalevae demo``, ``scalevae report``, ``scalevae channels``.
+
+A thin layer over :func:`scalevae.run`. Mistakes in what the user gave exit with code 2 and one
+line that says what to fix, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import ScaleVAEError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scalevae", description="Scale-invariant VAE (SI-VAE): "
+                                "find the length scales at which structure changes in images.")
+    p.add_argument("--version", action="version", version=f"scalevae {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the SI-VAE on an image file or stack")
+    r.add_argument("input", help="image file: .tif/.tiff, .npy/.npz, .png, .h5 (NSID), .ibw, .dm3/.dm4")
+    r.add_argument("--channel", help="channel to read (e.g. AmplitudeRetrace); "
+                   "`scalevae channels FILE` lists them")
+    _training_options(r, windows_default=None)
+    r.add_argument("--pixel-size", type=float, help="pixel size, when the file has none")
+    r.add_argument("--unit", help="unit of --pixel-size (nm, um, A, ...)")
+
+    d = sub.add_parser("demo", help="run on built-in example data (no file needed)")
+    d.add_argument("name", nargs="?", default="domains",
+                   help="example: domains (default), graphene, library, twoscale")
+    _training_options(d, windows_default=None, keypoints_default=None)
+
+    rep = sub.add_parser("report", help="(re)write RUN_DIR/report.html from a finished run")
+    rep.add_argument("run_dir")
+
+    ch = sub.add_parser("channels", help="list the channels of an image file")
+    ch.add_argument("input")
+    return p
+
+
+def _training_options(p, windows_default=None, keypoints_default="grid:4"):
+    p.add_argument("--keypoints", default=keypoints_default,
+                   help="grid:STEP | atoms | atoms:SIZE | sift | FILE.csv (frame,y,x) (default: %(default)s)")
+    p.add_argument("--windows", default=windows_default,
+                   help="START:STOP:STEP in px or with units (20nm:200nm:20nm), or 8,16,32")
+    p.add_argument("--invariance", default="rotation",
+                   choices=["none", "rotation", "rotation+translation"])
+    p.add_argument("--latent-dim", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=30, help="cap on epochs per window (default 30); "
+                   "training stops earlier when converged")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--patch-size", type=int, help="common resampled size (default: smallest window)")
+    p.add_argument("--padding", choices=["reflect", "constant", "nearest", "wrap"],
+                   help="keep border keypoints by padding instead of dropping them")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="run folder (created if needed)")
+
+
+def _run_kwargs(a) -> dict:
+    return dict(windows=a.windows, patch_size=a.patch_size, invariance=a.invariance,
+                latent_dim=a.latent_dim, epochs=a.epochs, batch_size=a.batch_size,
+                padding=a.padding, seed=a.seed, device=a.device, out=a.out, resume=a.resume,
+                overwrite=a.overwrite, quiet=a.quiet, report=not a.no_report)
+
+
+def _cmd_run(a):
+    from .api import run
+
+    ds = run(a.input, keypoints=a.keypoints, channel=a.channel, pixel_size=a.pixel_size,
+             unit=a.unit, **_run_kwargs(a))
+    _summary(ds, a)
+
+
+def _cmd_demo(a):
+    from .api import run
+    from .datasets import load_example
+
+    ex = load_example(a.name)
+    keypoints = a.keypoints or ex.default_keypoints or ex.keypoints
+    kw = _run_kwargs(a)
+    kw["windows"] = a.windows or ex.default_windows
+    ds = run(ex.images, keypoints=keypoints, pixel_size=ex.pixel_size, unit=ex.unit,
+             control=ex.control, control_name=ex.control_name, **kw)
+    _summary(ds, a)
+
+
+def _summary(ds, a):
+    if a.quiet:
+        return
+    out = Path(a.out)
+    n = ds.sizes["point"]
+    dropped = ds.attrs.get("n_dropped", 0)
+    print(f"{n} keypoints x {ds.sizes['window']} windows "
+          f"({int(ds.window[0])}..{int(ds.window[-1])} px); {dropped} keypoints dropped at the border")
+    print(f"result: {out / 'result.nc'}")
+    if (out / "report.html").exists():
+        print(f"report: {out / 'report.html'}")
+
+
+def _cmd_report(a):
+    from .report import write_report
+
+    print(write_report(a.run_dir))
+
+
+def _cmd_channels(a):
+    from .io import list_channels
+
+    for name in list_channels(a.input):
+        print(name)
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"run": _cmd_run, "demo": _cmd_demo, "report": _cmd_report,
+         "channels": _cmd_channels}[args.command](args)
+    except ScaleVAEError as exc:
+        print(f"scalevae: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nscalevae: interrupted; finished windows are saved in --out; add --resume to "
+              "continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

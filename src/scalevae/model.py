@@ -1,0 +1,272 @@
+"""The VAE: a convolutional encoder and a spatial decoder with optional rotation/translation.
+
+Latent vector = ``[theta] + [dy, dx] + [z_1..z_k]``. The decoder renders a *canonical* patch from
+``z`` on a continuous coordinate support ``[-L, L]^2`` and then samples it on the output pixel grid
+after rotating the grid by ``theta`` and shifting it by ``(dy, dx)`` (``grid_sample``). Orientation
+and offset therefore live only in ``theta`` and the shift, never in ``z``. Rendering once and
+resampling costs one small transposed-conv stack per sample, instead of the peers' per-pixel
+coordinate MLP (about 0.2 GFLOP per 32 x 32 sample and step).
+
+Conventions
+-----------
+- Patch coordinates are normalised so that the pixel centres of an ``r x r`` patch run from
+  ``-1 + 1/r`` to ``1 - 1/r``; the patch half-width is 1.
+- ``angle`` is in radians; a positive angle rotates the content counter-clockwise *as displayed*
+  (row 0 at the top), the same sense as :func:`skimage.transform.rotate`. It is periodic by
+  construction (the encoder predicts a direction, ``atan2`` of two outputs).
+- ``shift`` is ``(dy, dx)`` in units of the patch half-width: ``0.1`` moves the content by 5 % of
+  the patch width.
+- In the rotation-invariant modes only the inscribed disk of a patch is modelled (inputs are
+  masked to it and the likelihood counts only its pixels): a square's corners are not rotation
+  invariant, and a disk is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INVARIANCES = ("none", "rotation", "rotation+translation")
+
+
+def pixel_grid(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Normalised pixel-centre coordinates of a ``size x size`` patch, shape (size, size, 2) as (x, y)."""
+    c = (torch.arange(size, device=device, dtype=dtype) * 2 + 1) / size - 1
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    return torch.stack([xx, yy], dim=-1)
+
+
+def disk_mask(size: int, device=None) -> torch.Tensor:
+    """Boolean mask of the pixels whose centres lie in the inscribed disk (radius = half-width)."""
+    g = pixel_grid(size, device=device)
+    return (g**2).sum(-1) <= 1.0 + 1e-6
+
+
+def rotate_patches(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate patches (n, r, r) counter-clockwise as displayed by ``angle`` (n,) radians (bilinear)."""
+    n, r, _ = x.shape
+    grid = _transform_grid(pixel_grid(r, x.device, x.dtype), angle, None, 1.0)
+    return F.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="zeros",
+                         align_corners=False)[:, 0]
+
+
+def _transform_grid(grid, angle, shift, support):
+    """Canonical-image sampling coordinates for output pixels ``p``: ``R(-angle) (p - shift) / L``.
+
+    With y pointing down the rows, ``R(-a)(x, y) = (x cos a - y sin a, x sin a + y cos a)``; the
+    rendered content then appears rotated counter-clockwise on screen by ``a`` and moved by shift.
+    """
+    n = angle.shape[0] if angle is not None else shift.shape[0]
+    p = grid.unsqueeze(0).expand(n, -1, -1, -1)
+    if shift is not None:  # shift is (dy, dx); grid is (x, y)
+        p = p - torch.stack([shift[:, 1], shift[:, 0]], dim=-1)[:, None, None, :]
+    if angle is not None:
+        c, s = torch.cos(angle)[:, None, None], torch.sin(angle)[:, None, None]
+        px, py = p[..., 0], p[..., 1]
+        p = torch.stack([px * c - py * s, px * s + py * c], dim=-1)
+    return p / support
+
+
+class Encoder(nn.Module):
+    """Strided conv stack down to about 4 x 4, then an MLP to the posterior parameters."""
+
+    def __init__(self, patch_size: int, n_out: int, channels: int = 32, hidden: int = 128):
+        super().__init__()
+        layers, c_in, size = [], 1, patch_size
+        layers += [nn.Conv2d(1, channels, 3, padding=1), nn.SiLU()]
+        c_in = channels
+        while size > 4:
+            c_out = min(c_in * 2, 128)
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.SiLU()]
+            c_in, size = c_out, (size + 1) // 2
+        self.conv = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(nn.Flatten(), nn.Linear(c_in * size * size, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, n_out))
+
+    def forward(self, x):
+        return self.mlp(self.conv(x[:, None]))
+
+
+class Decoder(nn.Module):
+    """MLP from z to a coarse feature map, then upsampling convs to the canonical image."""
+
+    def __init__(self, canvas: int, latent_dim: int, channels: int = 32, hidden: int = 128):
+        super().__init__()
+        self.n_up = 2 if canvas <= 16 else 3
+        self.base = math.ceil(canvas / 2**self.n_up)
+        self.channels = channels
+        self.mlp = nn.Sequential(nn.Linear(latent_dim, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, channels * self.base**2), nn.SiLU())
+        ups = []
+        for i in range(self.n_up):
+            last = i == self.n_up - 1
+            ups += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                    nn.Conv2d(channels, 1 if last else channels, 3, padding=1)]
+            if not last:
+                ups.append(nn.SiLU())
+        self.up = nn.Sequential(*ups)
+
+    def forward(self, z):
+        h = self.mlp(z).view(-1, self.channels, self.base, self.base)
+        return self.up(h)  # (n, 1, canvas', canvas')
+
+
+class SIVAE(nn.Module):
+    """Variational autoencoder with optional rotation and translation invariance.
+
+    Parameters
+    ----------
+    patch_size : int
+        Side ``r`` of the (resampled) square patches, in pixels.
+    latent_dim : int
+        Number ``k`` of invariant latent variables ``z`` (2 in the paper).
+    invariance : {"none", "rotation", "rotation+translation"}
+        Which transformations are factored out of ``z`` into ``angle`` / ``shift``.
+    shift_prior : float
+        Scale of the normal prior on the shift, in patch half-widths (translation only; the paper
+        notes translation-invariant VAEs work for shifts up to ~0.3 of the patch).
+    theta_prior : float or None
+        Scale of a normal prior on the angle (radians); None (default) means a uniform prior on
+        the circle, so every orientation costs the same.
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = SIVAE(patch_size=8, latent_dim=2, invariance="rotation")
+    >>> out = m.encode(torch.zeros(5, 8, 8))
+    >>> sorted(out)
+    ['angle', 'angle_logvar', 'shift', 'shift_logvar', 'z_logvar', 'z_mean']
+    >>> m.decode(torch.zeros(3, 2), angle=torch.zeros(3)).shape
+    torch.Size([3, 8, 8])
+    """
+
+    def __init__(self, patch_size: int, latent_dim: int = 2, invariance: str = "rotation",
+                 shift_prior: float = 0.1, theta_prior: float | None = None,
+                 channels: int = 32, hidden: int = 128):
+        super().__init__()
+        if invariance not in INVARIANCES:
+            raise ValueError(f"invariance must be one of {INVARIANCES}, not {invariance!r}")
+        if latent_dim < 1:
+            raise ValueError("latent_dim must be at least 1")
+        self.patch_size = int(patch_size)
+        self.latent_dim = int(latent_dim)
+        self.invariance = invariance
+        self.rotation = invariance in ("rotation", "rotation+translation")
+        self.translation = invariance == "rotation+translation"
+        self.shift_prior = float(shift_prior)
+        self.theta_prior = None if theta_prior is None else float(theta_prior)
+        # Canonical support: the disk of radius 1 stays inside [-1, 1] under rotation; shifts need
+        # a margin so that moved content is still rendered.
+        self.support = 1.5 if self.translation else 1.0
+        canvas = math.ceil(self.patch_size * self.support)
+        n_out = 2 * latent_dim + (3 if self.rotation else 0) + (4 if self.translation else 0)
+        self.encoder = Encoder(self.patch_size, n_out, channels, hidden)
+        self.decoder = Decoder(canvas, latent_dim, channels, hidden)
+        # Log of the Gaussian likelihood's noise scale, learned: matching the scale to the data is
+        # what keeps the KL term from collapsing the latents (a unit-variance likelihood does).
+        self.log_noise = nn.Parameter(torch.tensor(math.log(0.5)))
+        self.register_buffer("grid", pixel_grid(self.patch_size), persistent=False)
+        self.register_buffer("mask", disk_mask(self.patch_size) if self.rotation
+                             else torch.ones(self.patch_size, self.patch_size, dtype=torch.bool),
+                             persistent=False)
+
+    def config(self) -> dict:
+        """Constructor arguments, to rebuild the model from a checkpoint."""
+        return dict(patch_size=self.patch_size, latent_dim=self.latent_dim,
+                    invariance=self.invariance, shift_prior=self.shift_prior,
+                    theta_prior=self.theta_prior, channels=self.decoder.channels,
+                    hidden=self.decoder.mlp[0].out_features)
+
+    def encode(self, x: torch.Tensor) -> dict:
+        """Posterior parameters for patches ``x`` (n, r, r); masked to the disk when rotating."""
+        h = self.encoder(x * self.mask)
+        k = self.latent_dim
+        out = {"z_mean": h[:, :k], "z_logvar": h[:, k:2 * k].clamp(-12, 6),
+               "angle": None, "angle_logvar": None, "shift": None, "shift_logvar": None}
+        i = 2 * k
+        if self.rotation:
+            out["angle"] = torch.atan2(h[:, i + 1], h[:, i])
+            out["angle_logvar"] = h[:, i + 2].clamp(-12, 4)
+            i += 3
+        if self.translation:
+            out["shift"] = h[:, i:i + 2]
+            out["shift_logvar"] = h[:, i + 2:i + 4].clamp(-12, 4)
+        return out
+
+    def decode(self, z: torch.Tensor, angle: torch.Tensor | None = None,
+               shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Patches (n, r, r) for latent points ``z`` (n, k), rotated by ``angle`` and moved by ``shift``.
+
+        One batched call for any latent points; ``angle`` / ``shift`` default to zero. In the
+        rotation modes the pixels outside the inscribed disk are 0 (not modelled).
+        """
+        canon = self.decoder(z)
+        n = z.shape[0]
+        if self.rotation and angle is None:
+            angle = z.new_zeros(n)
+        if self.translation and shift is None:
+            shift = z.new_zeros(n, 2)
+        if not self.rotation:
+            angle = None
+        if not self.translation:
+            shift = None
+        if angle is None and shift is None:
+            grid = (self.grid / self.support).unsqueeze(0).expand(n, -1, -1, -1)
+        else:
+            grid = _transform_grid(self.grid, angle, shift, self.support)
+        out = F.grid_sample(canon, grid, mode="bilinear", padding_mode="border",
+                            align_corners=False)[:, 0]
+        return out * self.mask
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+        """Encode, sample with the reparameterisation trick, decode."""
+        post = self.encode(x)
+        z = _sample(post["z_mean"], post["z_logvar"], generator)
+        angle = _sample(post["angle"], post["angle_logvar"], generator) if self.rotation else None
+        shift = _sample(post["shift"], post["shift_logvar"], generator) if self.translation else None
+        post["recon"] = self.decode(z, angle, shift)
+        return post
+
+    def loss(self, x: torch.Tensor, out: dict, beta: float = 1.0) -> tuple[torch.Tensor, dict]:
+        """Negative ELBO per sample (mean over the batch) and its parts.
+
+        Gaussian likelihood with the learned noise scale, summed over the modelled pixels; KL of
+        each latent to its prior, summed.
+        """
+        m = self.mask
+        n_pix = m.sum()
+        var = torch.exp(2 * self.log_noise)
+        sq = ((x - out["recon"]) ** 2 * m).flatten(1).sum(1)
+        nll = 0.5 * sq / var + n_pix * (self.log_noise + 0.5 * math.log(2 * math.pi))
+        kl_z = kl_normal(out["z_mean"], out["z_logvar"])  # (n, k)
+        kl = kl_z.sum(1)
+        if self.rotation:
+            kl = kl + self._kl_angle(out["angle"], out["angle_logvar"])
+        if self.translation:
+            kl = kl + kl_normal(out["shift"], out["shift_logvar"], self.shift_prior).sum(1)
+        total = (nll + beta * kl).mean()
+        return total, {"nll": nll.mean().detach(), "kl_z": kl_z.mean(0).detach(),
+                       "mse": (sq / n_pix).mean().detach()}
+
+    def _kl_angle(self, mu, logvar):
+        if self.theta_prior is not None:
+            wrapped = torch.remainder(mu + math.pi, 2 * math.pi) - math.pi
+            return kl_normal(wrapped[:, None], logvar[:, None], self.theta_prior)[:, 0]
+        # Against the uniform prior on the circle: log(2 pi) minus the entropy of the (narrow)
+        # wrapped normal posterior; clamped at 0 where the posterior is as wide as the circle.
+        entropy = 0.5 * (math.log(2 * math.pi * math.e) + logvar)
+        return (math.log(2 * math.pi) - entropy).clamp(min=0)
+
+
+def kl_normal(mu, logvar, prior_scale: float = 1.0):
+    """KL( N(mu, exp(logvar)) || N(0, prior_scale^2) ), elementwise."""
+    var_p = prior_scale**2
+    return 0.5 * ((mu**2 + logvar.exp()) / var_p - 1 - logvar + math.log(var_p))
+
+
+def _sample(mu, logvar, generator):
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + eps * torch.exp(0.5 * logvar)

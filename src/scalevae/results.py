@@ -1,0 +1,174 @@
+"""The result Dataset of a run (DESIGN.md, "What is stored"): build, save, load, validate.
+
+The file is plain netCDF4/HDF5: ``xarray.open_dataset("result.nc")`` reads it without scalevae.
+Angles are in radians, shifts in pixels of the input image, windows in pixels.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from . import __version__
+from ._atomic import atomic_write
+from .errors import ScaleVAEError
+
+STATES = ("instant", "final")
+REQUIRED = {
+    "z_mean": ("state", "window", "point", "latent"),
+    "z_std": ("state", "window", "point", "latent"),
+    "loss": ("window", "epoch"),
+    "kl": ("window", "latent"),
+}
+
+
+def build_result(windows: Sequence[int], points: np.ndarray, instant: Sequence[dict],
+                 final: Sequence[dict], losses: Sequence[Sequence[float]], kl: Sequence[np.ndarray],
+                 *, invariance: str, patch_size: int, config: dict, normalization: dict,
+                 pixel_size: float | None = None, unit: str | None = None,
+                 control: np.ndarray | None = None, control_name: str | None = None,
+                 grid_shape: tuple[int, int] | None = None, extra_attrs: dict | None = None
+                 ) -> xr.Dataset:
+    """Assemble the Dataset from per-window encodings.
+
+    ``instant[i]`` / ``final[i]`` are dicts from :func:`scalevae.train.encode` for window ``i``
+    (``z_mean``, ``z_std`` (n, k), ``angle`` (n,), ``shift`` (n, 2) in patch half-widths).
+    """
+    windows = np.asarray(windows, dtype=np.int64)
+    points = np.asarray(points, dtype=np.float64)
+    k = instant[0]["z_mean"].shape[1]
+    n_epoch = max(len(v) for v in losses)
+    loss = np.full((len(windows), n_epoch), np.nan)
+    for i, v in enumerate(losses):
+        loss[i, :len(v)] = v
+
+    def stack(key):
+        return np.stack([np.stack([s[key] for s in state]) for state in (instant, final)])
+
+    coords = {
+        "state": list(STATES), "window": windows, "latent": [f"z{j + 1}" for j in range(k)],
+        "epoch": np.arange(1, n_epoch + 1),
+        "frame": ("point", points[:, 0].astype(np.int64)),
+        "y": ("point", points[:, 1]), "x": ("point", points[:, 2]),
+    }
+    data = {
+        "z_mean": (REQUIRED["z_mean"], stack("z_mean").astype(np.float32)),
+        "z_std": (REQUIRED["z_std"], stack("z_std").astype(np.float32)),
+        "loss": (REQUIRED["loss"], loss),
+        "kl": (REQUIRED["kl"], np.stack(kl).astype(np.float64)),
+    }
+    if "angle" in instant[0]:
+        data["angle"] = (("state", "window", "point"), stack("angle").astype(np.float32))
+    if "shift" in instant[0]:
+        # Half-widths of the common patch -> pixels of the input image, per window.
+        half = (windows / 2.0)[None, :, None, None]
+        data["shift"] = (("state", "window", "point", "axis"),
+                         (stack("shift") * half).astype(np.float32))
+        coords["axis"] = ["y", "x"]
+    if control is not None:
+        coords["control"] = ("frame", np.asarray(control))
+    ds = xr.Dataset(data, coords=coords)
+    ds["window"].attrs.update(units="px", long_name="window size")
+    ds["y"].attrs.update(units="px")
+    ds["x"].attrs.update(units="px")
+    ds["z_mean"].attrs["long_name"] = "posterior mean of the invariant latents"
+    ds["z_std"].attrs["long_name"] = "posterior standard deviation of the invariant latents"
+    ds["loss"].attrs.update(long_name="training loss (negative ELBO per patch)", units="nats",
+                            note="NaN after a window's training stopped (converged)")
+    ds["kl"].attrs.update(long_name="KL divergence per latent at the end of the window",
+                          units="nats", note="near 0 means that latent collapsed (carries nothing)")
+    if "angle" in ds:
+        ds["angle"].attrs.update(units="rad", long_name="latent rotation",
+                                 note="counter-clockwise as displayed (row 0 at the top)")
+    if "shift" in ds:
+        ds["shift"].attrs.update(units="px", long_name="latent translation (dy, dx)")
+    if control is not None and control_name:
+        ds["control"].attrs["long_name"] = control_name
+    ds.attrs.update({
+        "title": "scalevae SI-VAE result",
+        "config": json.dumps(config, default=_json_default),
+        "version": __version__,
+        "invariance": invariance,
+        "patch_size": int(patch_size),
+        "normalization": json.dumps(normalization, default=_json_default),
+        "pixel_size": float(pixel_size) if pixel_size is not None else np.nan,
+        "unit": unit or "",
+    })
+    if grid_shape is not None:
+        ds.attrs["grid_shape"] = np.asarray(grid_shape, dtype=np.int64)
+    for key, value in (extra_attrs or {}).items():
+        ds.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+    return ds
+
+
+def save_result(ds: xr.Dataset, path) -> Path:
+    """Write ``ds`` to ``path`` (netCDF4/HDF5) atomically: a crash never leaves a partial file."""
+    return atomic_write(Path(path), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def load_result(path) -> xr.Dataset:
+    """Open a run's result: ``path`` is ``result.nc`` or the run folder holding it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "result.nc"
+    if not path.exists():
+        raise ScaleVAEError(f"no result at {path}; run `scalevae run ... --out FOLDER` first")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except Exception as exc:  # noqa: BLE001
+        raise ScaleVAEError(f"{path} is not a readable scalevae result ({exc})") from exc
+    validate_result(ds)
+    return ds
+
+
+def validate_result(ds: xr.Dataset) -> None:
+    """Check the names and dims of DESIGN.md; raise ScaleVAEError naming what is missing."""
+    for name, dims in REQUIRED.items():
+        if name not in ds:
+            raise ScaleVAEError(f"result lacks the variable {name!r}; not a scalevae result?")
+        if tuple(ds[name].dims) != dims:
+            raise ScaleVAEError(f"result variable {name!r} has dims {ds[name].dims}, expected {dims}")
+    for name in ("window", "frame", "y", "x", "latent", "state"):
+        if name not in ds.coords:
+            raise ScaleVAEError(f"result lacks the coordinate {name!r}")
+    for name in ("config", "patch_size", "normalization", "version"):
+        if name not in ds.attrs:
+            raise ScaleVAEError(f"result lacks the attribute {name!r}")
+
+
+def config_of(ds: xr.Dataset) -> dict:
+    """The run configuration stored in the result."""
+    return json.loads(ds.attrs["config"])
+
+
+def load_model(run_dir, window: int | None = None, device="cpu"):
+    """The model saved after ``window`` (None: the final model, i.e. after the last window)."""
+    from .train import load_checkpoint, model_from_checkpoint
+
+    folder = Path(run_dir) / "checkpoints"
+    files = sorted(folder.glob("window_*.pt"))
+    if not files:
+        raise ScaleVAEError(f"no checkpoints in {folder}; is {run_dir} a scalevae run folder?")
+    if window is None:
+        path = files[-1]
+    else:
+        path = folder / f"window_{int(window):04d}.pt"
+        if not path.exists():
+            have = [int(f.stem.split("_")[1]) for f in files]
+            raise ScaleVAEError(f"no checkpoint for window {window} in {folder}; have {have}")
+    return model_from_checkpoint(load_checkpoint(path), device)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
