@@ -2,12 +2,24 @@
 
 >>> import scalevae
 >>> ds = scalevae.run("image.tif", windows="8:64:4", keypoints="grid:4", out="runs/x")  # doctest: +SKIP
+
+``run``, ``load_result`` and ``load_model`` are imported on first use, so that ``import
+scalevae`` stays light (no torch) for code that only reads files or results.
 """
 
 __version__ = "0.1.0"
 
 from .errors import ScaleVAEError  # noqa: E402
-from .api import run  # noqa: E402
-from .results import load_model, load_result  # noqa: E402
+
+_LAZY = {"run": "api", "load_result": "results", "load_model": "results"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'scalevae' has no attribute {name!r}")
+
 
 __all__ = ["ScaleVAEError", "run", "load_result", "load_model", "__version__"]
