@@ -334,7 +334,7 @@ def graphene_movie(n_frames=10, shape=(128, 128), seed=0, pixel_size=0.16, dose=
       next ones preferentially at under-coordinated atoms next to existing vacancies, so that
       holes grow;
     - Stone-Wales rotations (mean ``stone_wales_rate``): a C-C bond of a pristine region is
-      rotated by 90 degrees about its centre;
+      rotated by 90 degrees about its centre (and shortened to 1.32 A; neighbours unrelaxed);
     - Si substitutions (mean ``si_rate``): a carbon atom at a hole edge (or anywhere, before the
       first hole) becomes Si.
 
@@ -510,15 +510,16 @@ def _beam_damage(rng, pos, present, element, rotated, neighbours, complete, cent
     for _ in range(rng.poisson(stone_wales_rate)):
         # A bond between two atoms whose neighbourhoods are intact and untouched so far.
         intact = present & complete & central & ~rotated & (element == 6)
-        intact &= np.all(present[neighbours] & ~rotated[neighbours], axis=1) | ~complete
+        intact &= np.all(present[neighbours] & ~rotated[neighbours], axis=1)  # complete: no -1
         cand = [(i, j) for i in np.flatnonzero(intact) for j in neighbours[i] if j > i and intact[j]]
         if not cand:
             break
         i, j = cand[rng.integers(len(cand))]
         mid = 0.5 * (pos[i] + pos[j])
         for k in (i, j):
-            d = pos[k] - mid
-            pos[k] = mid + np.array([-d[1], d[0]])  # 90 degrees about the bond centre
+            # 90 degrees about the bond centre; the rotated bond relaxes to 1.32 A (DFT).
+            d = (pos[k] - mid) * (1.32 / _CC)
+            pos[k] = mid + np.array([-d[1], d[0]])
         rotated[[i, j]] = True
         defects.append((mid[0], mid[1], "stone_wales"))
 
@@ -555,7 +556,8 @@ def _grain_field(rng, size, spacing, facet, aspect):
     cap = 0.85 * spacing * rng.uniform(0.85, 1.15, n)  # cap radius: grains differ in size
     yy, xx = np.mgrid[0:size, 0:size]
     pix = np.stack([yy.ravel(), xx.ravel()], 1).astype(float)
-    near = cKDTree(seeds).query(pix, k=8)[1]  # (npix, 8) candidate grains
+    # Candidate grains per pixel: round caps need the Voronoi neighbours, triangles a few more.
+    near = cKDTree(seeds).query(pix, k=8 if facet > 0 else 6)[1]
     d = pix[:, None, :] - seeds[near]
     r_eu = np.hypot(d[..., 0], d[..., 1])
     dist = r_eu
@@ -645,7 +647,7 @@ def combinatorial_library(n_frames=12, shape=(128, 128), seed=0, pixel_size=4.0,
     for f in range(n_frames):
         # Hexagonal cell area sqrt(3)/2 s^2 equals pi d^2 / 4 for the target diameter d.
         spacing = target[f] * np.sqrt(np.pi / (2 * np.sqrt(3)))
-        margin = int(np.ceil(1.5 * target[f])) + 8
+        margin = int(np.ceil(target[f])) + 6
         size = max(ny, nx) + 2 * margin
         height, lab = _grain_field(rng, size, spacing, facet[f], aspect)
         height *= pixel_size  # heights in nm
