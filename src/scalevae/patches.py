@@ -130,7 +130,8 @@ def parse_windows(spec, pixel_size=None, unit=None):
             if stop < start:
                 raise ScaleVAEError(f"windows {spec!r}: STOP is smaller than START; write START:STOP:STEP")
             count = int(math.floor((stop - start) / step + 1e-9)) + 1
-            tokens = [f"{parts[0].strip()} + {k} x {parts[2].strip()}" for k in range(count)]
+            tokens = [parts[0].strip() if k == 0 else f"{parts[0].strip()} + {k} x {parts[2].strip()}"
+                      for k in range(count)]
             values = start + step * np.arange(count)
         else:
             tokens = [t.strip() for t in text.split(",")]
