@@ -180,7 +180,7 @@ def ferroelectric_domains(shape=(256, 256), period=24, seed=0, noise=0.05):
         - ``polarization`` : int8 (ny, nx), +1 / -1 for c+ / c- (0 in a domains);
         - ``orientation`` : float (ny, nx), stripe direction of the bundle in degrees;
         - ``bundles`` : int (ny, nx), bundle index;
-        - ``needles`` : (n, 2) float, y, x of needle tips;
+        - ``needles`` : (n, 2) float, y, x of needle tips (to about 1 px: walls meander);
         - ``period`` : float, stripe period in px;
         - ``clean`` : float32 (ny, nx), the amplitude before blur and noise.
 
@@ -511,7 +511,8 @@ def _beam_damage(rng, pos, present, element, rotated, neighbours, complete, cent
         # A bond between two atoms whose neighbourhoods are intact and untouched so far.
         intact = present & complete & central & ~rotated & (element == 6)
         intact &= np.all(present[neighbours] & ~rotated[neighbours], axis=1)  # complete: no -1
-        cand = [(i, j) for i in np.flatnonzero(intact) for j in neighbours[i] if j > i and intact[j]]
+        cand = [(i, j) for i in np.flatnonzero(intact)
+                for j in neighbours[i] if j > i and intact[j]]
         if not cand:
             break
         i, j = cand[rng.integers(len(cand))]
@@ -549,8 +550,9 @@ def _grain_field(rng, size, spacing, facet, aspect):
     rows = int(np.ceil(size / (spacing * np.sqrt(3) / 2))) + 3
     cols = int(np.ceil(size / spacing)) + 3
     r, c = np.mgrid[-1:rows - 1, -1:cols - 1].astype(float)
-    seeds = np.stack([r * spacing * np.sqrt(3) / 2, (c + 0.5 * (r % 2)) * spacing], -1).reshape(-1, 2)
-    seeds += rng.uniform(0, spacing, 2) - spacing + 0.22 * spacing * rng.standard_normal(seeds.shape)
+    seeds = np.stack([r * spacing * np.sqrt(3) / 2, (c + 0.5 * (r % 2)) * spacing], -1)
+    seeds = seeds.reshape(-1, 2) + rng.uniform(0, spacing, 2) - spacing
+    seeds += 0.22 * spacing * rng.standard_normal(seeds.shape)
     n = len(seeds)
     phi = rng.uniform(0, 2 * np.pi, n)
     cap = 0.85 * spacing * rng.uniform(0.85, 1.15, n)  # cap radius: grains differ in size
@@ -751,7 +753,8 @@ def two_scale_texture(shape=(192, 192), critical_window=24, seed=0, noise=0.05):
     try:
         wc = int(critical_window)
     except (TypeError, ValueError):
-        raise ScaleVAEError(f"critical_window must be an integer, got {critical_window!r}") from None
+        raise ScaleVAEError(
+            f"critical_window must be an integer, got {critical_window!r}") from None
     if wc != critical_window or wc < 12:
         raise ScaleVAEError(f"critical_window must be an integer >= 12 px, got {critical_window!r}")
     ny, nx = _check_shape(shape, 4 * wc)
