@@ -275,3 +275,14 @@ def test_property_points_never_shifted(seed, step, w):
         return  # nothing fits: the error is the contract
     inside = ((pts[:, 1:] >= (w - 1) / 2) & (pts[:, 1:] <= 29 - (w - 1) / 2)).all(1)
     assert np.array_equal(kept, pts[inside]) and dropped == (~inside).sum()
+
+
+@pytest.mark.parametrize("pad", [None, "reflect", "constant", "nearest", "wrap"])
+def test_dense_grid_routes_agree(pad):
+    """Many keypoint columns: the separable route filters whole rows; it must equal the gather route."""
+    pts = select_inside(grid_keypoints(IMG.shape, 2), IMG.shape[1:], 30, padding=pad)[0]
+    auto = extract_patches(IMG, pts, 30, 6, padding=pad)
+    it = _PatchIterator(IMG, pts, 30, 6, pad, None, 10**6)
+    gathered = np.concatenate([it._sample(f, pts[pts[:, 0] == f, 1], pts[pts[:, 0] == f, 2], "gather")
+                               for f in (0, 1)])
+    assert np.abs(auto - gathered).max() < 1e-5

@@ -406,8 +406,17 @@ class _PatchIterator:
         rows = np.repeat(np.arange(len(uy)), idx.shape[1])
         ay = sparse.csr_matrix((wts.ravel(), (rows, idx.ravel())), shape=(len(uy), frame.shape[0]))
         g = ay @ frame
-        # x: a weighted sum of column gathers (no transposed copies): (len(uy), len(ux))
-        idx, wts = _axis_taps(ux, frame.shape[1], self.sigma, self.radius, mode)
+        # x: a weighted sum of column gathers (no transposed copies): (len(uy), len(ux)); with
+        # many taps and many columns, filtering the rows whole (in C) and then interpolating is faster
+        nx, k = frame.shape[1], 2 * self.radius + 2
+        reach = (self.window + 1) // 2 + 2 if self.padding else 2  # how far samples may leave the frame
+        margin = self.radius + reach
+        if self.radius and 3 * k * len(ux) > (nx + 2 * margin) * (k - 1) + 6 * len(ux):
+            g = np.pad(g, ((0, 0), (margin, margin)), mode=_NP_PAD[mode])
+            g = ndi.gaussian_filter1d(g, self.sigma, axis=1, mode=mode, truncate=_TRUNCATE)
+            idx, wts = _axis_taps(ux + margin, g.shape[1], 0.0, 0, mode)
+        else:
+            idx, wts = _axis_taps(ux, nx, self.sigma, self.radius, mode)
         h = None
         for k in range(idx.shape[1]):
             if wts[:, k].any():  # e.g. no second neighbour when every sample is on a pixel centre
