@@ -240,6 +240,8 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
     """
     device = torch.device(device)
     model.to(device)
+    if checkpoint_dir is not None:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     results: list[WindowResult] = []
     for i, w in enumerate(windows):
         path = checkpoint_path(checkpoint_dir, w) if checkpoint_dir is not None else None
