@@ -87,6 +87,8 @@ def make_fake_result(n_windows=5, grid=(10, 12), n_frames=1, latent_dim=2, scatt
                "normalization": json.dumps({"offset": 0.0, "scale": 1.0, "rule": "minmax"}),
                "version": "0.1.0", "invariance": "rotation",
                "timings": json.dumps({"keypoints": 0.1, "patches": 1.2, "train": 30.5})})
+    ds["loss"].attrs["units"] = "nats"
+    ds["kl"].attrs["units"] = "nats"
     if control:
         ds = ds.assign_coords(control=("frame", np.linspace(0, 10, n_frames)))
         ds["control"].attrs["name"] = "time (s)"

@@ -531,21 +531,26 @@ def stack_statistics(ds, state="final", smooth_sigma=None):
 # --------------------------------------------------------------------------- length scales
 
 
-def _structure_change(a, b):
-    """1 - Spearman correlation of the pairwise latent distances of the same keypoints.
+def _distance_ranks(z):
+    """Ranks of the pairwise latent distances of keypoints ``z`` (m, k), as float."""
+    from scipy.spatial.distance import pdist
+
+    return stats.rankdata(pdist(z)).astype(float)
+
+
+def _structure_change(ra, rb):
+    """1 - Spearman correlation of the pairwise latent distances of the same keypoints
+    (``ra``, ``rb``: their ranks at two windows).
 
     Invariant to any rotation, shift or uniform scaling of the latent space, so it measures a
     change of which keypoints resemble which, not a drift of the encoder between windows.
     """
-    from scipy.spatial.distance import pdist
-
-    da, db = pdist(a), pdist(b)
-    if np.ptp(da) == 0 or np.ptp(db) == 0:
-        return 0.0 if np.ptp(da) == np.ptp(db) else 1.0
-    return float(np.clip(1.0 - stats.spearmanr(da, db)[0], 0.0, 1.0))
+    if np.ptp(ra) == 0 or np.ptp(rb) == 0:
+        return 0.0 if np.ptp(ra) == np.ptp(rb) else 1.0
+    return float(np.clip(1.0 - np.corrcoef(ra, rb)[0, 1], 0.0, 1.0))
 
 
-def length_scales(ds, state="final", density=None, n_pairs_points=600):
+def length_scales(ds, state="final", density=None, n_pairs_points=500):
     """Characteristic length scales: windows where the latent structure changes most.
 
     For each window ``w_i`` (i > 1) the change from ``w_(i-1)`` is measured two ways:
@@ -607,7 +612,8 @@ def length_scales(ds, state="final", density=None, n_pairs_points=600):
     zz = z.values
     ok = np.isfinite(zz).all(axis=(0, 2))
     sub = np.flatnonzero(ok)[_subset(int(ok.sum()), n_pairs_points, seed=1)]
-    struct = np.array([_structure_change(zz[i - 1, sub], zz[i, sub])
+    ranks = [_distance_ranks(zz[i, sub]) for i in range(len(windows))]
+    struct = np.array([_structure_change(ranks[i - 1], ranks[i])
                        for i in range(1, len(windows))])
 
     change = 0.5 * (hell + struct)

@@ -1,0 +1,110 @@
+"""Every figure function returns a Figure, draws headless, and labels its axes with units."""
+
+import io
+
+import numpy as np
+import pytest
+from _fake_result import FakeModel, make_fake_result, make_image
+from matplotlib.figure import Figure
+
+from scalevae import analysis as an
+from scalevae import plot
+
+PS, UNIT = 3.9, "nm"
+
+
+def _labels(fig):
+    """All axis labels of a figure, secondary axes and colorbars included."""
+    out = []
+    for ax in fig.axes:
+        out += [ax.get_xlabel(), ax.get_ylabel()]
+        for child in ax.get_children():  # secondary axes live as children of their parent
+            if hasattr(child, "get_xlabel") and child is not ax:
+                out += [child.get_xlabel(), child.get_ylabel()]
+    return [s for s in out if s]
+
+
+def _check(fig, *units):
+    assert isinstance(fig, Figure)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=40)  # draws without pyplot or a display
+    assert buf.getvalue()[:4] == b"\x89PNG"
+    labels = " | ".join(_labels(fig))
+    for u in units:
+        assert u in labels, f"no axis label with {u!r} in: {labels}"
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return make_fake_result(n_windows=8)
+
+
+def test_window_label_gives_px_and_physical_units():
+    assert plot.window_label(16, PS, UNIT) == "16 px (62.4 nm)"
+    assert plot.window_label(16, float("nan"), "") == "16 px"  # how results store "unknown"
+
+
+def test_data_figures(ds):
+    img = make_image()
+    pts = np.column_stack([ds.frame, ds.y, ds.x])
+    _check(plot.plot_keypoints(img, pts, pixel_size=PS, unit=UNIT), "x (px)", "y (px)")
+    fig = plot.plot_example_patches(img, pts, ds.window.values, n=3, pixel_size=PS, unit=UNIT)
+    _check(fig)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert "8 px (31.2 nm)" in titles and len(fig.axes) == 3 * 6
+
+
+def test_example_patches_at_their_own_size():
+    img = np.random.default_rng(0).random((1, 60, 60)).astype(np.float32)
+    fig = plot.plot_example_patches(img, np.array([[0, 30.0, 30.0]]), [8, 20], n=1)
+    shapes = [ax.images[0].get_array().shape for ax in fig.axes]
+    assert shapes == [(8, 8), (20, 20)]
+    # keypoints too close to the border for the largest window are not picked
+    pts = np.array([[0, 3.0, 3.0], [0, 30.0, 31.0]])
+    fig = plot.plot_example_patches(img, pts, [8, 20], n=1)
+    assert "(30, 31) px" in fig.axes[0].get_ylabel()
+
+
+def test_latent_space_figures(ds):
+    dens = an.latent_density(ds, grid_size=24)
+    fig = plot.plot_latent_distributions(dens, max_panels=4, pixel_size=PS, unit=UNIT)
+    _check(fig, "z1", "z2")
+    assert len(fig.axes) == 4 and "8 px (31.2 nm)" in fig.axes[0].get_title()
+    reps = {w: an.latent_representation(FakeModel(), an.populated_extent(ds, window=w), 4)
+            for w in (8, 16, 36)}
+    _check(plot.plot_latent_manifolds(reps, state="final", pixel_size=PS, unit=UNIT), "z1")
+    img = make_image()
+    _check(plot.plot_latent_images(an.latent_images(ds), img, 3), "x (px)", "y (px)")
+    scattered = make_fake_result(scattered=True, n_frames=2)
+    _check(plot.plot_latent_images(an.latent_images(scattered)), "x (px)", "y (px)")
+    _check(plot.plot_kde_pca(an.kde_pca(dens), PS, UNIT), "window (px)", "window (nm)")
+    _check(plot.plot_trajectory_pca(an.trajectory_pca(ds), img, PS, UNIT), "window (px)",
+           "window (nm)", "x (px)")
+    one_latent = make_fake_result(z_mean=np.random.default_rng(0).normal(size=(5, 120, 1)))
+    d1 = an.latent_density(one_latent, grid_size=16)
+    _check(plot.plot_latent_distributions(d1), "z1")
+    _check(plot.plot_kde_pca(an.kde_pca(d1, 2)), "window (px)")
+
+
+def test_stack_and_length_scale_figures():
+    st = an.stack_statistics(make_fake_result(n_frames=5, control=True), smooth_sigma=1)
+    fig = plot.plot_stack_statistics(st, pixel_size=PS, unit=UNIT)
+    _check(fig, "window (px)", "window (nm)", "time (s)")
+    st = an.stack_statistics(make_fake_result(n_frames=3))
+    _check(plot.plot_stack_statistics(st, normalized=False), "window (px)", "frame")
+    ls = an.length_scales(make_fake_result(n_windows=6))
+    fig = plot.plot_length_scales(ls, PS, UNIT)
+    _check(fig, "window (px)", "window (nm)")
+    assert "recommended window" in fig.texts[0].get_text()
+
+
+def test_training_figures(ds):
+    _check(plot.plot_loss(ds), "(nats)", "window (px)")
+    _check(plot.plot_kl(ds, PS, UNIT), "KL per latent (nats)", "window (px)", "window (nm)")
+    _check(plot.plot_kl(ds), "window (px)")
+
+
+def test_plot_module_never_uses_pyplot():
+    # pyplot keeps every figure alive and may pick a GUI backend; Figure() needs neither
+    src = open(plot.__file__).read()
+    assert "matplotlib.pyplot" not in src and "import pyplot" not in src

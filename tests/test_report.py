@@ -1,0 +1,149 @@
+"""The HTML report: one self-contained file with every figure, readable in a real browser."""
+
+import base64
+import re
+import shutil
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from _fake_result import FakeModel, make_fake_result, make_image
+
+from scalevae import report
+
+IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"')
+
+# Caption beginnings of every figure the report must hold (per state where marked).
+DATA_FIGS = ["Input image", "Patches around four random keypoints", "Training loss",
+             "KL divergence per latent"]
+STATE_FIGS = ["Kernel density", "Patches decoded", "Each keypoint coloured",
+              "Scores of the principal components", "Principal patterns",
+              "Mean and dispersion", "Latent change between consecutive windows"]
+
+
+def _fake_loader(monkeypatch, calls):
+    """Route scalevae.results.load_model to FakeModel (whatever the real module holds)."""
+
+    def load_model(run_dir, window=None, device="cpu"):
+        calls.append(window)
+        return FakeModel(patch_size=8)
+
+    try:
+        import scalevae.results as results
+
+        monkeypatch.setattr(results, "load_model", load_model)
+    except ImportError:
+        monkeypatch.setitem(sys.modules, "scalevae.results",
+                            types.SimpleNamespace(load_model=load_model))
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """A stack run with input.npy and checkpoints: every figure of the report exists."""
+    run = tmp_path_factory.mktemp("run")
+    ds = make_fake_result(n_windows=5, grid=(12, 12), n_frames=2, control=True)
+    ds.to_netcdf(run / "result.nc", engine="h5netcdf")
+    np.save(run / "input.npy", make_image(n_frames=2))
+    (run / "checkpoints").mkdir()
+    for w in ds.window.values:
+        (run / "checkpoints" / f"window_{int(w):04d}.pt").write_bytes(b"")
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:
+        _fake_loader(mp, calls)
+        mp.setattr(report, "_DPI", 40)  # the content is what matters here, not the sharpness
+        path = report.write_report(run)
+    return path, calls
+
+
+def test_report_holds_every_figure_for_both_states(full_run):
+    path, calls = full_run
+    assert path.name == "report.html" and path.exists()
+    page = path.read_text(encoding="utf-8")
+    imgs = IMG.findall(page)
+    assert len(imgs) == page.count("<img")  # every image is an embedded PNG
+    for data, _ in imgs:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    alts = [alt for _, alt in imgs]
+    for cap in DATA_FIGS:
+        assert sum(a.startswith(cap) for a in alts) == 1, cap
+    for cap in STATE_FIGS:
+        assert sum(a.startswith(cap) for a in alts) == 2, cap  # instant and final
+    # the final model once, then one model per shown window for the instant state
+    assert calls[0] is None and sorted(calls[1:]) == [8, 12, 16, 20, 24]
+
+
+def test_report_states_the_run_and_its_recommendation(full_run):
+    page = full_run[0].read_text(encoding="utf-8")
+    for text in ("Recommended descriptor size", "most prominent peak", "px (", "nm)",
+                 "&quot;latent_dim&quot;: 2",  # the configuration, pretty-printed
+                 "2 x 80 x 96",  # image shape
+                 "288 over 2 frame(s)", "collapsed to the prior",  # z2's KL is 0.01 nats
+                 "Timings", "train", "Normalisation", "Instant state", "Final state"):
+        assert text in page, text
+
+
+def test_report_is_self_contained(full_run):
+    page = full_run[0].read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//|file:)""", page, re.I)
+    assert "<link" not in page and "@import" not in page and "url(" not in page
+    assert "<script" not in page
+    assert list(full_run[0].parent.glob("*.tmp")) == []  # atomic write left no temp file
+
+
+def test_report_without_image_or_checkpoints_notes_what_it_skipped(tmp_path, monkeypatch):
+    make_fake_result(n_windows=3, grid=(8, 9)).to_netcdf(tmp_path / "result.nc",
+                                                         engine="h5netcdf")
+    monkeypatch.setattr(report, "_DPI", 40)
+    path = report.write_report(tmp_path)
+    page = path.read_text(encoding="utf-8")
+    assert "no model checkpoints" in page and "input.npy" in page
+    alts = [alt for _, alt in IMG.findall(page)]
+    assert not any(a.startswith("Patches decoded") or a.startswith("Input image") for a in alts)
+    assert sum(a.startswith("Each keypoint coloured") for a in alts) == 2
+    # a failure while building the report leaves the old one untouched
+    old = path.read_bytes()
+    monkeypatch.setattr(report.an, "latent_density", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        report.write_report(tmp_path, image=make_image())
+    assert path.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "result.nc"]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var d = document.createElement('div'); d.id = 'imgcheck';
+  d.textContent = ok + '/' + imgs.length;
+  document.body.appendChild(d);
+});
+</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it: "
+                    "apt-get install -y chromium); the browser check needs it")
+def test_report_renders_every_image_in_a_headless_browser(full_run, tmp_path):
+    page = full_run[0].read_text(encoding="utf-8")
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", CHECK + "</body>"), encoding="utf-8")
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r'<div id="imgcheck">(\d+)/(\d+)</div>', out)
+    assert m, "the page's load check did not run: " + out[-500:]
+    loaded, total = int(m.group(1)), int(m.group(2))
+    assert total == page.count("<img") > 0 and loaded == total
+
+
+def test_an_image_given_replaces_input_npy(tmp_path):
+    np.save(tmp_path / "input.npy", np.zeros((1, 4, 4), np.float32))
+    assert report._load_image(tmp_path, None).shape == (1, 4, 4)
+    given = report._load_image(tmp_path, make_image())
+    assert given.shape == (1, 80, 96) and given.dtype == np.float32
+    assert report._load_image(tmp_path / "nothing", None) is None
