@@ -211,8 +211,8 @@ def plot_keypoints(image, points, frame=0, pixel_size=None, unit=None):
     sel = points[points[:, 0] == frame] if points.shape[1] == 3 else points
     yx = sel[:, -2:]
     area = max(np.ptp(yx[:, 0]) * np.ptp(yx[:, 1]), 1.0) if len(yx) > 1 else ny * nx
-    ax.scatter(yx[:, 1], yx[:, 0], s=_dot_size(len(yx), area, panel / max(ny, nx), 0.35),
-               c="tab:red", linewidths=0)
+    ax.scatter(yx[:, 1], yx[:, 0], s=_dot_size(len(yx), area, panel / max(ny, nx), 0.45),
+               c="#ff2020", linewidths=0)
     ps, un = _phys(pixel_size, unit)
     scale = f", 1 px = {ps:.3g} {un}" if ps else ""
     ax.set_title(f"frame {frame}: {len(yx)} keypoints{scale}", fontsize=10)
@@ -333,7 +333,7 @@ def plot_latent_manifolds(manifolds, max_panels=6, state="", pixel_size=None, un
     >>> fig = plot_latent_manifolds({8: latent_representation(FakeModel(), [[-1, 1], [-1, 1]], 4)})
     """
     wins = _pick(sorted(manifolds), max_panels)
-    fig, axes = _figure(len(wins), 1, panel=2.5, left=0.6, wgap=0.5, bottom=0.5)
+    fig, axes = _figure(len(wins), 1, panel=2.5, left=0.8, wgap=0.85, bottom=0.5)
     for j, (ax, w) in enumerate(zip(axes[0], wins)):
         rep = manifolds[w]
         g1 = rep["z1_grid"].values
@@ -368,7 +368,7 @@ def plot_latent_images(images, image=None, max_panels=5, pixel_size=None, unit=N
     """
     wins = _pick(images["window"].values, max_panels)
     rows = [str(k) for k in images["latent"].values] + (["angle"] if "angle" in images else [])
-    fig, axes = _figure(len(wins), len(rows), panel=2.3, left=0.7, right=1.0, wgap=0.15,
+    fig, axes = _figure(len(wins), len(rows), panel=2.3, left=0.7, right=1.0, wgap=0.95,
                         hgap=0.35)
     grid = images.attrs.get("layout") == "grid"
     frame0 = None
@@ -381,13 +381,14 @@ def plot_latent_images(images, image=None, max_panels=5, pixel_size=None, unit=N
         elif not grid and "frame" in var.coords:
             frame0 = var["frame"].values.min()
             var = var.isel(point=np.flatnonzero(var["frame"].values == frame0))
-        if row == "angle":
-            cmap, (lo, hi) = "twilight", (-np.pi, np.pi)
-        else:
-            cmap, (lo, hi) = "viridis", _robust_limits(var.sel(window=wins).values)
+        cmap, (lo, hi) = "twilight", (-np.pi, np.pi)
         for j, w in enumerate(wins):
             ax = axes[i, j]
             v = var.sel(window=w)
+            if row != "angle":
+                # Own colour range per window: the spread of a latent often changes by orders
+                # of magnitude between windows, and one shared range would flatten all but one.
+                cmap, (lo, hi) = "viridis", _robust_limits(v.values)
             if grid:
                 gy, gx = np.meshgrid(v["gy"].values, v["gx"].values, indexing="ij")
                 im = _point_map(ax, v.values.ravel(), gy.ravel(), gx.ravel(), bg, cmap, lo, hi)
@@ -402,7 +403,10 @@ def plot_latent_images(images, image=None, max_panels=5, pixel_size=None, unit=N
             if i < len(rows) - 1:
                 ax.set_xlabel("")
                 ax.set_xticklabels([])
-        _colorbar(fig, im, axes[i], "angle (rad)" if row == "angle" else row)
+            if row != "angle":
+                _colorbar(fig, im, ax, row if j == len(wins) - 1 else None, gap=0.06)
+        if row == "angle":
+            _colorbar(fig, im, axes[i], "angle (rad)", gap=0.06)
     title = f"latent images, {images.attrs.get('state', '')} state"
     _suptitle(fig, title + (f" (frame {frame0})" if frame0 is not None else ""))
     return fig
