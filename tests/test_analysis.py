@@ -210,3 +210,13 @@ def test_outlier_scores_rank_the_odd_keypoint_first():
     z[:, 123] = [4.0, -4.0]
     sc = an.outlier_scores(make_fake_result(grid=(10, 30), windows=[8, 16], z_mean=z))
     assert sc.dims == ("point",) and int(np.argmax(sc.values)) == 123 and sc.attrs["window"] == 16
+
+
+def test_length_scales_ignore_a_shrinking_latent_cloud():
+    # the encoder maps larger windows closer to the prior: same structure, smaller spread
+    z = _changing_latents(36)
+    z *= (0.7 ** np.arange(len(WINDOWS)))[:, None, None]
+    ls = an.length_scales(_ds_from(z))
+    assert int(ls["recommended_window"]) in (32, 36, 40)
+    d = ls["density_change"].values[1:]
+    assert np.sort(d)[-4] < 0.1  # only the switch (over 3 windows) changes the standardised KDE

@@ -550,13 +550,27 @@ def _structure_change(ra, rb):
     return float(np.clip(1.0 - np.corrcoef(ra, rb)[0, 1], 0.0, 1.0))
 
 
+def _standardized(ds, state):
+    """``ds`` with each window's latents centred on their median and divided by their
+    interquartile range (per latent), so densities compare shapes, not the overall scale."""
+    z = _state_z(ds, state)
+    med = z.median("point")
+    iqr = z.quantile(0.75, "point") - z.quantile(0.25, "point")
+    iqr = iqr.where(iqr > 0, 1.0).drop_vars("quantile", errors="ignore")
+    zs = ((z - med) / iqr).expand_dims(state=[state])
+    return xr.Dataset({"z_mean": zs.transpose("state", "window", "point", "latent")})
+
+
 def length_scales(ds, state="final", density=None, n_pairs_points=500):
     """Characteristic length scales: windows where the latent structure changes most.
 
     For each window ``w_i`` (i > 1) the change from ``w_(i-1)`` is measured two ways:
 
-    - ``density_change``: Hellinger distance between the two windows' latent densities on the
-      shared grid (:func:`latent_density`), in [0, 1];
+    - ``density_change``: Hellinger distance between the two windows' latent densities, in
+      [0, 1]; each window's latents are first centred on their median and divided by their
+      interquartile range, so that a mere shrinking or growing of the latent cloud (common
+      when the encoder maps larger windows closer to the prior) does not count, only a change
+      of its shape;
     - ``structure_change``: 1 - Spearman correlation between the pairwise latent distances of
       the same keypoints at the two windows (a fixed random subset of ``n_pairs_points``), in
       [0, 1]: it sees keypoints regrouping even when the overall density stays the same, and
@@ -579,7 +593,8 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500):
         Result Dataset with at least two windows.
     state : {"final", "instant"}
     density : xarray.DataArray, optional
-        Precomputed :func:`latent_density` of the same state (saves time).
+        Densities to compare instead of the standardised ones (e.g. :func:`latent_density`
+        of the same state, to count changes of scale too).
     n_pairs_points : int
         Keypoints used for the pairwise-distance comparison.
 
@@ -604,7 +619,7 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500):
         raise ScaleVAEError("length scales need at least two windows; run with more window "
                             "sizes (e.g. --windows 8:64:8)")
     if density is None:
-        density = latent_density(ds, state, grid_size=48)
+        density = latent_density(_standardized(ds, state), state, grid_size=48)
     p = density.transpose("window", ...).values.reshape(len(windows), -1)
     p = p / np.maximum(p.sum(1, keepdims=True), 1e-300)
     hell = np.sqrt(np.clip(1.0 - np.sqrt(p[1:] * p[:-1]).sum(1), 0.0, 1.0))

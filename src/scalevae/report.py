@@ -211,7 +211,7 @@ def _state_section(ds, state, image, models, phys, notes):
             out.append(_note(f"{caption.split('.')[0]}: skipped ({exc})"))
 
     if ds.sizes["window"] >= 2:
-        scales = an.length_scales(ds, state, density=density)
+        scales = an.length_scales(ds, state)
     out.append("<h3>Latent distributions</h3>")
     add(lambda: plot.plot_latent_distributions(density, _MAX_PANELS, *phys),
         "Kernel density of (z1, z2) per window, on one grid shared by all windows.")
