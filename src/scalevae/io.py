@@ -12,15 +12,19 @@ DigitalMicrograph ``.dm3``/``.dm4``.
 Units. Length units are normalised to ``"pm"``, ``"A"`` (ångström, ASCII spelling), ``"nm"``,
 ``"um"``, ``"mm"`` and ``"m"`` (so ``"µm"``, ``"micron"`` become ``"um"`` and ``"Å"`` becomes
 ``"A"``). Pixel sizes that files give in metres are converted to the largest of pm, nm, um, mm
-and m in which the pixel size is at least 1 (e.g. 1.17e-8 m -> 11.7 nm). Other unit strings
-(``"1/nm"``, ``"px"``...) are kept as they are.
+and m in which the pixel size is at least 1 (e.g. 1.17e-8 m -> 11.7 nm); sizes in other units
+keep their unit, and unit strings that are not lengths (``"1/nm"``, ``"px"``...) are kept as
+they are.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
+import struct
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -446,7 +450,7 @@ def _tiff_calibration(tif, page):
             return size, unit, "ImageJ unit and XResolution"
     resunit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
     if resunit == 3:  # centimetre
-        return size * 1e4, "um", "XResolution in pixels per cm"
+        return size * 1e-2, "m", "XResolution in pixels per cm"
     # pixels per inch is a display setting (72 dpi...) in practice, not a sample calibration
     return None, None, None
 
@@ -482,7 +486,7 @@ def _read_tiff(path, channel, names_only=False):
         meta["flattened_axes"] = axes[:-2]
     if how:
         meta["pixel_size_source"] = how
-    size, unit = _friendly_length(size, unit) if size else (None, None)
+    size, unit, _ = _calibrate(size, unit, None, meta)
     return {"array": data, "pixel_size": size, "unit": unit, "channels": names,
             "channel": name, "metadata": meta}
 
@@ -569,10 +573,11 @@ def _asylum_pixel(meta_attrs, nx, ny):
 
 
 def _calibrate(size, unit, size_y, meta):
-    """Friendly unit for x; a differing y pixel size goes to metadata in the same unit."""
+    """Metres to a friendly unit (other units kept); a differing y size goes to metadata."""
     if size is None:
         return None, None, None
-    new, new_unit = _friendly_length(size, unit)
+    new, new_unit = _friendly_length(size, unit) if normalize_unit(unit) == "m" else (
+        size, normalize_unit(unit))
     if size_y and not math.isclose(size_y, size, rel_tol=1e-6):
         meta["pixel_size_y"] = size_y * new / size
     return new, new_unit, size_y
@@ -668,10 +673,59 @@ def _ibw_note(note):
     return out
 
 
+# Igor binary headers (Igor Technical Note 003): version, then the block sizes
+_IBW_HEADERS = {1: "hlh", 2: "hlllh", 3: "hllllh", 5: "hhllll4l4llll"}
+
+
+def _ibw_check_header(path):
+    """Refuse headers whose block sizes exceed the file.
+
+    igor2 builds a struct format string as long as each block it reads, so one flipped bit in
+    a size field would make it allocate gigabytes before failing.
+    """
+    raw = Path(path).read_bytes()[:64]
+    for order in "<>":
+        version = struct.unpack(order + "h", raw[:2])[0] if len(raw) >= 2 else None
+        if version in _IBW_HEADERS:
+            break
+    else:
+        raise ScaleVAEError(
+            f"could not read {path} as Igor binary wave: no valid version number (1, 2, 3 or 5) "
+            "at the start; the file may be truncated or corrupt")
+    fmt = order + _IBW_HEADERS[version]
+    if len(raw) < struct.calcsize(fmt):
+        raise ScaleVAEError(
+            f"could not read {path} as Igor binary wave: the header is cut short; the file may "
+            "be truncated or corrupt")
+    fields = struct.unpack_from(fmt, raw)
+    sizes = {1: fields[1:2], 2: fields[1:3], 3: fields[1:4], 5: fields[2:15]}[version]  # no reserved
+    total, have = sum(sizes), Path(path).stat().st_size
+    if min(sizes) < 0 or total > have:
+        raise ScaleVAEError(
+            f"could not read {path} as Igor binary wave: its header announces {total} bytes of "
+            f"blocks but the file has {have}; the file may be truncated or corrupt")
+
+
+@contextmanager
+def _quiet(*names):
+    """Silence library loggers that report, on their own, errors we re-raise anyway."""
+    loggers = [logging.getLogger(n) for n in names]
+    before = [lg.disabled for lg in loggers]
+    for lg in loggers:
+        lg.disabled = True
+    try:
+        yield
+    finally:
+        for lg, b in zip(loggers, before):
+            lg.disabled = b
+
+
 def _read_ibw(path, channel, names_only=False):
     from igor2 import binarywave
 
-    wave = binarywave.load(str(path))["wave"]
+    _ibw_check_header(path)
+    with _quiet("igor2", "igor2.binarywave", "igor2.struct"):
+        wave = binarywave.load(str(path))["wave"]
     data = np.asarray(wave["wData"])
     head = wave["wave_header"]
     labels = _ibw_labels(path, wave)
@@ -713,16 +767,75 @@ def _read_ibw(path, channel, names_only=False):
             "channel": names[k] if names else None, "channels": names, "metadata": meta}
 
 
-def _read_dm(path, channel, names_only=False):
-    from rsciio.digitalmicrograph import file_reader
+def _dm_images(path):
+    """Images of a DM3/DM4 file as rosettasciio dicts (data, axes, title).
 
-    images = file_reader(str(path))
+    rosettasciio trusts the counts stored in the file: one flipped bit in a struct's field
+    count or an array length makes it loop for minutes or allocate gigabytes. Where its
+    parser classes are importable we subclass them to bound every count by the bytes left in
+    the file; otherwise we fall back to the public reader.
+    """
+    try:
+        from rsciio.digitalmicrograph import _api
+        base, image_cls = _api.DigitalMicrographReader, _api.ImageObject
+    except (ImportError, AttributeError):  # pragma: no cover - other rosettasciio layouts
+        from rsciio.digitalmicrograph import file_reader
+        return [{"data": d["data"], "axes": d["axes"],
+                 "title": d.get("metadata", {}).get("General", {}).get("title", "")}
+                for d in file_reader(str(path))]
+
+    size = Path(path).stat().st_size
+
+    class Bounded(base):
+        def _check(self, n, what):
+            if not 0 <= n <= size - self.f.tell() + 1:
+                raise OSError(f"{what} of {n} does not fit in the file")
+
+        def parse_struct_definition(self):
+            pos = self.f.tell()
+            self.read_l_or_q(self.f, "big")
+            n = self.read_l_or_q(self.f, "big")
+            if not 0 <= n <= 1024:  # DM structs have a handful of fields (rect, RGB...)
+                raise OSError(f"struct with {n} fields")
+            self.f.seek(pos)
+            return super().parse_struct_definition()
+
+        def read_array(self, size, enc_eltype, extra=None, skip=False):
+            self._check(size, "array length")
+            if size > 1 and extra and "definition" in extra and not extra["definition"]:
+                raise OSError("array of empty structs")
+            return super().read_array(size, enc_eltype, extra=extra, skip=skip)
+
+        def read_string(self, length, skip=False):
+            self._check(length, "string length")
+            return super().read_string(length, skip=skip)
+
+    out = []
+    with open(path, "rb") as f:
+        dm = Bounded(f)
+        dm.parse_file()
+        for imdict in dm.get_image_dictionaries() or []:
+            image = image_cls(imdict, f)
+            image.filename = str(path)
+            data = image.imdict.ImageData.Data
+            if not isinstance(data, np.ndarray) and \
+                    int(image.size) * np.dtype(image.dtype).itemsize > size - int(data.offset):
+                raise OSError("image data run past the end of the file")
+            out.append({"data": image.get_data(False, None), "axes": image.get_axes_dict(),
+                        "title": image.title})
+    return out
+
+
+def _read_dm(path, channel, names_only=False):
+    images = _dm_images(path)
     names = []
     for k, img in enumerate(images):
-        title = str(img.get("metadata", {}).get("General", {}).get("title", "") or k)
+        title = str(img["title"] or k)
         names.append(title if title not in names else f"{title}_{k}")
     if names_only:
         return {"channels": names if len(names) > 1 else []}
+    if not images:
+        raise ScaleVAEError(f"{path} holds no image")
     if len(images) == 1:
         _no_channels(path, channel)
         k = 0
@@ -745,7 +858,7 @@ def _read_dm(path, channel, names_only=False):
         meta["uncalibrated"] = "the file gives no spatial unit; pixel size left unset"
         size, unit = None, None
     else:
-        size, unit = _friendly_length(size, unit)
+        size, unit, _ = _calibrate(size, unit, None, meta)
     return {"array": data, "pixel_size": size, "unit": unit, "channel": names[k],
             "channels": names if len(names) > 1 else [], "metadata": meta}
 
