@@ -88,7 +88,7 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
     """
     n = patches.shape[0]
     batch = min(cfg.batch_size, n)  # a batch larger than the data still trains (one full batch)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     n_pix = float(model.mask.sum())
     min_epochs = cfg.min_epochs * (2 if first else 1)
     losses, best = [], []

@@ -1,0 +1,147 @@
+"""End-to-end runs through scalevae.run: the stored Dataset is DESIGN.md's contract."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+from scipy import ndimage
+
+import scalevae
+from scalevae.results import load_model, load_result
+
+
+def texture(shape=(64, 64), seed=0):
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter(rng.normal(size=shape), 1.5).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    ds = scalevae.run(texture(), windows="8:16:4", keypoints="grid:8", epochs=2, out=out,
+                      quiet=True, report=False, seed=3)
+    return ds, out
+
+
+def test_result_has_the_names_dims_and_coords_of_the_design(small_run):
+    ds, out = small_run
+    assert list(ds.window.values) == [8, 12, 16]
+    assert list(ds.state.values) == ["instant", "final"]
+    assert list(ds.latent.values) == ["z1", "z2"]
+    n = ds.sizes["point"]
+    assert ds.z_mean.dims == ("state", "window", "point", "latent")
+    assert ds.z_mean.shape == (2, 3, n, 2)
+    assert ds.z_std.dims == ds.z_mean.dims and bool((ds.z_std > 0).all())
+    assert ds.angle.dims == ("state", "window", "point")
+    assert ds.loss.dims[0] == "window" and ds.loss.dims[1] == "epoch"
+    assert ds.kl.dims == ("window", "latent")
+    for c in ("frame", "y", "x"):
+        assert ds[c].dims == ("point",)
+    # every kept keypoint has its whole largest window inside the 64 x 64 frame
+    half = (16 - 1) / 2
+    assert float(ds.y.min()) >= half and float(ds.y.max()) <= 63 - half
+    assert ds.attrs["patch_size"] == 8
+    cfg = json.loads(ds.attrs["config"])
+    assert cfg["windows"] == [8, 12, 16] and cfg["seed"] == 3
+    assert json.loads(ds.attrs["normalization"])["scale"] > 0
+    assert (out / "config.json").exists()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "window_0008.pt", "window_0012.pt", "window_0016.pt"]
+
+
+def test_last_window_instant_equals_final(small_run):
+    ds, _ = small_run
+    np.testing.assert_allclose(ds.z_mean.sel(state="instant", window=16),
+                               ds.z_mean.sel(state="final", window=16), atol=1e-5)
+
+
+def test_result_file_opens_with_plain_xarray(small_run):
+    _, out = small_run
+    code = ("import sys, xarray as xr; ds = xr.open_dataset(sys.argv[1]); "
+            "assert 'scalevae' not in sys.modules; print(ds.z_mean.dims)")
+    res = subprocess.run([sys.executable, "-c", code, str(out / "result.nc")],
+                         capture_output=True, text=True, check=True)
+    assert "state" in res.stdout
+
+
+def test_load_result_and_model_decode_any_latent_point(small_run):
+    _, out = small_run
+    ds = load_result(out)
+    import torch
+
+    model = load_model(out)
+    img = model.decode(torch.zeros(5, 2), angle=torch.zeros(5))
+    assert img.shape == (5, ds.attrs["patch_size"], ds.attrs["patch_size"])
+    first = load_model(out, window=8)
+    assert first.patch_size == 8
+
+
+def test_stack_with_control_values_and_grid_shape():
+    imgs = np.stack([texture(seed=s) for s in range(3)])
+    ds = scalevae.run(imgs, windows=[8, 12], keypoints="grid:12", epochs=1, quiet=True,
+                      report=False, control=[0.1, 0.2, 0.3], control_name="composition")
+    assert set(np.unique(ds.frame.values)) == {0, 1, 2}
+    assert list(ds.control.values) == [0.1, 0.2, 0.3]
+    assert ds.attrs["grid_shape"] is not None
+
+
+def test_physical_windows_with_a_pixel_size():
+    ds = scalevae.run(texture(), windows="16nm:32nm:8nm", pixel_size=2.0, unit="nm",
+                      keypoints="grid:16", epochs=1, quiet=True, report=False)
+    assert list(ds.window.values) == [8, 12, 16]
+    assert ds.attrs["unit"] == "nm" and ds.attrs["pixel_size"] == 2.0
+
+
+def test_translation_model_stores_shifts_in_pixels():
+    ds = scalevae.run(texture(), windows=[8, 16], keypoints="grid:16",
+                      invariance="rotation+translation", epochs=1, quiet=True, report=False)
+    assert ds["shift"].dims == ("state", "window", "point", "axis")
+    assert list(ds.axis.values) == ["y", "x"] and ds["shift"].attrs["units"] == "px"
+
+
+def test_plain_vae_has_no_angle():
+    ds = scalevae.run(texture(), windows=[8, 12], keypoints="grid:16", invariance="none",
+                      epochs=1, quiet=True, report=False)
+    assert "angle" not in ds and "shift" not in ds
+
+
+def _wall_labels(ds, image):
+    """Domain walls = top 20 % of the smoothed amplitude gradient at the keypoint, interiors =
+    bottom 40 %: no ground truth exists for real PFM, and walls are where amplitude changes."""
+    sm = ndimage.gaussian_filter(image, 1.0)
+    grad = np.hypot(ndimage.sobel(sm, 0), ndimage.sobel(sm, 1))
+    g = grad[ds.y.values.round().astype(int), ds.x.values.round().astype(int)]
+    wall, interior = g > np.quantile(g, 0.8), g < np.quantile(g, 0.4)
+    return wall, wall | interior
+
+
+def test_real_pfm_latents_tell_domain_walls_from_interiors(real_data, tmp_path):
+    """On the real PTO amplitude image the smallest-window latents separate walls from domain
+    interiors. Threshold: cross-validated ROC AUC > 0.85 (chance = 0.5); measured 0.94-0.99
+    over seeds 0-2 with these settings (and 0.99 for the full 8..64 px run)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    path = real_data / "PTO_Funakubo0004.h5"
+    ds = scalevae.run(path, channel="AmplitudeRetrace", windows="8:32:8", keypoints="grid:4",
+                      epochs=15, quiet=True, report=False, out=tmp_path / "pto")
+    image = np.load(tmp_path / "pto" / "input.npy")[0]
+    wall, sel = _wall_labels(ds, image)
+    z = ds.z_mean.sel(state="instant", window=8).values
+    auc = cross_val_score(LogisticRegression(max_iter=1000), z[sel], wall[sel], cv=5,
+                          scoring="roc_auc").mean()
+    assert auc > 0.85
+    assert ds.attrs["unit"] in ("nm", "um")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["PTO_Funakubo0002.h5", "PTO_Funakubo0004.h5", "PZT_thick0004.h5"])
+def test_full_run_on_each_real_pfm_file(real_data, tmp_path, name):
+    ds = scalevae.run(real_data / name, channel="AmplitudeRetrace", windows="8:64:4",
+                      keypoints="grid:4", quiet=True, out=tmp_path / "r")
+    assert ds.sizes["window"] == 15
+    assert bool(np.isfinite(ds.z_mean).all())
+    assert (tmp_path / "r" / "report.html").exists()
