@@ -23,10 +23,14 @@ def atomic_write(path, write) -> Path:
         When the folder is not writable or the disk is full; the old file is left untouched.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        # inside the try: a full or read-only disk can already refuse the temporary file
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb+") as fh:  # make the bytes durable before the rename publishes them
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -38,7 +42,8 @@ def atomic_write(path, write) -> Path:
         if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
             raise ScaleVAEError(f"could not write {path}: the folder is not writable; "
                                 "choose another --out folder") from exc
-        raise
+        raise ScaleVAEError(f"could not write {path} ({exc.strerror or exc}); check the disk "
+                            "and the --out folder, then run again with --resume") from exc
     except BaseException:
         _remove(tmp)
         raise
@@ -57,7 +62,18 @@ def check_writable(folder) -> None:
                             "choose another --out folder") from exc
 
 
+def _umask():
+    mask = os.umask(0)  # the only portable way to read it is to set it and put it back
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once at import, before any thread could create files meanwhile
+
+
 def _remove(tmp):
+    if tmp is None:
+        return
     try:
         os.unlink(tmp)
     except OSError:
