@@ -7,6 +7,7 @@ line that says what to fix, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -14,8 +15,15 @@ from . import __version__
 from .errors import ScaleVAEError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake becomes the same one-line error as any other (exit 2)."""
+
+    def error(self, message):
+        raise ScaleVAEError(f"{message}; see `{self.prog} --help`")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scalevae", description="Scale-invariant VAE (SI-VAE): "
+    p = _Parser(prog="scalevae", description="Scale-invariant VAE (SI-VAE): "
                                 "find the length scales at which structure changes in images.")
     p.add_argument("--version", action="version", version=f"scalevae {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -119,8 +127,10 @@ def _cmd_channels(a):
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    # tifffile logs its own warning about a broken file before raising; the user gets ours
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
     try:
+        args = _parser().parse_args(argv)
         {"run": _cmd_run, "demo": _cmd_demo, "report": _cmd_report,
          "channels": _cmd_channels}[args.command](args)
     except ScaleVAEError as exc:
