@@ -189,7 +189,7 @@ def _as_image_stack(images, channel, pixel_size, unit, control, control_name) ->
         stack = as_stack(images, pixel_size=pixel_size, unit=unit, control=control,
                          control_name=control_name)
     if pixel_size is not None and stack.pixel_size is None:
-        stack.pixel_size, stack.unit = float(pixel_size), unit
+        stack = as_stack(stack, pixel_size=pixel_size, unit=unit)  # checks value and unit
     if control is not None and stack.control is None:
         control = np.asarray(control)
         if control.shape != (stack.data.shape[0],):
