@@ -165,7 +165,9 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
         control_name=stack.control_name, grid_shape=_grid_shape(spec, points, stack),
         extra_attrs={"n_dropped": int(n_dropped), "timings": timings,
                      "image_shape": list(stack.data.shape),
-                     "window_seconds": [res.seconds for res in per_window]})
+                     "window_seconds": [res.seconds for res in per_window],
+                     # what was done to the input (e.g. colour -> grayscale), shown by the CLI
+                     "input_note": stack.metadata.get("converted", "")})
     if out is not None:
         save_result(ds, out / "result.nc")
         if report:

@@ -108,6 +108,8 @@ def _summary(ds, a):
     dropped = ds.attrs.get("n_dropped", 0)
     print(f"{n} keypoints x {ds.sizes['window']} windows "
           f"({int(ds.window[0])}..{int(ds.window[-1])} px); {dropped} keypoints dropped at the border")
+    if ds.attrs.get("input_note"):
+        print(f"note: the input was converted: {ds.attrs['input_note']}")
     print(f"result: {out / 'result.nc'}")
     if (out / "report.html").exists():
         print(f"report: {out / 'report.html'}")
