@@ -1,0 +1,97 @@
+"""The method finds the known answers of the synthetic examples (issue 3).
+
+Every test runs the full method (``scalevae.run``) on a generator of ``scalevae.datasets`` and
+scores the latents against its ground truth with the functions of
+``validation/run_validation.py`` (the script that measures the same checks over several seeds and
+writes ``validation/RESULTS.md``, where each threshold is justified by the spread over seeds).
+
+The default run holds a fast subset (small images, one or two windows); the full checks are
+``@pytest.mark.slow`` (``make test-slow``), one to three minutes each on two cores.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "validation" / "run_validation.py"
+_spec = importlib.util.spec_from_file_location("run_validation", _PATH)
+rv = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("run_validation", rv)
+_spec.loader.exec_module(rv)
+
+SEED = 0
+
+
+def check(scores, *names):
+    """Assert each named score meets its threshold; the message shows the value and the rule."""
+    failed = []
+    for name in names:
+        op, thr, meaning = rv.THRESHOLDS[name]
+        if not rv.passes(name, scores[name]):
+            failed.append(f"{name} = {scores[name]:.3g}, needs {op} {thr} ({meaning})")
+    assert not failed, "; ".join(failed)
+
+
+# --------------------------------------------------------------------------- fast subset
+
+
+def test_graphene_sublattices_differ_by_angle_not_by_z_fast():
+    """Small pristine graphene, one window 2.7 C-C wide: A and B atoms share z (within the
+    posterior width) and their latent angles are 60 degrees apart modulo 120."""
+    scores, _ = rv.validate_sublattice(
+        SEED, windows=[24], read_window=24,
+        data=dict(n_frames=3, shape=(96, 96), vacancy_rate=0, stone_wales_rate=0, si_rate=0))
+    check(scores, "sublattice_z_separation", "sublattice_angle_offset",
+          "sublattice_angle_concentration")
+
+
+def test_domains_small_window_latents_tell_a_c_and_walls_apart_fast():
+    """Small PFM image, windows 8 and 16 px: a domains, c domains and walls are told apart from
+    posterior samples of z far better than chance (1/3)."""
+    scores, _ = rv.validate_domains(SEED, windows=[8, 16], data=dict(shape=(96, 96), period=16))
+    check(scores, "domains_accuracy_gain")
+
+
+# --------------------------------------------------------------------------- full checks
+
+
+@pytest.mark.slow
+def test_graphene_sublattices_share_z_and_angles_differ_by_60_degrees():
+    scores, _ = rv.validate_sublattice(SEED)
+    check(scores, "sublattice_z_separation", "sublattice_z_accuracy", "sublattice_angle_offset",
+          "sublattice_angle_concentration")
+
+
+@pytest.fixture(scope="module")
+def movie():
+    return rv.validate_movie(SEED)[0]
+
+
+@pytest.mark.slow
+def test_graphene_atoms_near_defects_separate_from_bulk_at_large_windows(movie):
+    check(movie, "defect_auc")
+
+
+@pytest.mark.slow
+def test_graphene_movie_latent_dispersion_tracks_defect_count(movie):
+    check(movie, "movie_dispersion_rho")
+
+
+@pytest.mark.slow
+def test_library_latents_are_monotonic_in_grain_size():
+    scores, _ = rv.validate_library(SEED)
+    check(scores, "library_rho")
+
+
+@pytest.mark.slow
+def test_two_scale_regions_separate_only_above_the_critical_window():
+    scores, _ = rv.validate_twoscale(SEED)
+    check(scores, "twoscale_acc_below", "twoscale_acc_above", "twoscale_window_error")
+
+
+@pytest.mark.slow
+def test_domains_separate_at_small_windows_and_broaden_with_window():
+    scores, _ = rv.validate_domains(SEED)
+    check(scores, "domains_accuracy_gain", "domains_broadening_rho")
