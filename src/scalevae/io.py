@@ -445,7 +445,8 @@ def _tiff_calibration(tif, page):
     size = den / num  # the tag is pixels per unit
     ij = tif.imagej_metadata or {}
     if ij.get("unit"):
-        unit = str(ij["unit"]).encode().decode("unicode_escape")  # ImageJ writes \\u00B5m
+        # ImageJ writes "micron" or the escaped text "\\u00B5m"
+        unit = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), str(ij["unit"]))
         if normalize_unit(unit) in _LENGTH:
             return size, unit, "ImageJ unit and XResolution"
     resunit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
