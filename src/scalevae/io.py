@@ -556,6 +556,9 @@ def _h5_images(h5):
     return names, [obj for _, obj in found]
 
 
+_SCAN_KEYS = ("FastScanSize", "ScanSize", "SlowScanSize", "ScanPoints", "ScanLines")
+
+
 def _asylum_pixel(meta_attrs, nx, ny):
     """ScanSize / ScanPoints from an Asylum note (in metres); None if it does not match."""
     def num(key):
@@ -611,7 +614,9 @@ def _read_h5(path, channel, names_only=False):
         # pixel size: the instrument's scan size where the original metadata has it,
         # else the step of the x dimension scale
         scan = d.parent.get("original_metadata")
-        scan = dict(scan.attrs) if isinstance(scan, h5py.Group) else {}
+        # only the keys needed: reading all ~850 Igor-note attributes takes 0.3 s
+        scan = {k: scan.attrs[k] for k in _SCAN_KEYS if k in scan.attrs} \
+            if isinstance(scan, h5py.Group) else {}
         xi = labels.index("x") if "x" in labels else d.ndim - 1
         yi = labels.index("y") if "y" in labels else d.ndim - 2
         size, size_y = _asylum_pixel(scan, d.shape[xi], d.shape[yi])
