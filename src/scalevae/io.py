@@ -37,8 +37,8 @@ __all__ = ["ImageStack", "read_image", "as_stack", "list_channels", "physical_to
 
 MIN_SIZE = 8  # smallest frame side; smaller images cannot hold even the smallest window
 
-# metres per unit, for the normalised length units
-_LENGTH = {"pm": 1e-12, "A": 1e-10, "nm": 1e-9, "um": 1e-6, "mm": 1e-3, "m": 1.0}
+# power of ten of each normalised length unit in metres (exponents keep 1 um / 1 nm exact)
+_LENGTH = {"pm": -12, "A": -10, "nm": -9, "um": -6, "mm": -3, "m": 0}
 _ALIASES = {
     "µm": "um", "μm": "um", "micron": "um", "microns": "um", "micrometer": "um",
     "micrometre": "um", "micrometers": "um", "micrometres": "um", "u": "um",
@@ -124,13 +124,12 @@ def _friendly_length(size, unit):
     unit = normalize_unit(unit)
     if size is None or unit not in _LENGTH or unit == "A":
         return size, unit
-    metres = size * _LENGTH[unit]
     best = "pm"
     for name in ("pm", "nm", "um", "mm", "m"):
-        if metres / _LENGTH[name] >= 1 - 1e-9:
+        if size * 10.0 ** (_LENGTH[unit] - _LENGTH[name]) >= 1 - 1e-9:
             best = name
     # 12 significant digits: 2e-6 m / 256 reads 7.8125 nm, not 7.812499999999999
-    return float(f"{metres / _LENGTH[best]:.12g}"), best
+    return float(f"{size * 10.0 ** (_LENGTH[unit] - _LENGTH[best]):.12g}"), best
 
 
 def physical_to_pixels(value, unit, pixel_size, pixel_unit):
@@ -175,7 +174,7 @@ def physical_to_pixels(value, unit, pixel_size, pixel_unit):
     if u is not None and u == pu:
         return float(value) / float(pixel_size)
     if u in _LENGTH and pu in _LENGTH:
-        return float(value) * _LENGTH[u] / (float(pixel_size) * _LENGTH[pu])
+        return float(value) * 10.0 ** (_LENGTH[u] - _LENGTH[pu]) / float(pixel_size)
     raise ScaleVAEError(
         f"cannot convert {value:g} {unit!s} to pixels of {pixel_size:g} {pixel_unit!s}: "
         f"units must be the same or both lengths ({', '.join(_LENGTH)}, px)")
@@ -216,6 +215,71 @@ def _where(source):
     return "" if source == "array" else f"{source}: "
 
 
+def _check_values(a, at):
+    """float32 copy of a (frame, y, x) array; NaN/inf and constant frames are errors."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = np.array(a, dtype=np.float32)  # a copy: the caller's array is never aliased
+    bad = ~np.isfinite(data)
+    if bad.any():
+        n_bad, n_nan = int(bad.sum()), int(np.isnan(data).sum())
+        f, y, x = (int(i) for i in np.argwhere(bad)[0])
+        frames = np.flatnonzero(bad.any(axis=(1, 2)))
+        where = ", ".join(map(str, frames[:5])) + (", ..." if len(frames) > 5 else "")
+        with np.errstate(invalid="ignore"):
+            overflow = bool(np.isfinite(np.asarray(a, dtype=np.float64)).all())
+        cause = " (values beyond the float32 range: rescale the data)" if overflow else ""
+        raise ScaleVAEError(
+            f"{at}the image has {n_bad} non-finite values ({n_nan} NaN, {n_bad - n_nan} inf) "
+            f"in frame(s) {where}, first at frame {f}, y={y}, x={x}{cause}; the model cannot "
+            "train on them: fill them (e.g. np.nan_to_num(a, nan=np.nanmedian(a))) or crop "
+            "them away")
+    flat = data.reshape(len(data), -1)
+    const = np.flatnonzero(flat.max(axis=1) == flat.min(axis=1))
+    if len(const):
+        more = f" and {len(const) - 1} more frame(s) too" if len(const) > 1 else ""
+        raise ScaleVAEError(
+            f"{at}frame {int(const[0])} is constant (every pixel = "
+            f"{float(flat[const[0], 0]):g}){more}; it holds no structure: drop it, or check "
+            "the channel and the file")
+    return data
+
+
+def _check_calibration(pixel_size, unit, at):
+    unit = normalize_unit(unit)
+    if pixel_size is None:
+        if unit is not None:
+            raise ScaleVAEError(
+                f"{at}unit {unit!r} was given without pixel_size; pass both or neither")
+        return None, None
+    try:
+        pixel_size = float(pixel_size)
+    except (TypeError, ValueError) as exc:
+        raise ScaleVAEError(f"{at}pixel_size must be a number, got {pixel_size!r}") from exc
+    if not (math.isfinite(pixel_size) and pixel_size > 0):
+        raise ScaleVAEError(f"{at}pixel_size must be positive and finite, got {pixel_size}")
+    if unit is None:
+        raise ScaleVAEError(
+            f"{at}pixel_size {pixel_size:g} was given without a unit; pass unit='nm' (or "
+            "'um', 'A', ...)")
+    return pixel_size, unit
+
+
+def _check_control(control, n_frames, at):
+    if control is None:
+        return None
+    try:
+        control = np.asarray(control, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ScaleVAEError(f"{at}control values must be numbers, one per frame: {exc}") from exc
+    if len(control) != n_frames:
+        raise ScaleVAEError(
+            f"{at}got {len(control)} control values for {n_frames} frames; give exactly one "
+            "value per frame")
+    if not np.isfinite(control).all():
+        raise ScaleVAEError(f"{at}control values must be finite (no NaN or inf)")
+    return control
+
+
 def _build(array, pixel_size=None, unit=None, control=None, control_name=None,
            source="array", channel=None, channels=(), metadata=None):
     """Validate an array and wrap it; shared by :func:`as_stack` and every reader."""
@@ -254,56 +318,9 @@ def _build(array, pixel_size=None, unit=None, control=None, control_name=None,
         raise ScaleVAEError(
             f"{at}the image is {a.shape[1]} x {a.shape[2]} pixels, too small: at least "
             f"{MIN_SIZE} x {MIN_SIZE} needed (shape {a.shape}, read as (frame, y, x))")
-    with np.errstate(over="ignore", invalid="ignore"):
-        data = np.array(a, dtype=np.float32)  # a copy: the caller's array is never aliased
-    bad = ~np.isfinite(data)
-    if bad.any():
-        n_nan = int(np.isnan(data).sum())
-        f, y, x = (int(i) for i in np.argwhere(bad)[0])
-        frames = np.flatnonzero(bad.any(axis=(1, 2)))
-        where = ", ".join(map(str, frames[:5])) + (", ..." if len(frames) > 5 else "")
-        with np.errstate(invalid="ignore"):
-            overflow = bool(np.isfinite(np.asarray(a, dtype=np.float64)).all())
-        cause = " (values beyond the float32 range: rescale the data)" if overflow else ""
-        raise ScaleVAEError(
-            f"{at}the image has {int(bad.sum())} non-finite values ({n_nan} NaN, "
-            f"{int(bad.sum()) - n_nan} inf) in frame(s) {where}, first at frame {f}, y={y}, "
-            f"x={x}{cause}; the model cannot train on them: fill them (e.g. with "
-            "np.nan_to_num(a, nan=np.nanmedian(a))) or crop them away")
-    flat = data.reshape(len(data), -1)
-    const = np.flatnonzero(flat.max(axis=1) == flat.min(axis=1))
-    if len(const):
-        raise ScaleVAEError(
-            f"{at}frame {int(const[0])} is constant (every pixel = {float(flat[const[0], 0]):g})"
-            f"{f' and {len(const) - 1} more frame(s) too' if len(const) > 1 else ''}; it holds no "
-            "structure: drop it, or check the channel and the file")
-
-    unit = normalize_unit(unit)
-    if pixel_size is not None:
-        try:
-            pixel_size = float(pixel_size)
-        except (TypeError, ValueError) as exc:
-            raise ScaleVAEError(f"pixel_size must be a number, got {pixel_size!r}") from exc
-        if not (math.isfinite(pixel_size) and pixel_size > 0):
-            raise ScaleVAEError(f"pixel_size must be positive and finite, got {pixel_size}")
-        if unit is None:
-            raise ScaleVAEError(
-                f"pixel_size {pixel_size:g} was given without a unit; pass unit='nm' (or 'um', "
-                "'A', ...)")
-    elif unit is not None:
-        raise ScaleVAEError(f"unit {unit!r} was given without pixel_size; pass both or neither")
-
-    if control is not None:
-        try:
-            control = np.asarray(control, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise ScaleVAEError(f"control values must be numbers (one per frame): {exc}") from exc
-        if len(control) != len(data):
-            raise ScaleVAEError(
-                f"got {len(control)} control values for {len(data)} frames; give exactly one "
-                "value per frame")
-        if not np.isfinite(control).all():
-            raise ScaleVAEError("control values must be finite (no NaN or inf)")
+    data = _check_values(a, at)
+    pixel_size, unit = _check_calibration(pixel_size, unit, at)
+    control = _check_control(control, len(data), at)
     if control_name is not None and not isinstance(control_name, str):
         raise ScaleVAEError(f"control_name must be a string, got {control_name!r}")
 
@@ -470,6 +487,10 @@ def _read_tiff(path, channel, names_only=False):
         meta = {"axes": axes, "n_series": len(tif.series)}
         size, unit, how = _tiff_calibration(tif, series.pages[0] if series.pages else tif.pages[0])
     if "S" in axes:  # colour samples of RGB(A) pages
+        if data.shape[axes.index("S")] not in (3, 4):
+            raise ScaleVAEError(
+                f"{path} has {data.shape[axes.index('S')]} samples per pixel; only grayscale, "
+                "RGB and RGBA TIFFs are read: save one sample per page instead")
         data = np.moveaxis(data, axes.index("S"), -1)
         axes = axes.replace("S", "") + "S"
         data = _rgb_to_gray(data, meta)
