@@ -1,0 +1,150 @@
+"""The command line: what a run writes and prints, and the exit codes scripts rely on.
+
+Bad input through the CLI is in test_errors.py; interrupted and resumed runs in test_resume.py.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scalevae
+from scalevae.cli import main
+
+FAST = ["--keypoints", "grid:8", "--epochs", "1", "--quiet", "--no-report"]
+
+
+def image(shape=(48, 48), seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    img = np.sin(xx / 2.0) * np.cos(yy / 3.0) + 0.3 * rng.standard_normal(shape)
+    return img.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def npy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("input") / "image.npy"
+    np.save(path, image())
+    return path
+
+
+@pytest.fixture(scope="module")
+def done(npy, tmp_path_factory):
+    """One finished run, printed summary included."""
+    out = tmp_path_factory.mktemp("done") / "run"
+    rc = main(["run", str(npy), "--windows", "8:16:4", "--keypoints", "grid:8", "--epochs", "1",
+               "--no-report", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+def test_run_writes_the_run_folder_of_the_design(done):
+    assert (done / "result.nc").is_file() and (done / "config.json").is_file()
+    assert sorted(p.name for p in (done / "checkpoints").iterdir()) == [
+        "window_0008.pt", "window_0012.pt", "window_0016.pt"]
+    ds = scalevae.load_result(done)
+    assert ds.window.values.tolist() == [8, 12, 16]  # 8:16:4 includes STOP
+    assert ds.z_mean.dims == ("state", "window", "point", "latent")
+    # grid:8 on 48 px: centres 3.5, 11.5, ..., 43.5; the 16 px window keeps 7.5 .. 39.5
+    assert sorted(set(ds.y.values.tolist())) == [11.5, 19.5, 27.5, 35.5]
+    cfg = json.loads((done / "config.json").read_text())
+    assert cfg["windows"] == [8, 12, 16] and cfg["keypoints"] == "grid:8"
+    assert cfg["n_keypoints"] == 16 and cfg["n_dropped"] == 20
+
+
+def test_run_prints_a_summary(npy, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", str(npy), "--windows", "8,12", "--keypoints", "grid:8", "--epochs", "1",
+            "--no-report", "--out", str(out)]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["16 keypoints x 2 windows (8..12 px); 20 keypoints dropped at the border",
+                     f"result: {out / 'result.nc'}"]
+
+
+def test_quiet_prints_nothing(npy, tmp_path, capsys):
+    assert main(["run", str(npy), "--windows", "8,12", *FAST, "--out", str(tmp_path / "r")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_physical_windows_with_a_pixel_size(npy, tmp_path):
+    out = tmp_path / "run"
+    assert main(["run", str(npy), "--windows", "20nm:40nm:10nm", "--pixel-size", "2.5",
+                 "--unit", "nm", *FAST, "--out", str(out)]) == 0
+    ds = scalevae.load_result(out)
+    assert ds.window.values.tolist() == [8, 12, 16]
+    assert ds.attrs["pixel_size"] == 2.5 and ds.attrs["unit"] == "nm"
+
+
+def test_keypoint_file_positions_are_kept(npy, tmp_path):
+    csv = tmp_path / "points.csv"
+    csv.write_text("x,y,frame\n20,24,0\n30.5,17.25,0\n2,2,0\n")  # any column order
+    out = tmp_path / "run"
+    argv = ["run", str(npy), "--windows", "8,12", "--keypoints", str(csv), "--epochs", "1",
+            "--quiet", "--no-report", "--out", str(out)]
+    assert main(argv) == 0
+    ds = scalevae.load_result(out)
+    # (2, 2) is too close to the border for the 12 px window and is dropped, and counted
+    assert ds.y.values.tolist() == [24, 17.25] and ds.x.values.tolist() == [20, 30.5]
+    assert ds.attrs["n_dropped"] == 1
+
+
+def test_overwrite_replaces_a_run(npy, done, tmp_path):
+    import shutil
+
+    out = shutil.copytree(done, tmp_path / "run")
+    argv = ["run", str(npy), "--windows", "8,12", *FAST, "--out", str(out)]
+    assert main(argv) == 2  # protected without --overwrite
+    assert main(argv + ["--overwrite"]) == 0
+    assert scalevae.load_result(out).window.values.tolist() == [8, 12]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "window_0008.pt", "window_0012.pt"]  # the old window-16 checkpoint is gone
+
+
+@pytest.mark.slow  # the report draws every figure: ~5 s alone, 20 s on a loaded machine
+def test_report_command_writes_the_html(done, capsys):
+    assert main(["report", str(done)]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path == done / "report.html" and path.stat().st_size > 1000
+
+
+def test_demo_runs_on_built_in_data(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "domains", "--windows", "8,12", "--keypoints", "grid:32", "--epochs",
+                 "1", "--quiet", "--no-report", "--out", str(out)]) == 0
+    assert scalevae.load_result(out).sizes["window"] == 2
+
+
+def test_channels_command(tmp_path, capsys):
+    path = tmp_path / "two.npz"
+    np.savez(path, height=image(), phase=image(seed=1))
+    assert main(["channels", str(path)]) == 0
+    assert capsys.readouterr().out.split() == ["height", "phase"]
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"scalevae {scalevae.__version__}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["channels", "missing.h5"], "scalevae: error: file not found: missing.h5"),
+    (["run", "x.npy", "--invariance", "scale", "--out", "o"],
+     "scalevae: error: argument --invariance: invalid choice: 'scale'"),
+])
+def test_installed_command_exits_2_with_one_line(tmp_path, args, message):
+    """The real entry point, as a shell script sees it (these fail before torch is imported)."""
+    exe = Path(sys.executable).with_name("scalevae")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "scalevae.cli"]
+    proc = subprocess.run(cmd + args, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith(message) and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout == ""
