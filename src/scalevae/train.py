@@ -111,8 +111,11 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
             step += 1
         epoch_loss = float(total) / n
         if not math.isfinite(epoch_loss):
-            raise RuntimeError("training diverged (loss is not finite); try a lower learning "
-                               "rate or check the input for extreme values")
+            # almost always extreme outliers in the input (e.g. one 1e30 pixel): say so
+            # plainly (CLI: one line, exit 2); the windows finished so far are saved
+            raise ScaleVAEError("training diverged (the loss is not finite); check the input "
+                                "for extreme values and clip them (e.g. np.clip(a, "
+                                "*np.percentile(a, [0.1, 99.9]))), or lower the learning rate")
         losses.append(epoch_loss)
         best.append(min(best[-1], epoch_loss) if best else epoch_loss)
         if progress is not None:
