@@ -306,6 +306,21 @@ def test_grid_too_coarse_for_the_border_rule(files, tmp_path, capsys):
     assert "no keypoint lies far enough inside" in line and "padding" in line
 
 
+def test_extreme_outlier_pixel(files, tmp_path, capsys):
+    """One 1e30 pixel among values near 1 is finite, so it passes the checks on reading, but
+    the training loss overflows: that must be a clear error, not a traceback."""
+    a = image()
+    a[20, 20] = 1e30
+    np.save(tmp_path / "outlier.npy", a)
+    line = cli_error(capsys, ["run", tmp_path / "outlier.npy", *FAST, "--out", tmp_path / "run"])
+    assert "training diverged" in line and "extreme values" in line and "np.clip" in line
+
+
+def test_input_that_is_a_folder(files, tmp_path, capsys):
+    line = cli_error(capsys, ["run", files, *FAST, "--out", tmp_path / "run"])
+    assert "is a folder; give an image file" in line
+
+
 # ----------------------------------------------------------------------------- accepted input
 
 def test_batch_larger_than_the_data_still_trains(tmp_path):
