@@ -62,6 +62,14 @@ def check_writable(folder) -> None:
                             "choose another --out folder") from exc
 
 
+def remove_leftovers(folder, names) -> None:
+    """Delete the temporaries (``.NAME.XXXX.tmp``) of writes of ``names`` (glob patterns) that
+    a killed process never finished."""
+    for name in names:
+        for tmp in Path(folder).glob(f".{name}.*.tmp"):
+            _remove(tmp)
+
+
 def _umask():
     mask = os.umask(0)  # the only portable way to read it is to set it and put it back
     os.umask(mask)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from ._atomic import atomic_write, check_writable
+from ._atomic import atomic_write, check_writable, remove_leftovers
 from .errors import ScaleVAEError
 from .io import ImageStack, as_stack, read_image
 from .keypoints import make_keypoints, select_inside
@@ -126,6 +126,9 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
         _prepare_out(out, fingerprint, resume, overwrite)
         ckdir = out / "checkpoints"
         ckdir.mkdir(exist_ok=True)
+        # a killed run may have left half-written temporaries of its own files
+        remove_leftovers(out, [n for n in RUN_FILES if "." in n])
+        remove_leftovers(ckdir, ["window_*.pt"])
         _write_json(out / "config.json", config)
         atomic_write(out / "input.npy", lambda tmp: _save_npy(tmp, stack.data))
 
