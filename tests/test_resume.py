@@ -175,6 +175,7 @@ def test_resume_retrains_only_the_missing_windows_and_ignores_stale_temporaries(
     assert main(argv(npy, out, "--resume")) == 0
     assert len(trained) == 2  # windows 12 and 16; window 8 came from its checkpoint
     assert_same_result(out, reference)
+    assert leftovers(out) == []  # the killed write's temporary file is cleaned up
 
 
 def test_resume_of_a_finished_run_changes_nothing(npy, reference, tmp_path):
