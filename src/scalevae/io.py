@@ -517,6 +517,11 @@ def _read_npy(path, channel, names_only=False):
     _no_channels(path, channel)
     if names_only:
         return {"channels": []}
+    with open(path, "rb") as fh:  # np.load takes anything without the magic for a pickle
+        if fh.read(6) != b"\x93NUMPY":
+            raise ScaleVAEError(
+                f"{path} is not a NumPy .npy file (no NumPy header at its start); it may be "
+                "corrupt, or a file of another format named .npy")
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:
