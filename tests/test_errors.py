@@ -133,7 +133,7 @@ BAD_FILES = [
     ("truncated.h5", r"could not read .*truncated\.h5 as HDF5.*truncated or corrupt"),
     ("garbage.h5", r"could not read .*garbage\.h5 as HDF5.*truncated or corrupt"),
     ("truncated.npy", r"could not read .*truncated\.npy as NumPy.*truncated or corrupt"),
-    ("garbage.npy", r"garbage\.npy.*(corrupt|not a NumPy|Python objects)"),
+    ("garbage.npy", r"garbage\.npy is not a NumPy \.npy file \(no NumPy header.*corrupt"),
     ("truncated.npz", r"could not read .*truncated\.npz.*truncated or corrupt"),
     ("truncated.ibw", r"could not read .*truncated\.ibw as Igor binary wave.*truncated or corrupt"),
     ("garbage.ibw", r"could not read .*garbage\.ibw as Igor binary wave.*truncated or corrupt"),
