@@ -72,11 +72,61 @@ THRESHOLDS = {
     "movie_dispersion_rho": (">", 0.7, "Spearman, per-frame latent dispersion vs defect count"),
     "library_rho": (">", 0.8, "|Spearman|, per-frame mean of trajectory-PCA 1 vs grain size"),
     "twoscale_acc_below": ("<", 0.65, "balanced accuracy of the region from z, windows <= W - s"),
-    "twoscale_acc_above": (">", 0.8, "balanced accuracy of the region from z, windows >= 1.5 W"),
+    "twoscale_gain_above": (">", 0.5, "(accuracy - 0.5) / (oracle - 0.5), windows >= 1.5 W"),
     "twoscale_window_error": ("<=", 1.0, "|recommended - W| in window steps"),
     "domains_accuracy_gain": (">", 0.25, "balanced accuracy (a/c/wall) from z minus chance 1/3"),
     "domains_broadening_rho": (">", 0.8, "Spearman, latent information (nats) vs window"),
 }
+
+#: Findings and threshold justifications (appended to RESULTS.md; keep in step with the table).
+FINDINGS = """
+## Thresholds: why these values
+
+- Sublattice: a working run gives separations 0.11-0.13 posterior std, sampled accuracy
+  0.53-0.54, angle offset 4-13 deg (seeds 0, 2; single-window runs 0.3-3 deg); the failing seed
+  gives 4.9 std, 0.999 and 137 deg. Thresholds (1 std, 0.65, 20 deg) sit between the two
+  populations with margin on both sides. The Bayes accuracy of two equal-variance posteriors
+  whose means are 1 std apart is Phi(0.5) = 0.69, hence 0.65 ~ "within one posterior width".
+- Defect AUC: 0.972 +- 0.029 over seeds; 0.75 is far below the worst seed and far above 0.5.
+- Movie dispersion: Spearman 0.996 +- 0.007; 0.7 leaves room for frames whose defect count
+  hardly changes (ties) while rejecting no trend (p ~ 0.02 at 10 frames).
+- Library: 0.8 (|rho| at 8 frames, p ~ 0.01); the one passing seed gives 0.95.
+- Two-scale below W: 0.502 +- 0.009 over seeds; chance is 0.5, 0.65 is 16 spreads above it.
+  Above W the yardstick is an *oracle*: the same classifier on the true number of vacancies in
+  the modelled disk. Both regions have the same vacancy density, so even a perfect counter
+  reaches only ~0.67-0.70 at 40-48 px (measured); the check asks for half of the oracle's gain
+  over chance. The recommended window must be within one window step of W.
+- Domains: classification gain 0.447 +- 0.03 (accuracy 0.78 vs chance 0.33); 0.25 is 6 spreads
+  below. Broadening: Spearman of the latent information with the window, 0.8 (5 windows).
+
+## Findings (what fails, and why)
+
+1. **Rotation invariance is seed-dependent** (sublattice, 1 of 3 seeds here; in separate runs
+   also 1 of 3 with a single 24 px window on 8 frames of 96 x 96, and a 10-frame 12-18-24 run).
+   In the failing runs z splits the two sublattices into two tight clusters ~5 posterior std
+   apart and the latent angles of A and B are equal modulo 120 (figure sublattice_scores_seed1):
+   the encoder reads the absolute orientation of the neighbourhood into z instead of the angle.
+   The consistency term (z of a randomly rotated copy pulled to z of the original) does not
+   prevent this local optimum. Proposed: an angle-equivariance term in the augmentation (the
+   angle of the copy rotated by phi should be angle + phi, weighted by the angle posterior
+   precision so symmetric patches are not forced), and/or a larger consistency weight.
+2. **Broadening reverses at the default patch size** (domains, 3/3 seeds: latent information
+   falls from 3.5 to 1.6 nats from 8 to 48 px). With patch_size = smallest window (8 px) a 48 px
+   window is low-passed to 8 x 8 px, and its content averages to grey: fewer distinguishable
+   states, not more. With patch_size=16 (seed 0) the information rises 2.3 -> 3.0 nats
+   (Spearman 0.8) and the KDE entropy rises too. Proposed: default patch size
+   max(w_min, ~w_max / 3) or 16 px, or warn when w_max / patch_size > 3.
+3. **Two-scale regions are never separated** (3/3 seeds: accuracy ~0.51 at every window, the
+   oracle reaches 0.67-0.70). At patch_size 8 all latents collapse (KL < 0.02 nats) from 24 px
+   on; at patch_size 16 (seed 0) KL stays ~1 nat but accuracy is 0.64 only at 48 px. The
+   recommended window still lands within one step of W (3/3), but in the patch_size-8 runs it
+   marks the window where the latents collapse, not a learnt structure: that pass is not
+   evidence. Same proposal as 2; also the per-window convergence rule (tol 2e-3 nats per pixel)
+   stops later windows after 5-15 epochs, which may be too early for weak structure.
+4. **Library trajectory-PCA 1 is not reliably monotonic in grain size** (|rho| 0.95, 0.02, 0.48).
+   Seed 0's plain per-frame mean of z2 at 48 px gives rho = -1.0, so the information is in the
+   latents; PCA-1 of the trajectories picks another direction in other seeds.
+"""
 
 
 def passes(name, value):
@@ -285,20 +335,29 @@ def validate_twoscale(seed=0, windows=None, data=None, keypoints=None, **run_kw)
     region = (x >= nx / 2).astype(int)
     # Keypoints whose largest window straddles the region border see both regions: left out.
     keep = np.abs(x - (nx - 1) / 2) > windows[-1] / 2
-    acc = {}
+    acc, oracle = {}, {}
+    vac = ex.truth["vacancies"]
+    pts = np.stack([ds["y"].values, ds["x"].values], 1)
     for w in windows:
         z, s = _zw(ds, w)
         acc[w] = sampled_accuracy(z[keep], s[keep], region[keep], seed=seed)
+        # Oracle: the same classifier on the true number of vacancies in the modelled disk
+        # (radius w/2). Even a perfect counter cannot reach 1 (both regions have the same
+        # vacancy density); its accuracy is the yardstick for "separable".
+        count = (np.hypot(*(pts[:, None, :] - vac[None]).transpose(2, 0, 1)) < w / 2).sum(1)
+        feat = np.eye(8)[np.minimum(count, 7)][keep]
+        oracle[w] = sampled_accuracy(feat, np.zeros_like(feat), region[keep], n_draws=1,
+                                     seed=seed)
     below = [acc[w] for w in windows if w <= wc - s_site]
-    above = [acc[w] for w in windows if w >= 1.5 * wc]
+    above = [(acc[w] - 0.5) / max(oracle[w] - 0.5, 1e-9) for w in windows if w >= 1.5 * wc]
     ls = length_scales(ds)
     rec = int(ls["recommended_window"])
     i_c = int(np.argmin(np.abs(np.array(windows) - wc)))
     err = abs(windows.index(rec) - i_c) if rec in windows else np.inf
     scores = {"twoscale_acc_below": float(np.mean(below)),
-              "twoscale_acc_above": float(np.mean(above)),
+              "twoscale_gain_above": float(np.mean(above)),
               "twoscale_window_error": float(err)}
-    return scores, dict(ds=ds, acc=acc, scales=ls, recommended=rec, critical=wc, example=ex)
+    return scores, dict(ds=ds, acc=acc, oracle=oracle, scales=ls, recommended=rec, critical=wc, example=ex)
 
 
 # --------------------------------------------------------------------------- 6. domains
@@ -410,7 +469,8 @@ def _figures(name, seed, details):
     elif name == "twoscale":
         fig, ax = plt.subplots(1, 2, figsize=(8, 3.4))
         acc = details["acc"]
-        ax[0].plot(list(acc), list(acc.values()), "o-")
+        ax[0].plot(list(acc), list(acc.values()), "o-", label="from z")
+        ax[0].plot(list(acc), list(details["oracle"].values()), "s--", label="oracle (count)")
         ax[0].axvline(details["critical"], color="r", lw=0.8, label="critical W")
         ax[0].axhline(0.5, color="gray", lw=0.8, ls=":")
         ax[0].set(xlabel="window (px)", ylabel="balanced accuracy (region from z)", ylim=(0.4, 1.02))
@@ -461,11 +521,12 @@ def _write_results(table, seeds, timings, path=HERE / "RESULTS.md"):
         ok = [passes(name, x) for x in v if np.isfinite(x)]
         mean = np.nanmean(v) if np.isfinite(v).any() else np.nan
         sd = np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else np.nan
+        meaning = meaning.replace("|", "\\|")  # a bare | would split the table cell
         lines.append(f"| `{name}` | {meaning} | " + " | ".join(f"{x:.3g}" for x in v)
                      + f" | {mean:.3g} ± {sd:.2g} | {op} {thr} | {sum(ok)}/{len(ok)} |")
     lines += ["", "Run time per validation and seed (s): "
               + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), ""]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" + FINDINGS)
     return path
 
 
@@ -476,13 +537,21 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", choices=list(VALIDATIONS), default=list(VALIDATIONS))
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--report-only", action="store_true",
+                   help="only merge validation/results*.json into RESULTS.md")
     p.add_argument("--json", type=Path, default=HERE / "results.json",
                    help="raw scores (merged with an earlier file, so runs can be split)")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
     raw = json.loads(args.json.read_text()) if args.json.exists() else {}
-    timings = {}
+    timings = raw.pop("_timings", {})
+    if args.report_only:
+        # Merge every raw-score file beside this script (runs may be split across processes).
+        for f in sorted(HERE.glob("results*.json")):
+            raw.update(json.loads(f.read_text()))
+            timings.update(raw.pop("_timings", {}))
+        args.only = []
     for name in args.only:
         for seed in args.seeds:
             t = time.perf_counter()
@@ -494,7 +563,8 @@ def main(argv=None):
                   + f" ({timings[f'{name}/{seed}']:.0f} s)", flush=True)
             if not args.no_figures:
                 _figures(name, seed, details)
-            args.json.write_text(json.dumps(raw, indent=1))
+            args.json.write_text(json.dumps({**raw, "_timings": timings}, indent=1))
+    raw.pop("_timings", None)
     seeds = sorted({int(k.split("|")[1]) for k in raw})
     table = {(k.split("|")[0], int(k.split("|")[1])): v for k, v in raw.items()}
     print(_write_results(table, seeds, timings))
