@@ -335,9 +335,13 @@ def read_keypoints(path, n_frames):
     if not path.is_file():
         raise ScaleVAEError(f"keypoint file {str(path)!r} does not exist")
     if path.suffix.lower() == ".npy":
+        with open(path, "rb") as fh:  # without the magic np.load takes it for a pickle
+            if fh.read(6) != b"\x93NUMPY":
+                raise ScaleVAEError(f"cannot read keypoint file {str(path)!r} as NumPy: no NumPy "
+                                    "header at its start; it may be corrupt or not a .npy file")
         try:
             arr = np.load(path, allow_pickle=False)
-        except ValueError as e:
+        except (ValueError, OSError, EOFError) as e:
             raise ScaleVAEError(f"cannot read keypoint file {str(path)!r} as NumPy: {e}") from None
         return _validate_points(arr, n_frames, f"{path.name!r}")
     text = path.read_text(encoding="utf-8-sig", errors="replace")
@@ -356,9 +360,11 @@ def _parse_csv(text, n_frames, name):
     header = [h.strip().lower() for h in next(rows)]
     missing = [c for c in ("frame", "y", "x") if c not in header]
     if missing:
+        shown = ",".join(header)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."  # a binary file has no lines
         raise ScaleVAEError(
             f"keypoint file {name!r} lacks the column(s) {', '.join(missing)}; its header is "
-            f"{','.join(header)!r} and must name frame, y and x (e.g. 'frame,y,x')")
+            f"{shown!r} and must name frame, y and x (e.g. 'frame,y,x')")
     cols = [header.index(c) for c in ("frame", "y", "x")]
     values = []
     for lineno, row in enumerate(rows, start=2):
