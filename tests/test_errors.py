@@ -116,6 +116,8 @@ def files(tmp_path_factory):
     for name, text in kp.items():
         (d / name).write_text(text)
     np.save(d / "kp_shape.npy", np.zeros((4, 5)))
+    (d / "kp_binary.csv").write_bytes(b"\x00\x01\x02" * 2000)  # a binary file: one long "line"
+    (d / "kp_garbage.npy").write_bytes(rng.bytes(200))
     return d
 
 
@@ -288,6 +290,8 @@ BAD_KEYPOINTS = [
     ("kp_empty.csv", r"is empty; it needs a header frame,y,x"),
     ("kp_shape.npy", r"must have shape \(n, 3\) with columns frame, y, x.*got shape \(4, 5\)"),
     ("kp_missing.csv", r"keypoint file .*kp_missing\.csv.* does not exist"),
+    ("kp_binary.csv", r"lacks the column\(s\) frame, y, x; its header is '[^']{77,400}\.\.\.' and"),
+    ("kp_garbage.npy", r"cannot read keypoint file .*kp_garbage\.npy' as NumPy: no NumPy header"),
 ]
 
 
