@@ -1,6 +1,6 @@
 """Patch extraction speed and memory: scalevae.patches against an AtomAI-style loop.
 
-Run: /work/main/.venv/bin/python benchmarks/bench_patches.py [--repeats 3] [--write]
+Run: /work/main/.venv/bin/python benchmarks/bench_patches.py [--repeats 3] [--all-routes] [--write]
 
 * 1024 x 1024 random image, 16,384 grid keypoints (step 8), 15 windows 8..64 step 4,
   output size 8 and 32, padding 'reflect' (so every keypoint has every window).
@@ -9,7 +9,9 @@ Run: /work/main/.venv/bin/python benchmarks/bench_patches.py [--repeats 3] [--wr
   when opencv is installed, else skimage.transform.resize(anti_aliasing=True).
 * Ours: scalevae.patches.extract_patches (automatic route), its gather route forced, and the
   gather route with scipy.ndimage.map_coordinates(order=1) in place of the hand-written gather.
-* Timings alternate between methods within each repeat; medians are reported. 2 threads.
+* Timings alternate between methods within each repeat; medians are reported, of wall time
+  and of CPU time (user + sys of this process, which the other jobs on a shared machine
+  inflate much less than wall time). 2 threads. The forced routes run with --all-routes.
 * Peak memory of iter_patches over 60,000 keypoints x 15 windows, in a fresh process.
 
 With --write the table is written to benchmarks/RESULTS_patches.md.
@@ -132,6 +134,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sizes", default="8,32")
+    ap.add_argument("--all-routes", action="store_true", help="also time the forced gather routes")
     ap.add_argument("--write", action="store_true", help="write benchmarks/RESULTS_patches.md")
     args = ap.parse_args()
 
@@ -147,8 +150,10 @@ def main():
         "scalevae gather route, NumPy take": lambda r: ours_route(img, pts, WINDOWS, r, "gather"),
         "scalevae gather route, map_coordinates": lambda r: ours_route(img, pts, WINDOWS, r, "map_coordinates"),
     }
-    mem = {r: peak_rss(60_000, r) for r in (8, 32)}  # first, while this process is small
-    rows = []
+    if not args.all_routes:
+        methods = {k: v for k, v in methods.items() if "route," not in k}
+    mem = {r: peak_rss(57_600, r) for r in (8, 32)}  # first, while this process is small
+    rows, loads = [], []
     for r in (int(s) for s in args.sizes.split(",")):
         # the same numbers first: routes agree; the baseline equals ours where r == w (a plain slice)
         sub = pts[:4096]
@@ -161,14 +166,16 @@ def main():
         times = {m: [] for m in methods}
         for _ in range(args.repeats):
             for name, fn in methods.items():
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 fn(r)
-                times[name].append(time.perf_counter() - t)
-                print(f"r={r} {name}: {times[name][-1]:.3f} s", file=sys.stderr, flush=True)
-        base = statistics.median(times["baseline"])
+                times[name].append((time.perf_counter() - t, time.process_time() - c))
+                print(f"r={r} {name}: {times[name][-1]}", file=sys.stderr, flush=True)
+            loads.append(os.getloadavg()[0])
+        base = statistics.median(t for t, _ in times["baseline"])
+        base_cpu = statistics.median(c for _, c in times["baseline"])
         for name, ts in times.items():
-            med = statistics.median(ts)
-            rows.append((r, baseline if name == "baseline" else name, med, base / med))
+            med, med_cpu = statistics.median(t for t, _ in ts), statistics.median(c for _, c in ts)
+            rows.append((r, baseline if name == "baseline" else name, med, base / med, med_cpu, base_cpu / med_cpu))
 
     lines = [
         "# Patch extraction benchmark",
@@ -179,24 +186,26 @@ def main():
         f"- versions: Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
         f"scikit-image {skimage.__version__}, opencv {cv2.__version__ if cv2 else 'not installed'}, "
         f"scalevae {scalevae.__version__}",
-        f"- command: `/work/main/.venv/bin/python benchmarks/bench_patches.py --repeats {args.repeats} --write`",
+        f"- command: `/work/main/.venv/bin/python benchmarks/bench_patches.py --repeats {args.repeats}"
+        f"{' --all-routes' if args.all_routes else ''} --write`",
+        f"- load average during the timings (median): {statistics.median(loads):.1f} on {os.cpu_count()} CPUs",
         f"- task: {N_SIDE} x {N_SIDE} random float32 image, {len(pts)} grid keypoints (step 8), "
         f"{len(WINDOWS)} windows 8..64 step 4, padding 'reflect'; all patches of all windows; "
         f"median of {args.repeats} alternating repeats",
         "",
-        "| output size | method | median time (s) | speed-up vs baseline |",
-        "| --- | --- | ---: | ---: |",
+        "| output size | method | median wall (s) | speed-up (wall) | median CPU (s) | speed-up (CPU) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    lines += [f"| {r} | {name} | {t:.3f} | {s:.1f}x |" for r, name, t, s in rows]
+    lines += [f"| {r} | {name} | {t:.3f} | {s:.1f}x | {c:.3f} | {sc:.1f}x |" for r, name, t, s, c, sc in rows]
     lines += [
         "",
-        "Peak memory of `iter_patches` (batch 4096) over 60,000 keypoints x 15 windows, fresh process "
+        "Peak memory of `iter_patches` (batch 4096) over 57,600 keypoints (all grid:4 points of the image) x 15 windows, fresh process "
         "(peak RSS = VmHWM; peak traced = tracemalloc peak of NumPy allocations during extraction):",
         "",
         "| output size | RSS after imports + image (MiB) | peak RSS (MiB) | peak traced (MiB) | all patches at once would be (MiB) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    lines += [f"| {r} | {b:.0f} | {p:.0f} | {t:.0f} | {60_000 * 15 * r * r * 4 / 2**20:.0f} |"
+    lines += [f"| {r} | {b:.0f} | {p:.0f} | {t:.0f} | {57_600 * 15 * r * r * 4 / 2**20:.0f} |"
               for r, (b, p, t) in mem.items()]
     text = "\n".join(lines) + "\n"
     print(text)

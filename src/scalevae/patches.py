@@ -396,10 +396,12 @@ class _PatchIterator:
             separable_cost = len(uy) * taps * nx + len(ux) * taps * len(uy) + 2 * n * r * r
             gather_cost = 8 * n * r * r + (0 if self._filtered is not None else 2 * (taps - 1) * ny * nx)
             if route == "separable" or separable_cost <= gather_cost:
-                return self._separable(frame, uy, ux, iy.reshape(-1, r)[yinv], ix.reshape(-1, r)[xinv])
+                return self._separable(frame, uy, ux, iy.reshape(-1, r), ix.reshape(-1, r), yinv, xinv)
         return self._gather(y[:, None] + self.offsets, x[:, None] + self.offsets)
 
-    def _separable(self, frame, uy, ux, iy, ix):
+    def _separable(self, frame, uy, ux, iy, ix, yinv, xinv):
+        """Patches of keypoints on rows ``yu[yinv]`` and columns ``xu[xinv]``; ``iy`` (len(yu), r)
+        and ``ix`` (len(xu), r) index each keypoint row's/column's samples in ``uy`` / ``ux``."""
         mode = self.padding or "reflect"
         # y: a sparse matrix picks and filters only the sampled rows: (len(uy), nx)
         idx, wts = _axis_taps(uy, frame.shape[0], self.sigma, self.radius, mode)
@@ -423,8 +425,7 @@ class _PatchIterator:
                 term = g.take(idx[:, k], axis=1)
                 term *= wts[:, k]
                 h = term if h is None else h.__iadd__(term)
-        index = iy[:, :, None] * h.shape[1] + ix[:, None, :]  # intp: take would convert int32
-        return h.ravel().take(index)
+        return _gather_product(h, iy, ix, yinv, xinv)
 
     def _prefiltered(self):
         """The current frame extended past its edges and Gaussian-filtered, with its margin."""
@@ -460,6 +461,30 @@ class _PatchIterator:
                 below += (flat.take(base + nxp + 1) - below) * fx
             out += (below - out) * fy
         return out
+
+
+def _gather_product(h, iy, ix, yinv, xinv):
+    """``out[k, i, j] = h[iy[yinv[k], i], ix[xinv[k], j]]`` for every keypoint ``k``.
+
+    Two small gathers (columns, then rows) build the patches of every keypoint row x column
+    pair as one ``(ny, r, nx, r)`` block; for a grid that is (nearly) all the keypoints, so this
+    costs two passes over the output instead of an ``n x r x r`` index array (8 bytes per output
+    value) and a scattered gather.
+    """
+    n, r = len(yinv), iy.shape[1]
+    nyu, nxu = len(iy), len(ix)
+    if nyu * nxu > 2 * n:  # few keypoints per row/column: gather each patch's samples directly
+        index = iy[yinv][:, :, None] * h.shape[1] + ix[xinv][:, None, :]  # intp: take would convert int32
+        return h.ravel().take(index)
+    cols = h.take(ix.ravel(), axis=1).reshape(h.shape[0], nxu, r)      # (len(uy), nx_kp, r)
+    out = np.empty((n, r, r), h.dtype)
+    if nyu * nxu == n and (yinv == np.repeat(np.arange(nyu), nxu)).all() \
+            and (xinv == np.tile(np.arange(nxu), nyu)).all():
+        # the keypoints are the whole product, row by row (a grid, or a band of it): write in place
+        np.take(cols, iy, axis=0, out=out.reshape(nyu, nxu, r, r).transpose(0, 2, 1, 3))
+        return out
+    block = cols.take(iy, axis=0)                                          # (ny_kp, r, nx_kp, r)
+    return block[yinv, :, xinv, :]
 
 
 def _axis_taps(coords, n, sigma, radius, mode):
