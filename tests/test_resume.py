@@ -279,9 +279,9 @@ def test_written_files_follow_the_umask(reference):
 def test_sigkill_mid_window_then_resume_gives_the_uninterrupted_result(tmp_path):
     """A real process killed with SIGKILL (no chance to clean up) in the middle of a window."""
     img = tmp_path / "image.npy"
-    np.save(img, image((64, 64), seed=2))
+    np.save(img, image((48, 48), seed=2))
     windows = "8,12,16,20"
-    args = ["run", str(img), "--windows", windows, "--keypoints", "grid:2", "--epochs", "6",
+    args = ["run", str(img), "--windows", windows, "--keypoints", "grid:4", "--epochs", "4",
             "--seed", "1", "--quiet", "--no-report"]
     killed, full = tmp_path / "killed", tmp_path / "full"
     # same thread count as this process: float sums then run in the same order
