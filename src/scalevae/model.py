@@ -71,21 +71,29 @@ def _transform_grid(grid, angle, shift, support):
 
 
 class Encoder(nn.Module):
-    """MLP from the flattened patch to the posterior parameters.
+    """MLP encoder: per-copy features, pooled over rotated copies, then the posterior heads.
 
     Dense layers, not convolutions: at the patch sizes SI-VAE uses (the smallest window, often
-    8-16 px) a two-layer MLP costs ~0.1 MFLOP per patch against ~2 MFLOP for a small conv
+    8-16 px) an MLP costs ~0.02 MFLOP per patch and copy against ~2 MFLOP for a small conv
     stack, and dense matmuls run near peak on a CPU, where tiny convolutions do not.
+    ``features`` sees each copy; ``head`` sees the features averaged over the copies (invariant
+    outputs: z and the log-variances); ``vectors`` gives per-copy 2-vectors (angle direction,
+    shift) that the model combines equivariantly.
     """
 
-    def __init__(self, patch_size: int, n_out: int, hidden: int = 256):
+    def __init__(self, patch_size: int, n_invariant: int, n_vectors: int, hidden: int = 128):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(patch_size**2, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, hidden // 2), nn.SiLU(),
-                                 nn.Linear(hidden // 2, n_out))
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(patch_size**2, hidden), nn.SiLU(),
+                                      nn.Linear(hidden, hidden // 2), nn.SiLU())
+        self.head = nn.Sequential(nn.Linear(hidden // 2, hidden // 2), nn.SiLU(),
+                                  nn.Linear(hidden // 2, n_invariant))
+        self.vectors = nn.Linear(hidden // 2, 2 * n_vectors) if n_vectors else None
 
-    def forward(self, x):
-        return self.net(x)
+    def forward(self, x, copies: int = 1):
+        f = self.features(x).view(-1, copies, self.head[0].in_features)
+        inv = self.head(f.mean(1))
+        vec = self.vectors(f) if self.vectors is not None else None  # (n, copies, 2 * n_vectors)
+        return inv, vec
 
 
 class Decoder(nn.Module):
@@ -119,6 +127,10 @@ class SIVAE(nn.Module):
     theta_prior : float or None
         Scale of a normal prior on the angle (radians); None (default) means a uniform prior on
         the circle, so every orientation costs the same.
+    n_orientations : int
+        Size ``K`` of the rotation group the encoder is made exactly invariant to (12: steps of
+        30 degrees, which holds the 60 and 90 degree rotations of hexagonal and square lattices
+        and of a/c domain patterns). 1 leaves invariance to training alone.
 
     Examples
     --------
@@ -133,7 +145,7 @@ class SIVAE(nn.Module):
 
     def __init__(self, patch_size: int, latent_dim: int = 2, invariance: str = "rotation",
                  shift_prior: float = 0.1, theta_prior: float | None = None,
-                 hidden: int = 256):
+                 hidden: int = 256, n_orientations: int = 12):
         super().__init__()
         if invariance not in INVARIANCES:
             raise ValueError(f"invariance must be one of {INVARIANCES}, not {invariance!r}")
@@ -150,14 +162,18 @@ class SIVAE(nn.Module):
         # a margin so that moved content is still rendered.
         self.support = 1.5 if self.translation else 1.0
         canvas = math.ceil(self.patch_size * self.support)
-        n_out = 2 * latent_dim + (3 if self.rotation else 0) + (4 if self.translation else 0)
         self.hidden = int(hidden)
-        self.encoder = Encoder(self.patch_size, n_out, self.hidden)
+        self.n_orientations = max(1, int(n_orientations)) if self.rotation else 1
+        n_invariant = 2 * latent_dim + (1 if self.rotation else 0) + (2 if self.translation else 0)
+        n_vectors = (1 if self.rotation else 0) + (1 if self.translation else 0)
+        self.encoder = Encoder(self.patch_size, n_invariant, n_vectors, self.hidden // 2)
         self.decoder = Decoder(canvas, latent_dim, self.hidden)
         # Log of the Gaussian likelihood's noise scale, learned: matching the scale to the data is
         # what keeps the KL term from collapsing the latents (a unit-variance likelihood does).
         self.log_noise = nn.Parameter(torch.tensor(math.log(0.5)))
         self.register_buffer("grid", pixel_grid(self.patch_size), persistent=False)
+        self.register_buffer("orient_angles", torch.arange(self.n_orientations) *
+                             (2 * math.pi / self.n_orientations), persistent=False)
         self.register_buffer("mask", disk_mask(self.patch_size) if self.rotation
                              else torch.ones(self.patch_size, self.patch_size, dtype=torch.bool),
                              persistent=False)
@@ -166,22 +182,39 @@ class SIVAE(nn.Module):
         """Constructor arguments, to rebuild the model from a checkpoint."""
         return dict(patch_size=self.patch_size, latent_dim=self.latent_dim,
                     invariance=self.invariance, shift_prior=self.shift_prior,
-                    theta_prior=self.theta_prior, hidden=self.hidden)
+                    theta_prior=self.theta_prior, hidden=self.hidden,
+                    n_orientations=self.n_orientations)
 
     def encode(self, x: torch.Tensor) -> dict:
-        """Posterior parameters for patches ``x`` (n, r, r); masked to the disk when rotating."""
-        h = self.encoder(x * self.mask)
-        k = self.latent_dim
-        out = {"z_mean": h[:, :k], "z_logvar": h[:, k:2 * k].clamp(-12, 6),
-               "angle": None, "angle_logvar": None, "shift": None, "shift_logvar": None}
-        i = 2 * k
+        """Posterior parameters for patches ``x`` (n, r, r); masked to the disk when rotating.
+
+        In the rotation modes the encoder sees the patch de-rotated by each of ``n_orientations``
+        evenly spaced angles ``phi_j`` (one batched pass). The ``z`` parameters are averaged over
+        these copies, so ``z`` is exactly invariant to rotations by multiples of ``2 pi / K``
+        (graphene's two sublattices, 60 degrees apart, land on the same ``z`` by construction);
+        the angle is the direction of ``sum_j R(phi_j) u_j`` (and the shift likewise), which
+        is exactly equivariant: rotating the input by ``phi_j`` adds ``phi_j`` to the angle.
+        Rotations between the group's angles are learned (training augmentation).
+        """
+        x = x * self.mask
+        k, n, K = self.latent_dim, x.shape[0], self.n_orientations
+        out = {"angle": None, "angle_logvar": None, "shift": None, "shift_logvar": None}
         if self.rotation:
-            out["angle"] = torch.atan2(h[:, i + 1], h[:, i])
-            out["angle_logvar"] = h[:, i + 2].clamp(-12, 4)
-            i += 3
+            phi = self.orient_angles
+            x = rotate_patches(x.repeat_interleave(K, 0), -phi.repeat(n))
+            c, s = torch.cos(phi), torch.sin(phi)
+        inv, vec = self.encoder(x, K)
+        out["z_mean"], out["z_logvar"] = inv[:, :k], inv[:, k:2 * k].clamp(-12, 6)
+        if self.rotation:
+            a, b = vec[..., 0], vec[..., 1]  # direction (cos, sin) seen in each de-rotated copy
+            out["angle"] = torch.atan2((a * s + b * c).mean(1), (a * c - b * s).mean(1))
+            out["angle_logvar"] = inv[:, 2 * k].clamp(-12, 4)
         if self.translation:
-            out["shift"] = h[:, i:i + 2]
-            out["shift_logvar"] = h[:, i + 2:i + 4].clamp(-12, 4)
+            # A shift (dy, dx) seen in a copy de-rotated by phi maps back by rotating the content
+            # by phi counter-clockwise as displayed: dx' = dx c + dy s, dy' = -dx s + dy c.
+            dy, dx = vec[..., 2], vec[..., 3]
+            out["shift"] = torch.stack([(-dx * s + dy * c).mean(1), (dx * c + dy * s).mean(1)], 1)
+            out["shift_logvar"] = inv[:, 2 * k + 1:2 * k + 3].clamp(-12, 4)
         return out
 
     def decode(self, z: torch.Tensor, angle: torch.Tensor | None = None,
