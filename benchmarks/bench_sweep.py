@@ -185,17 +185,17 @@ def main_scale(args):
         csv = tmp / f"kp_{n}.csv"
         np.savetxt(csv, pts[:n], delimiter=",", header="frame,y,x", comments="", fmt="%g")
         cli = [str(tmp / "image.npy"), "--keypoints", str(csv), "--windows", "8:64:4",
-               "--epochs", str(args.epochs)] + ([] if args.report else ["--no-report"])
+               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)] + ([] if args.report else ["--no-report"])
         row = run_cli(cli, tmp / f"run_{n}", args.threads)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     lines = header("Scale: 1024 x 1024 image, grid:4 keypoints x 15 windows",
                    f"{sys.executable} benchmarks/bench_sweep.py scale --points {args.points} "
-                   f"--epochs {args.epochs} --threads {args.threads}" + (" --report" if args.report else ""))
+                   f"--epochs {args.epochs} --batch-size {args.batch_size} --threads {args.threads}" + (" --report" if args.report else ""))
     lines += [f"Synthetic ferroelectric domains 1024 x 1024 ({len(pts)} grid:4 keypoints fit the 64 px "
               f"window; the first N are used), windows 8:64:4, **epochs capped at {args.epochs} per "
               "window** (a full default run at 60k keypoints is too long on this shared machine), "
-              f"{args.threads} threads, report {'included' if args.report else 'off'}.", "",
+              f"batch {args.batch_size}, {args.threads} thread(s), report {'included' if args.report else 'off'}.", "",
               "| keypoints | epochs run | wall s | CPU s | CPU s per 1k keypoints | peak RSS MiB | "
               + " | ".join(f"{s} s" for s in STAGES) + " | load avg |",
               "| ---: | ---: | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " | ---: |"]
@@ -217,6 +217,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--points", default="15000,30000,all", help="'all': every grid:4 keypoint (57,600)")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=128, help="scale: training batch size")
     ap.add_argument("--report", action="store_true", help="scale: write the HTML report too")
     ap.add_argument("--no-peers", action="store_true", help="real: skip the pyroVED projection")
     ap.add_argument("--write", action="store_true")
