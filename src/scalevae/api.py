@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,11 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
     r = int(patch_size or windows[0])
     if r < 4:
         raise ScaleVAEError(f"patch size must be at least 4 px (got {r})")
+    if windows[-1] / r > 4:
+        warnings.warn(f"the largest window ({windows[-1]} px) is shrunk {windows[-1] / r:.0f}-fold "
+                      f"to the common patch size ({r} px): structure finer than about "
+                      f"{windows[-1] / r:.0f} px is averaged away there; a larger patch_size "
+                      "(--patch-size) keeps it", UserWarning, stacklevel=2)
     cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                       **(train_options or {}))
     dev = resolve_device(device)
@@ -171,6 +177,7 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
                      "window_seconds": [res.seconds for res in per_window],
                      # what was done to the input (e.g. colour -> grayscale), shown by the CLI
                      "input_note": stack.metadata.get("converted", "")})
+    ds.attrs.update(_recommendation(ds))
     if out is not None:
         save_result(ds, out / "result.nc")
         if report:
@@ -183,6 +190,17 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
             save_result(ds, out / "result.nc")
         ds.attrs["run_dir"] = str(out)
     return ds
+
+
+def _recommendation(ds) -> dict:
+    """The recommended descriptor size, stored with the result for automated pipelines."""
+    if ds.sizes["window"] < 3:
+        return {}
+    from .analysis import length_scales
+
+    scales = length_scales(ds, state="final")
+    return {"recommended_window": int(scales["recommended_window"]),
+            "recommended_window_rule": scales.attrs.get("rule", "")}
 
 
 def _as_image_stack(images, channel, pixel_size, unit, control, control_name) -> ImageStack:

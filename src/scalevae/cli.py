@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -110,6 +111,11 @@ def _summary(ds, a):
           f"({int(ds.window[0])}..{int(ds.window[-1])} px); {dropped} keypoints dropped at the border")
     if ds.attrs.get("input_note"):
         print(f"note: the input was converted: {ds.attrs['input_note']}")
+    if "recommended_window" in ds.attrs:
+        w = int(ds.attrs["recommended_window"])
+        size = ds.attrs.get("pixel_size")
+        phys = f" ({w * size:.4g} {ds.attrs['unit']})" if size and size == size else ""
+        print(f"recommended descriptor size: {w} px{phys}")
     print(f"result: {out / 'result.nc'}")
     if (out / "report.html").exists():
         print(f"report: {out / 'report.html'}")
