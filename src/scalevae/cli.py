@@ -134,7 +134,12 @@ def _cmd_channels(a):
         print(name)
 
 
+def _format_warning(message, category, filename, lineno, line=None):
+    return f"scalevae: warning: {message}\n"
+
+
 def main(argv=None) -> int:
+    warnings.formatwarning = _format_warning  # one plain line, not the source line
     # tifffile logs its own warning about a broken file before raising; the user gets ours
     logging.getLogger("tifffile").setLevel(logging.ERROR)
     try:
