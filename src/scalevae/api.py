@@ -204,6 +204,9 @@ def _recommendation(ds) -> dict:
 
 
 def _as_image_stack(images, channel, pixel_size, unit, control, control_name) -> ImageStack:
+    if unit is not None and pixel_size is None:
+        raise ScaleVAEError(f"a unit ({unit!r}) was given without a pixel size; give both "
+                            "(e.g. --pixel-size 2.5 --unit nm) or neither")
     if isinstance(images, ImageStack):
         stack = images
     elif isinstance(images, (str, Path)):
