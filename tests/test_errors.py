@@ -257,6 +257,7 @@ BAD_OPTIONS = [
     (["--pixel-size", "-2", "--unit", "nm"], r"pixel_size must be positive"),
     (["--pixel-size", "0", "--unit", "nm"], r"pixel_size must be positive"),
     (["--pixel-size", "2"], r"pixel_size 2 was given without a unit"),
+    (["--unit", "nm"], r"a unit \('nm'\) was given without a pixel size; give both"),
     # argparse's own errors get the same one-line form
     (["--invariance", "scale"], r"invalid choice: 'scale'.*scalevae run --help"),
     (["--latent-dim", "two"], r"--latent-dim: invalid int value: 'two'"),
