@@ -147,7 +147,8 @@ def main(argv=None) -> int:
         {"run": _cmd_run, "demo": _cmd_demo, "report": _cmd_report,
          "channels": _cmd_channels}[args.command](args)
     except ScaleVAEError as exc:
-        print(f"scalevae: error: {exc}", file=sys.stderr)
+        # one line, whatever a wrapped library message looked like
+        print("scalevae: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nscalevae: interrupted; finished windows are saved in --out; add --resume to "
