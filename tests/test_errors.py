@@ -336,6 +336,18 @@ def test_extreme_outlier_pixel(files, tmp_path, capsys):
     assert "training diverged" in line and "extreme values" in line and "np.clip" in line
 
 
+def test_a_multi_line_library_message_still_gives_one_line(files, tmp_path, capsys,
+                                                           monkeypatch):
+    import scalevae.io
+
+    def broken(path, channel, names_only=False):
+        raise ValueError("the library says\n  something\non three lines")
+
+    monkeypatch.setitem(scalevae.io._READERS, "NumPy", broken)
+    line = cli_error(capsys, run_args(files, tmp_path))
+    assert "ValueError: the library says something on three lines" in line
+
+
 def test_input_that_is_a_folder(files, tmp_path, capsys):
     line = cli_error(capsys, ["run", files, *FAST, "--out", tmp_path / "run"])
     assert "is a folder; give an image file" in line
