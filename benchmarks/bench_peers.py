@@ -213,7 +213,7 @@ def cpu_model():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="32,64")
-    ap.add_argument("--peer-epochs", default="32:3,64:2", help="pyroVED epochs per size")
+    ap.add_argument("--peer-epochs", default="32:3,64:1", help="pyroVED epochs per size")
     ap.add_argument("--ours-epochs", type=int, help="cap on scalevae's epochs (default: TrainConfig's 30, "
                     "with its early stop)")
     ap.add_argument("--write", action="store_true", help="write benchmarks/RESULTS_peers.md")
@@ -226,10 +226,15 @@ def main():
     import pyroved
     peer_epochs = dict(tuple(int(v) for v in kv.split(":")) for kv in args.peer_epochs.split(","))
     sizes = [int(s) for s in args.sizes.split(",")]
-    mem = {(m, r): rss_child(m, r) for r in sizes for m in ("scalevae", "pyroved")}
-    rows = [compare(r, peer_epochs.get(r, 2), args.ours_epochs) for r in sizes]
-    for row in rows:
-        print(json.dumps(row), flush=True)
+    rows = []
+    for r in sizes:  # comparisons first, each printed as soon as it is done
+        rows.append(compare(r, peer_epochs.get(r, 2), args.ours_epochs))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    mem = {}
+    for r in sizes:
+        for m in ("scalevae", "pyroved"):
+            mem[(m, r)] = rss_child(m, r)
+            print(json.dumps({"rss": m, "size": r, **mem[(m, r)]}), file=sys.stderr, flush=True)
     lines = [
         "# Peer comparison: scalevae SIVAE vs pyroVED iVAE on identical patches",
         "",

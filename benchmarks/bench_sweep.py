@@ -100,6 +100,7 @@ print(json.dumps(dict(peer=statistics.median(tp[1:]), ours=statistics.median(to[
 """
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run([str(PEERS_PY), "-c", code], capture_output=True, text=True, env=env, check=True)
+    print(f"projection, {threads} thread(s): {out.stdout.strip()}", file=sys.stderr, flush=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -130,13 +131,14 @@ def main_real(args):
     cli = [str(REAL), "--channel", "AmplitudeRetrace", "--keypoints", "grid:4", "--windows", "8:64:4"]
     threads = [int(t) for t in args.threads.split(",")]
     rows = []
-    for rep in range(args.repeats):
+    for rep in range(0 if args.projection_only else args.repeats):
         for th in threads:
             row = run_cli(cli, out / f"t{th}", th)
             row["threads"] = th
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-    proj = pyroved_projection(rows[0]["epochs"], rows[0]["points"]) if not args.no_peers else None
+    epochs = rows[0]["epochs"] if rows else args.projection_only
+    proj = {th: pyroved_projection(epochs, None, threads=th) for th in threads} if not args.no_peers else {}
     lines = header("Full sweep on the real PTO image",
                    f"{sys.executable} benchmarks/bench_sweep.py real --threads {args.threads} "
                    f"--repeats {args.repeats}")
@@ -152,21 +154,27 @@ def main_real(args):
                      + f" | {r['load']:.1f} |")
     for th in threads:
         walls = [r["wall"] for r in rows if r["threads"] == th]
+        if not walls:
+            continue
         lines.append("")
         lines.append(f"- median wall with {th} thread(s): {statistics.median(walls):.1f} s over {len(walls)} run(s)")
     if proj:
-        steps = rows[0]["epochs"]
+        steps = epochs
+        n = next(iter(proj.values()))["n"]
         lines += ["", "pyroVED projection (same optimiser steps: the same number of epochs on the "
-                  "same {n} patches of 8 x 8, warm start through 15 windows; pyroVED iVAE(['r']) "
-                  "defaults, 2 threads; its epoch time measured alternately with a scalevae epoch "
-                  "in one process, first epoch left out, median of 3):".format(n=proj["n"]), "",
-                  "| model | s / epoch | epochs | projected training s |", "| --- | ---: | ---: | ---: |",
-                  f"| scalevae SIVAE(rotation) | {proj['ours']:.3f} | {steps} | {proj['ours'] * steps:.0f} |",
-                  f"| pyroVED iVAE(['r']) | {proj['peer']:.3f} | {steps} | {proj['peer'] * steps:.0f} |",
-                  "", f"- per-epoch ratio pyroVED / scalevae: {proj['peer'] / proj['ours']:.1f}x"]
+                  f"same {n} patches of 8 x 8, warm start through 15 windows; pyroVED iVAE(['r']) "
+                  "defaults; its epoch time measured alternately with a scalevae epoch "
+                  "in one process, first epoch left out, median of 3):", "",
+                  "| threads | model | s / epoch | epochs | projected training s | ratio pyroVED / scalevae |",
+                  "| ---: | --- | ---: | ---: | ---: | ---: |"]
+        for th, pr in proj.items():
+            lines += [f"| {th} | scalevae SIVAE(rotation) | {pr['ours']:.3f} | {steps} | {pr['ours'] * steps:.0f} | |",
+                      f"| {th} | pyroVED iVAE(['r']) | {pr['peer']:.3f} | {steps} | {pr['peer'] * steps:.0f} | "
+                      f"{pr['peer'] / pr['ours']:.1f}x |"]
+        lines.append(f"- load average at the end: {os.getloadavg()[0]:.1f}")
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.write:
+    if args.write and not args.projection_only:
         (HERE / "RESULTS_sweep.md").write_text(text)
 
 
@@ -219,6 +227,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=128, help="scale: training batch size")
     ap.add_argument("--report", action="store_true", help="scale: write the HTML report too")
+    ap.add_argument("--projection-only", type=int, metavar="EPOCHS",
+                    help="real: skip the sweeps, project pyroVED for this many epochs (table not written)")
     ap.add_argument("--no-peers", action="store_true", help="real: skip the pyroVED projection")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args()
