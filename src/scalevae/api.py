@@ -99,7 +99,9 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
                             f"({frame_shape[0]} x {frame_shape[1]} px); use smaller windows")
     r = int(patch_size or windows[0])
     if r < 4:
-        raise ScaleVAEError(f"patch size must be at least 4 px (got {r})")
+        raise ScaleVAEError(f"patch size must be at least 4 px (got {r}"
+                            f"{'' if patch_size else ', the smallest window'}); use windows of "
+                            "at least 4 px, or give a larger --patch-size")
     if windows[-1] / r > 4:
         warnings.warn(f"the largest window ({windows[-1]} px) is shrunk {windows[-1] / r:.0f}-fold "
                       f"to the common patch size ({r} px): structure finer than about "
