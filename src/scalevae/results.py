@@ -121,7 +121,9 @@ def load_result(path) -> xr.Dataset:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             ds = ds.load()
     except Exception as exc:  # noqa: BLE001
-        raise ScaleVAEError(f"{path} is not a readable scalevae result ({exc})") from exc
+        raise ScaleVAEError(f"{path} is not a readable scalevae result ({exc}); if it is a "
+                            "damaged run result, the same `scalevae run ... --resume` rewrites it "
+                            "from the checkpoints") from exc
     validate_result(ds)
     return ds
 
