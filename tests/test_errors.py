@@ -240,7 +240,8 @@ BAD_OPTIONS = [
      r"in nm but the image's pixel size is unknown; give the windows in pixels .* or give the pixel"),
     (["--windows", "20nm:60nm:20nm", "--pixel-size", "2", "--unit", "s"],
      r"cannot convert 20 nm to pixels of 2 s"),
-    (["--windows", "2,4"], r"patch size must be at least 4 px"),
+    (["--windows", "2,4"], r"at least 4 px \(got 2, the smallest window\); use windows of at "
+                           r"least 4 px, or give a larger --patch-size"),
     (["--patch-size", "2"], r"patch size must be at least 4 px \(got 2\)"),
     (["--keypoints", "grid:0"], r"grid step in 'grid:0' must be a positive whole number"),
     (["--keypoints", "grid:-4"], r"grid step .* must be a positive whole number"),
@@ -548,7 +549,7 @@ def test_report_of_a_damaged_result(files, finished, tmp_path, capsys):
     result = tmp_path / "run" / "result.nc"
     result.write_bytes(result.read_bytes()[:500])
     line = cli_error(capsys, ["report", tmp_path / "run"])
-    assert "not a readable scalevae result" in line
+    assert "not a readable scalevae result" in line and "--resume" in line
 
 
 def test_unknown_demo(tmp_path, capsys):

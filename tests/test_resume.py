@@ -184,6 +184,15 @@ def test_resume_of_a_finished_run_changes_nothing(npy, reference, tmp_path):
     assert_same_result(out, reference)
 
 
+def test_damaged_result_is_rewritten_by_resume(npy, reference, tmp_path):
+    out = copy_run(reference, tmp_path / "run")
+    (out / "result.nc").write_bytes(b"\x89HDF\r\n" + os.urandom(300))
+    with pytest.raises(ScaleVAEError, match="--resume"):
+        load_result(out)
+    assert main(argv(npy, out, "--resume")) == 0
+    assert_same_result(out, reference)
+
+
 def _tamper(path, **changes):
     ck = torch.load(path, weights_only=True)
     ck.update(changes)
