@@ -98,6 +98,45 @@ def test_stack_and_length_scale_figures():
     assert "recommended window" in fig.texts[0].get_text()
 
 
+def test_density_peak_figure_numbers_each_peak_and_shows_its_patch(ds):
+    dens = an.latent_density(ds, grid_size=24)
+    pk = an.kde_peaks(dens, FakeModel(patch_size=8), num_peaks=3)
+    fig = plot.plot_kde_peaks(pk, dens, max_panels=3, pixel_size=PS, unit=UNIT)
+    _check(fig, "z1", "z2")
+    top, bottom = fig.axes[:3], fig.axes[3:6]  # row of densities over row of patches
+    wins = [int(w) for w in plot._pick(dens.window.values, 3)]
+    for ax, w in zip(top, wins):
+        n = int((pk["window"].values == w).sum())
+        assert ax.get_title() == f"{plot.window_label(w, PS, UNIT)}: {n} peak(s)"
+        assert len(ax.texts) == n
+    for ax in bottom:
+        img = ax.images[0].get_array()  # NaN gaps are masked
+        # each patch of 8 px in the mosaic, 1 px gaps between them
+        assert img.shape[0] % 9 == 8 and np.ma.getmaskarray(img).any() == (len(ax.texts) > 1)
+    # without decoded patches: one row of densities only
+    fig = plot.plot_kde_peaks(an.kde_peaks(dens), dens, max_panels=2)
+    assert len(fig.axes) == 2
+    one = make_fake_result(n_windows=3, z_mean=np.random.default_rng(0).normal(size=(3, 120, 1)))
+    d1 = an.latent_density(one, grid_size=32)
+    _check(plot.plot_kde_peaks(an.kde_peaks(d1), d1), "z1")
+
+
+def test_outlier_map_circles_the_rarest_keypoint():
+    z = np.zeros((2, 60, 2))
+    z[:, :, 0] = np.random.default_rng(1).normal(0, 0.1, 60)
+    z[:, 37] = [5.0, 5.0]  # one keypoint far from the others
+    ds = make_fake_result(grid=(6, 10), windows=[8, 16], z_mean=z)
+    sc = [an.outlier_scores(ds, window=w) for w in (8, 16)]
+    fig = plot.plot_outlier_scores(sc, make_image(), n_mark=3, pixel_size=PS, unit=UNIT)
+    _check(fig, "x (px)", "y (px)", "outlier score (-ln latent density)")
+    ax = fig.axes[0]
+    first = [t for t in ax.texts if t.get_text() == "1"][0]
+    assert first.xy == (ds.x.values[37], ds.y.values[37])
+    assert len(ax.texts) == 3 and "16 px (62.4 nm)" in fig.axes[1].get_title()
+    _check(plot.plot_outlier_scores(an.outlier_scores(make_fake_result(scattered=True,
+                                                                       n_frames=2))))
+
+
 def test_training_figures(ds):
     _check(plot.plot_loss(ds), "(nats)", "window (px)")
     _check(plot.plot_kl(ds, PS, UNIT), "KL per latent (nats)", "window (px)", "window (nm)")

@@ -728,12 +728,12 @@ def kde_peaks(density, model=None, min_distance=2, threshold_rel=0.1, num_peaks=
     return out
 
 
-def outlier_scores(ds, state="final", window=None):
+def outlier_scores(ds, state="final", window=None, n_reference=_MAX_KDE_POINTS):
     """How unusual each keypoint's latent is at one window: ``-log`` of the latent density there.
 
     The density is the same product-Gaussian KDE (Scott's rule) as :func:`latent_density`,
-    fitted on all keypoints of that window (a fixed subset of 20,000 if more) and evaluated at
-    each keypoint; higher means rarer.
+    fitted on all keypoints of that window (a fixed subset of ``n_reference`` if more) and
+    evaluated at each keypoint; higher means rarer.
 
     Parameters
     ----------
@@ -741,6 +741,9 @@ def outlier_scores(ds, state="final", window=None):
     state : {"final", "instant"}
     window : int, optional
         Window in px; the largest by default.
+    n_reference : int
+        At most this many keypoints define the density; the cost grows with
+        (keypoints x ``n_reference``), so a smaller value is faster for very many keypoints.
 
     Returns
     -------
@@ -762,13 +765,15 @@ def outlier_scores(ds, state="final", window=None):
                             f"{[int(w) for w in z['window'].values]}")
     zz = z.sel(window=int(window), latent=_kde_axes(z)).values.astype(float)
     ok = np.isfinite(zz).all(-1)
-    ref = zz[ok][_subset(int(ok.sum()), _MAX_KDE_POINTS)]
+    ref = zz[ok][_subset(int(ok.sum()), int(n_reference))]
     h = _bandwidth(ref, "scott", np.full(zz.shape[1], 1e-6))
     dens = np.full(len(zz), np.nan)
-    for s in range(0, len(zz), 2048):
-        q = zz[s:s + 2048]
+    # Chunks of ~2 million kernel values (~50 MB of temporaries) whatever the number of points.
+    step = max(1, 2 ** 21 // max(len(ref), 1))
+    for s in range(0, len(zz), step):
+        q = zz[s:s + step]
         k = np.exp(-0.5 * (((q[:, None, :] - ref[None]) / h) ** 2).sum(-1))
-        dens[s:s + 2048] = k.mean(1) / np.prod(h * np.sqrt(2 * np.pi))
+        dens[s:s + step] = k.mean(1) / np.prod(h * np.sqrt(2 * np.pi))
     score = -np.log(np.maximum(dens, 1e-300))
     score[~ok] = np.nan
     coords = {c: ("point", ds[c].values) for c in ("frame", "y", "x") if c in ds.coords}

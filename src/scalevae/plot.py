@@ -25,6 +25,8 @@ __all__ = [
     "plot_trajectory_pca",
     "plot_stack_statistics",
     "plot_length_scales",
+    "plot_kde_peaks",
+    "plot_outlier_scores",
     "plot_loss",
     "plot_kl",
 ]
@@ -564,6 +566,165 @@ def plot_length_scales(scales, pixel_size=None, unit=None):
     ax2.legend(fontsize=8)
     _suptitle(fig, f"recommended window: {window_label(rec, pixel_size, unit)}, "
               f"{scales.attrs.get('state', '')} state")
+    return fig
+
+
+# --------------------------------------------------------------------------- downstream
+
+
+def _patch_mosaic(patches, gap=1):
+    """(k, r, r) patches -> one image, ``ceil(sqrt(k))`` per row, NaN gaps between them;
+    returns the image and each patch's centre (x, y) in mosaic pixels."""
+    k, r = len(patches), patches.shape[-1]
+    cols = int(np.ceil(np.sqrt(k)))
+    rows = int(np.ceil(k / cols))
+    step = r + gap
+    mos = np.full((rows * step - gap, cols * step - gap), np.nan, np.float32)
+    centres = []
+    for i, p in enumerate(patches):
+        y0, x0 = (i // cols) * step, (i % cols) * step
+        mos[y0:y0 + r, x0:x0 + r] = p
+        centres.append((x0, y0))
+    return mos, centres
+
+
+def plot_kde_peaks(peaks, density, max_panels=5, max_peaks=6, pixel_size=None, unit=None):
+    """Peaks of the latent density (candidate structural elements) and the patch at each.
+
+    Top row: each window's latent density with its peaks numbered, highest first. Bottom row
+    (when ``peaks`` holds decoded patches): the patch the decoder draws at each numbered peak,
+    in the model's canonical orientation, on one grey scale per window, so that each window's
+    distinct structural elements can be read off directly.
+
+    Parameters
+    ----------
+    peaks : xarray.Dataset
+        From :func:`scalevae.analysis.kde_peaks` (with a model for the patches).
+    density : xarray.DataArray
+        The densities the peaks were found on (:func:`scalevae.analysis.latent_density`).
+    max_panels : int
+        At most this many windows, evenly spread.
+    max_peaks : int
+        At most this many peaks per window (the highest).
+
+    Examples
+    --------
+    >>> import sys; sys.path.insert(0, "tests")
+    >>> from _fake_result import FakeModel, make_fake_result
+    >>> from scalevae.analysis import latent_density, kde_peaks
+    >>> d = latent_density(make_fake_result(), grid_size=24)
+    >>> fig = plot_kde_peaks(kde_peaks(d, FakeModel()), d)
+    """
+    pw = peaks["window"].values
+    wins = _pick([w for w in density["window"].values if np.any(pw == w)], max_panels)
+    if not wins:
+        raise ScaleVAEError("the latent densities have no peaks to show")
+    has_patch = "patch" in peaks
+    grid_dims = [d for d in density.dims if d != "window"]
+    fig, axes = _figure(len(wins), 2 if has_patch else 1, panel=2.1, left=0.55, wgap=0.35,
+                        hgap=0.55, bottom=0.5)
+    for j, w in enumerate(wins):
+        ax = axes[0, j]
+        sel = np.flatnonzero(pw == w)
+        sel = sel[np.argsort(-peaks["height"].values[sel])][:max_peaks]
+        zp = peaks["z"].values[sel]
+        d = density.sel(window=w)
+        g = [density[k].values for k in grid_dims]
+        if len(grid_dims) == 1:
+            ax.plot(g[0], d.values, color="0.3")
+            ax.plot(zp[:, 0], peaks["height"].values[sel], "o", color="tab:red", ms=4)
+            _latent_row(ax, j, "z1", "density")
+            pos = np.column_stack([zp[:, 0], peaks["height"].values[sel]])
+        else:
+            ax.imshow(d.values.T, origin="lower", aspect="auto", cmap="magma",
+                      extent=(g[0][0], g[0][-1], g[1][0], g[1][-1]))
+            ax.plot(zp[:, 0], zp[:, 1], "o", mfc="none", mec="#37e0ff", ms=7, mew=1.2)
+            _latent_row(ax, j, "z1", "z2")
+            pos = zp[:, :2]
+        for n, (px, py) in enumerate(pos, 1):
+            ax.annotate(str(n), (px, py), xytext=(4, 3), textcoords="offset points",
+                        color="#37e0ff" if len(grid_dims) > 1 else "tab:red", fontsize=8,
+                        fontweight="bold")
+        ax.set_title(f"{window_label(w, pixel_size, unit)}: {len(sel)} peak(s)", fontsize=9)
+        if has_patch:
+            ax = axes[1, j]
+            mos, centres = _patch_mosaic(peaks["patch"].values[sel])
+            ax.imshow(mos, cmap="gray", interpolation="nearest")
+            for n, (x0, y0) in enumerate(centres, 1):
+                ax.text(x0 + 0.3, y0 + 0.3, str(n), color="#37e0ff", fontsize=8,
+                        fontweight="bold", va="top", ha="left")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel("decoded patch at each peak", fontsize=8)
+    _suptitle(fig, "peaks of the latent density (candidate structural elements), "
+              f"{density.attrs.get('state', '')} state")
+    return fig
+
+
+def plot_outlier_scores(scores, image=None, n_mark=10, pixel_size=None, unit=None):
+    """Per-keypoint outlier score (-log latent density) as a map over the image.
+
+    One map per window given, with the ``n_mark`` most unusual keypoints circled and numbered
+    (1 = rarest), and a histogram of the scores of every window (right): a long right tail
+    means rare structures (defects, contamination, scan artefacts) the map locates. For a
+    stack, the maps show the frame that holds the rarest keypoint of the first window.
+
+    Parameters
+    ----------
+    scores : xarray.DataArray or list of them
+        From :func:`scalevae.analysis.outlier_scores` (its ``window`` attribute labels it).
+    image : array, optional
+        The input image or stack, drawn underneath.
+    n_mark : int
+        Number of keypoints to circle per window.
+
+    Examples
+    --------
+    >>> import sys; sys.path.insert(0, "tests")
+    >>> from _fake_result import make_fake_result
+    >>> from scalevae.analysis import outlier_scores
+    >>> fig = plot_outlier_scores(outlier_scores(make_fake_result()))
+    """
+    scores = [scores] if not isinstance(scores, (list, tuple)) else list(scores)
+    if not scores:
+        raise ScaleVAEError("no outlier scores to plot")
+    first = scores[0]
+    frame = first["frame"].values if "frame" in first.coords else np.zeros(first.size, int)
+    v0 = np.where(np.isfinite(first.values), first.values, -np.inf)
+    f0 = frame[int(np.argmax(v0))]
+    on = frame == f0
+    bg = _frame_image(image, f0)
+    fig, axes = _figure(len(scores) + 1, 1, panel=2.9, left=0.7, right=0.3, wgap=1.45,
+                        top=0.75)
+    axes = axes[0]
+    for ax, sc in zip(axes[:-1], scores):
+        v = sc.values[on]
+        y, x = sc["y"].values[on], sc["x"].values[on]
+        lo, hi = _robust_limits(v)
+        im = _point_map(ax, v, y, x, bg, "inferno", lo, hi)
+        order = np.argsort(-np.where(np.isfinite(v), v, -np.inf))[:n_mark]
+        ax.scatter(x[order], y[order], s=70, facecolors="none", edgecolors="#37e0ff",
+                   linewidths=1.2)
+        for n, i in enumerate(order, 1):
+            ax.annotate(str(n), (x[i], y[i]), xytext=(5, 4), textcoords="offset points",
+                        color="#37e0ff", fontsize=7, fontweight="bold")
+        ax.tick_params(labelsize=8)
+        ax.set_title(window_label(sc.attrs.get("window", 0), pixel_size, unit), fontsize=9)
+        _colorbar(fig, im, ax, "outlier score", gap=0.06)
+    hx = axes[-1]
+    for sc in scores:
+        v = sc.values[np.isfinite(sc.values)]
+        hx.hist(v, bins=50, histtype="step", lw=1.2,
+                label=window_label(sc.attrs.get("window", 0), pixel_size, unit))
+    hx.set_yscale("log")
+    hx.set_xlabel("outlier score (-ln latent density)", fontsize=9)
+    hx.set_ylabel("keypoints", fontsize=9)
+    hx.tick_params(labelsize=8)
+    hx.legend(fontsize=8)
+    multi = len(np.unique(frame)) > 1
+    _suptitle(fig, "how unusual each keypoint's latent is (circled: the rarest), "
+              f"{first.attrs.get('state', '')} state" + (f" (maps: frame {f0})" if multi else ""))
     return fig
 
 
