@@ -13,23 +13,13 @@ import numpy as np
 import pytest
 
 import scalevae
+from conftest import wave_image
 from scalevae.cli import main
 
 FAST = ["--keypoints", "grid:8", "--epochs", "1", "--quiet", "--no-report"]
 
 
-def image(shape=(48, 48), seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    img = np.sin(xx / 2.0) * np.cos(yy / 3.0) + 0.3 * rng.standard_normal(shape)
-    return img.astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def npy(tmp_path_factory):
-    path = tmp_path_factory.mktemp("input") / "image.npy"
-    np.save(path, image())
-    return path
+image = wave_image
 
 
 @pytest.fixture(scope="module")

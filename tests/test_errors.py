@@ -18,6 +18,7 @@ import pytest
 import xarray as xr
 
 import scalevae
+from conftest import wave_image
 from scalevae.cli import main
 from scalevae.errors import ScaleVAEError
 
@@ -38,10 +39,7 @@ def cli_error(capsys, argv):
 
 
 def image(seed=0, shape=(48, 48)):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    img = np.sin(xx / 2.0) * np.cos(yy / 3.0) + 0.3 * rng.standard_normal(shape)
-    return img.astype(np.float32)
+    return wave_image(shape, seed)
 
 
 @pytest.fixture(scope="module")

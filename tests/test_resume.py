@@ -22,6 +22,7 @@ import xarray as xr
 
 import scalevae
 import scalevae.train as train_mod
+from conftest import wave_image
 from scalevae.cli import main
 from scalevae.errors import ScaleVAEError
 from scalevae.results import load_result, save_result
@@ -29,18 +30,7 @@ from scalevae.results import load_result, save_result
 WINDOWS = [8, 12, 16]
 
 
-def image(shape=(48, 48), seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    img = np.sin(xx / 2.0) * np.cos(yy / 3.0) + 0.3 * rng.standard_normal(shape)
-    return img.astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def npy(tmp_path_factory):
-    path = tmp_path_factory.mktemp("input") / "image.npy"
-    np.save(path, image())
-    return path
+image = wave_image
 
 
 def argv(npy, out, *extra):
