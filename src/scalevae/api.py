@@ -216,8 +216,14 @@ def _as_image_stack(images, channel, pixel_size, unit, control, control_name) ->
     else:
         stack = as_stack(images, pixel_size=pixel_size, unit=unit, control=control,
                          control_name=control_name)
-    if pixel_size is not None and stack.pixel_size is None:
+    if pixel_size is not None and (stack.pixel_size, stack.unit) != (pixel_size, unit):
+        # The user's calibration wins over the file's (instruments store wrong ones too).
+        file_size, file_unit = stack.pixel_size, stack.unit
         stack = as_stack(stack, pixel_size=pixel_size, unit=unit)  # checks value and unit
+        if file_size is not None:
+            stack.metadata["file_pixel_size"] = [file_size, file_unit]
+            warnings.warn(f"the pixel size given ({pixel_size} {unit}) replaces the file's "
+                          f"({file_size:.6g} {file_unit})", UserWarning, stacklevel=3)
     if control is not None and stack.control is None:
         control = np.asarray(control)
         if control.shape != (stack.data.shape[0],):

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--channel", help="channel to read (e.g. AmplitudeRetrace); "
                    "`scalevae channels FILE` lists them")
     _training_options(r, windows_default=None)
-    r.add_argument("--pixel-size", type=float, help="pixel size, when the file has none")
+    r.add_argument("--pixel-size", type=float, help="pixel size (overrides the file's calibration)")
     r.add_argument("--unit", help="unit of --pixel-size (nm, um, A, ...)")
 
     d = sub.add_parser("demo", help="run on built-in example data (no file needed)")
