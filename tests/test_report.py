@@ -20,7 +20,8 @@ DATA_FIGS = ["Input image", "Patches around four random keypoints", "Training lo
              "KL divergence per latent"]
 STATE_FIGS = ["Kernel density", "Patches decoded", "Each keypoint coloured",
               "Scores of the principal components", "Principal patterns",
-              "Mean and dispersion", "Latent change between consecutive windows"]
+              "Mean and dispersion", "Latent change between consecutive windows",
+              "Peaks of the latent density of each window", "Outlier score of every keypoint"]
 
 
 def _fake_loader(monkeypatch, calls):
@@ -101,6 +102,8 @@ def test_report_without_image_or_checkpoints_notes_what_it_skipped(tmp_path, mon
     assert "no model checkpoints" in page and "input.npy" in page
     alts = [alt for _, alt in IMG.findall(page)]
     assert not any(a.startswith("Patches decoded") or a.startswith("Input image") for a in alts)
+    # without checkpoints the density peaks are still shown, only their patches are not
+    assert sum(a.startswith("Peaks of the latent density") for a in alts) == 2
     assert sum(a.startswith("Each keypoint coloured") for a in alts) == 2
     # a failure while building the report leaves the old one untouched
     old = path.read_bytes()
@@ -147,3 +150,22 @@ def test_an_image_given_replaces_input_npy(tmp_path):
     given = report._load_image(tmp_path, make_image())
     assert given.shape == (1, 80, 96) and given.dtype == np.float32
     assert report._load_image(tmp_path / "nothing", None) is None
+
+
+def test_peaks_are_decoded_by_each_windows_own_model_in_the_instant_state(monkeypatch):
+    ds = make_fake_result(n_windows=3)
+    dens = report.an.latent_density(ds, "instant", grid_size=24)
+    seen = []
+
+    class Models:
+        def get(self, window=None):
+            seen.append(window)
+            return FakeModel(patch_size=8)
+
+    wins = [int(w) for w in ds.window.values]
+    pk = report._peaks(dens, wins, Models(), "instant")
+    assert seen == wins and pk["patch"].shape[1:] == (8, 8)
+    assert set(pk["window"].values) <= set(wins) and pk.sizes["peak"] >= len(wins)
+    seen.clear()
+    pk = report._peaks(report.an.latent_density(ds, grid_size=24), wins, Models(), "final")
+    assert seen == [None] and "patch" in pk

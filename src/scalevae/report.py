@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from . import analysis as an
 from . import plot
@@ -26,6 +27,11 @@ __all__ = ["write_report"]
 
 _DPI = 90
 _MAX_PANELS = 5
+_MAX_PEAKS = 6  # density peaks shown (and decoded) per window
+_N_OUTLIERS = 10  # keypoints circled on the outlier maps
+# Keypoints that define the density for the outlier scores: the cost grows with
+# (keypoints x this), and 5000 points already give a smooth 2-D density.
+_OUTLIER_REFERENCE = 5000
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
@@ -238,6 +244,22 @@ def _state_section(ds, state, image, models, phys, notes):
                                         *phys),
         "Each keypoint coloured by its latent value and angle, per window.")
 
+    out.append("<h3>Candidate structural elements (peaks of the latent density)</h3>")
+    add(lambda: plot.plot_kde_peaks(_peaks(density, wins, models, state), density,
+                                    _MAX_PANELS, _MAX_PEAKS, *phys),
+        "Peaks of the latent density of each window, numbered highest first (top), and the "
+        "patch the decoder draws at each peak, angle 0 (bottom, when the model loads): the "
+        "distinct structures the keypoints group into at that window.")
+    out.append("<h3>Unusual keypoints</h3>")
+    shown = sorted({int(scales["recommended_window"]), int(ds["window"].values[-1])}
+                   if scales is not None else {int(ds["window"].values[-1])})
+    add(lambda: plot.plot_outlier_scores(
+        [an.outlier_scores(ds, state, w, n_reference=_OUTLIER_REFERENCE) for w in shown],
+        image, _N_OUTLIERS, *phys),
+        "Outlier score of every keypoint (-ln of the latent density at its latent value; "
+        "higher = rarer) at the " + ("recommended and " if len(shown) > 1 else "")
+        + "largest window, with the rarest keypoints circled, and the scores' histogram.")
+
     if ds.sizes["window"] >= 2:
         out.append("<h3>PCA of the latent distributions across windows</h3>")
         add(lambda: plot.plot_kde_pca(an.kde_pca(density), *phys),
@@ -260,6 +282,19 @@ def _state_section(ds, state, image, models, phys, notes):
             "Latent change between consecutive windows per unit log-window; "
             + scales.attrs["rule"] + ".")
     return out, scales
+
+
+def _peaks(density, wins, models, state):
+    """Density peaks of the shown windows, with the patch decoded at each when the model(s)
+    load: the final model for the final state, each window's own model for the instant one."""
+    dens = density.sel(window=wins)
+    if state == "final":
+        return an.kde_peaks(dens, models.get(None), num_peaks=_MAX_PEAKS)
+    parts = [an.kde_peaks(dens.sel(window=[w]), models.get(w), num_peaks=_MAX_PEAKS)
+             for w in wins]
+    if any("patch" not in p for p in parts):  # a checkpoint is missing: positions only
+        parts = [p.drop_vars("patch", errors="ignore") for p in parts]
+    return xr.concat(parts, "peak")
 
 
 def _recommendation(scales, phys):
