@@ -149,6 +149,9 @@ Run times above are wall times of 3-4 validation processes sharing 2 loaded core
    same image, so their u are equal and the three rotated vectors sum to zero: no continuous,
    exactly equivariant 2-vector of a 3-fold symmetric input exists except 0. The angle is then
    set by what breaks the symmetry (pixel grid, noise, interpolation), i.e. at random.
+   Measured (fast sublattice run, seed 0, trained model): the coherence
+   `|mean_j R(phi_j) u_j| / mean_j |u_j|` has median 0.24 on the graphene atoms against 0.61
+   for the same model on white-noise patches at the same keypoints.
    Proposal (model.py, not done here): combine per-copy outputs at the harmonic order of the
    patch's symmetry, `angle_m = arg(sum_j exp(i m phi_j) w_j) / m` for m in {1, 2, 3, 4, 6}
    (exact for the 12-fold group since m divides 12), using the lowest order whose coherence
