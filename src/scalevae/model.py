@@ -206,8 +206,7 @@ class SIVAE(nn.Module):
         inv, vec = self.encoder(x, K)
         out["z_mean"], out["z_logvar"] = inv[:, :k], inv[:, k:2 * k].clamp(-12, 6)
         if self.rotation:
-            a, b = vec[..., 0], vec[..., 1]  # direction (cos, sin) seen in each de-rotated copy
-            out["angle"] = torch.atan2((a * s + b * c).mean(1), (a * c - b * s).mean(1))
+            out["angle"] = _symmetric_angle(vec[..., 0], vec[..., 1], phi, self.n_orientations)
             out["angle_logvar"] = inv[:, 2 * k].clamp(-12, 4)
         if self.translation:
             # A shift (dy, dx) seen in a copy de-rotated by phi maps back by rotating the content
@@ -280,6 +279,32 @@ class SIVAE(nn.Module):
         # wrapped normal posterior; clamped at 0 where the posterior is as wide as the circle.
         entropy = 0.5 * (math.log(2 * math.pi * math.e) + logvar)
         return (math.log(2 * math.pi) - entropy).clamp(min=0)
+
+
+def _symmetric_angle(a, b, phi, n_orientations, agree=0.8):
+    """Angle from per-copy directions ``(a, b)`` (n, K) seen in copies de-rotated by ``phi`` (K,).
+
+    Copy ``j`` votes for the angle ``theta_j = atan2(b, a) + phi_j``. A patch with m-fold
+    symmetry (graphene's atoms: 3; stripes: 2) looks the same in copies 360/m degrees apart,
+    so its votes spread evenly over m directions and their plain vector sum cancels. The votes
+    are therefore combined at harmonic orders m in {1, 2, 3, 4, 6} (those dividing K), and the
+    lowest order whose coherence ``|sum rho e^{i m theta}| / sum rho`` is within ``agree`` of
+    the best wins: the angle is ``arg(...) / m``, defined modulo 360/m degrees, which is the
+    patch's real ambiguity. Rotating the input by a multiple of 360/K adds exactly that angle.
+    """
+    rho = torch.sqrt(a * a + b * b + 1e-12)
+    theta = torch.atan2(b, a) + phi
+    orders = [m for m in (1, 2, 3, 4, 6) if n_orientations % m == 0] or [1]
+    coherence, angles = [], []
+    for m in orders:
+        cm = (rho * torch.cos(m * theta)).sum(1)
+        sm = (rho * torch.sin(m * theta)).sum(1)
+        coherence.append(torch.sqrt(cm * cm + sm * sm + 1e-12) / rho.sum(1))
+        angles.append(torch.atan2(sm, cm) / m)
+    coherence, angles = torch.stack(coherence, 1), torch.stack(angles, 1)
+    ok = coherence >= agree * coherence.max(1, keepdim=True).values
+    pick = ok.float().argmax(1, keepdim=True)  # the first (lowest) order that agrees
+    return angles.gather(1, pick)[:, 0]
 
 
 def kl_normal(mu, logvar, prior_scale: float = 1.0):
