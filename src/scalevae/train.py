@@ -210,8 +210,13 @@ def load_checkpoint(path, fingerprint: str | None = None) -> dict:
 
 
 def model_from_checkpoint(ck: dict, device="cpu") -> SIVAE:
-    model = SIVAE(**ck["model_config"])
-    model.load_state_dict(ck["state_dict"])
+    try:
+        model = SIVAE(**ck["model_config"])
+        model.load_state_dict(ck["state_dict"])
+    except (TypeError, RuntimeError) as exc:
+        raise ScaleVAEError("this checkpoint was written by another version of scalevae's "
+                            "model and cannot be loaded by this one; rerun the run (with "
+                            "--overwrite) to decode it again") from exc
     return model.to(device).eval()
 
 
@@ -250,7 +255,7 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         path = checkpoint_path(checkpoint_dir, w) if checkpoint_dir is not None else None
         if resume and path is not None and path.exists():
             ck = load_checkpoint(path, fingerprint)
-            model.load_state_dict(ck["state_dict"])
+            model.load_state_dict(model_from_checkpoint(ck).state_dict())
             results.append(WindowResult(int(w), {k: v.numpy() for k, v in ck["instant"].items()},
                                         list(ck["losses"]), ck["kl"].numpy(), ck["seconds"]))
             if progress is not None:
