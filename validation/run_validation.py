@@ -96,10 +96,11 @@ votes combined at the lowest coherent harmonic order"), seeds 0-2; the second-ro
 findings below where they differ. Runs are deterministic: a rerun of library seed 2 at 6c4dc51
 gives the same 0.0714, and library and movie seed 2 at 0694630 (the commit just before the
 angle change, which already holds every other change since c09071f) give the second round's
-0.952 and 0.915 exactly, so every change between the rounds comes from the angle commit,
-except `twoscale_window_error`: the movie, library and two-scale runs started after b0f0eb2
-(`length_scales` scores the keypoints' regrouping only), which changes the recommended window
-and nothing else the table reads (finding E).
+0.952 and 0.915 exactly, so the changes between the rounds come from the angle commit. The
+movie, library and two-scale runs started after b0f0eb2 (`length_scales` scores the keypoints'
+regrouping only), which changes the recommended window and nothing else the table reads; on the
+same two-scale runs the rule before b0f0eb2 recommends the same windows (48, 32, 48 px), so the
+window error's change comes from the angle commit too.
 
 ## Settings that are not the defaults
 
@@ -179,7 +180,8 @@ D. **Domains: classification 3/3, broadening 0/3** (rho 0.7, 0.1, -0.7; second r
    of finding 4 below, now in all three seeds.
 E. **Two-scale: still no separation above W, and the recommended window moved further from W.**
    Below W 3/3 (0.50-0.51); gain above W 0.036, -0.004, -0.078 of the oracle's (0/3, as
-   before); window error 4, 2, 4 steps (0/3; second round 2, 2, 1: 1/3).
+   before); window error 4, 2, 4 steps (recommended 48, 32, 48 px against W = 24; 0/3; second
+   round 2, 2, 1: 1/3), the same with the length-scale rule before or after b0f0eb2.
 
 ## Findings (second round: 12-fold invariant encoder, commit c09071f)
 
