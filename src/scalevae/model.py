@@ -237,6 +237,9 @@ class SIVAE(nn.Module):
             grid = (self.grid / self.support).unsqueeze(0).expand(n, -1, -1, -1)
         else:
             grid = _transform_grid(self.grid, angle, shift, self.support)
+        # A non-finite angle or shift (a diverging run) must not reach grid_sample: its CPU
+        # backward indexes memory with the NaN coordinate and crashes the process.
+        grid = torch.nan_to_num(grid, nan=0.0, posinf=2.0, neginf=-2.0).clamp(-4.0, 4.0)
         out = F.grid_sample(canon, grid, mode="bilinear", padding_mode="border",
                             align_corners=False)[:, 0]
         return out * self.mask
