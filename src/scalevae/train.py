@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -277,7 +277,3 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
             progress.end_window(i, w)
         del x
     return model, results
-
-
-def config_dict(cfg: TrainConfig) -> dict:
-    return asdict(cfg)
