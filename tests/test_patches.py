@@ -74,7 +74,7 @@ def test_parse_windows_rounding_duplicates_after_units():
 
 def test_check_windows_fit():
     check_windows_fit([8, 64], (64, 80))
-    with pytest.raises(ScaleVAEError, match="65 px is larger than the 64 x 80 image"):
+    with pytest.raises(ScaleVAEError, match=r"largest window \(65 px\) is larger than the image \(64 x 80 px\)"):
         check_windows_fit(np.array([8, 65]), (64, 80))
 
 

@@ -23,7 +23,7 @@ from .errors import ScaleVAEError
 from .io import ImageStack, as_stack, read_image
 from .keypoints import make_keypoints, select_inside
 from .model import INVARIANCES, SIVAE
-from .patches import extract_patches, fit_normalization, parse_windows
+from .patches import check_windows_fit, extract_patches, fit_normalization, parse_windows
 from .results import build_result, save_result
 from .train import TrainConfig, encode, resolve_device, train_progressive
 
@@ -95,9 +95,8 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
         raise ScaleVAEError(f"latent dimension must be at least 1 (got {latent_dim})")
     frame_shape = stack.data.shape[1:]
     windows = _windows(windows, stack, frame_shape)
-    if padding is None and windows[-1] > min(frame_shape):
-        raise ScaleVAEError(f"the largest window ({windows[-1]} px) is larger than the image "
-                            f"({frame_shape[0]} x {frame_shape[1]} px); use smaller windows")
+    if padding is None:
+        check_windows_fit(windows, frame_shape)
     r = int(patch_size or windows[0])
     if r < 4:
         raise ScaleVAEError(f"patch size must be at least 4 px (got {r}"
@@ -195,7 +194,7 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
             from .report import write_report
 
             t = time.perf_counter()
-            write_report(out)
+            write_report(out, result=ds)
             timings["report"] = time.perf_counter() - t
             ds.attrs["timings"] = json.dumps(timings)
             save_result(ds, out / "result.nc")

@@ -172,8 +172,8 @@ def check_windows_fit(windows, frame_shape):
     big = int(np.max(windows))
     if big > min(ny, nx):
         raise ScaleVAEError(
-            f"the window of {big} px is larger than the {ny} x {nx} image; the largest window "
-            f"must be at most {min(ny, nx)} px (lower STOP in START:STOP:STEP)")
+            f"the largest window ({big} px) is larger than the image ({ny} x {nx} px); use "
+            f"smaller windows, at most {min(ny, nx)} px (lower STOP in START:STOP:STEP)")
 
 
 # ----------------------------------------------------------------------------- normalisation

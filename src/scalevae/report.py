@@ -22,6 +22,7 @@ from . import analysis as an
 from . import plot
 from ._atomic import atomic_write
 from .errors import ScaleVAEError
+from .results import load_result
 
 __all__ = ["write_report"]
 
@@ -94,19 +95,6 @@ def _json_attr(ds, key):
         except ValueError:
             return value
     return value
-
-
-def _load(run_dir):
-    try:
-        from .results import load_result
-    except ImportError:  # results module absent: open the file with plain xarray
-        import xarray as xr
-
-        path = run_dir / "result.nc"
-        if not path.exists():
-            raise ScaleVAEError(f"no result at {path}; run `scalevae run ... --out FOLDER` first")
-        return xr.load_dataset(path)
-    return load_result(run_dir)
 
 
 def _load_image(run_dir, image):
@@ -309,7 +297,7 @@ def _recommendation(scales, phys):
             "</div>")
 
 
-def write_report(run_dir, image=None):
+def write_report(run_dir, image=None, result=None):
     """Write ``run_dir/report.html``: one self-contained HTML report of a run.
 
     Parameters
@@ -321,6 +309,9 @@ def write_report(run_dir, image=None):
     image : array_like, optional
         The input image or stack (frame, y, x) to draw under the keypoint maps, instead of
         ``input.npy``.
+    result : xarray.Dataset, optional
+        The run's result, when the caller holds it already (``scalevae.run`` does), instead of
+        reading ``result.nc`` again.
 
     Returns
     -------
@@ -337,7 +328,7 @@ def write_report(run_dir, image=None):
     'report.html'
     """
     run_dir = Path(run_dir)
-    ds = _load(run_dir)
+    ds = load_result(run_dir) if result is None else result
     stack = _load_image(run_dir, image)
     phys = plot._phys(ds.attrs.get("pixel_size"), ds.attrs.get("unit"))
     models = _Models(run_dir)
