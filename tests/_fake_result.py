@@ -33,12 +33,13 @@ class FakeModel:
 
 
 def make_fake_result(n_windows=5, grid=(10, 12), n_frames=1, latent_dim=2, scattered=False,
-                     control=False, seed=0, windows=None, z_mean=None, step=4, n_epochs=6):
+                     control=False, seed=0, windows=None, z_mean=None, step=4, n_epochs=6,
+                     z_std=None):
     """A result Dataset shaped like ``scalevae.run``'s.
 
     Keypoints are a ``grid`` (ny, nx) with spacing ``step`` px on every frame, or, with
     ``scattered``, random positions. ``z_mean`` (window, point, latent) overrides the latents
-    of both states.
+    of both states, ``z_std`` (same shape) their posterior widths (default 0.1).
     """
     rng = np.random.default_rng(seed)
     windows = np.asarray(windows if windows is not None else 8 + 4 * np.arange(n_windows), int)
@@ -69,7 +70,8 @@ def make_fake_result(n_windows=5, grid=(10, 12), n_frames=1, latent_dim=2, scatt
         loss[i, :e] = 100.0 / (1 + np.arange(e)) + 10 + i
     ds = xr.Dataset(
         {"z_mean": (("state", "window", "point", "latent"), zm),
-         "z_std": (("state", "window", "point", "latent"), np.full(zm.shape, 0.1)),
+         "z_std": (("state", "window", "point", "latent"),
+                   np.full(zm.shape, 0.1) if z_std is None else np.stack([z_std, z_std])),
          "angle": (("state", "window", "point"), rng.uniform(-np.pi, np.pi, zm.shape[:3])),
          "shift": (("state", "window", "point", "axis"), 0.05 * rng.standard_normal(
              zm.shape[:3] + (2,))),

@@ -220,3 +220,32 @@ def test_length_scales_ignore_a_shrinking_latent_cloud():
     assert int(ls["recommended_window"]) in (32, 36, 40)
     d = ls["density_change"].values[1:]
     assert np.sort(d)[-4] < 0.1  # only the switch (over 3 windows) changes the standardised KDE
+
+
+def _same_structure_every_window(seed=0, n=900):
+    """Latents of a pattern that looks the same at every window: one fixed configuration plus
+    a small independent jitter per window (the encoder's noise)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 1, (n, 2))
+    return np.stack([base + 0.1 * rng.standard_normal(base.shape) for _ in WINDOWS])
+
+
+def test_length_scales_do_not_count_regrouping_within_the_posterior_width():
+    z = _same_structure_every_window()
+    # posterior wider than the jitter: the jitter is below the model's resolution
+    wide = an.length_scales(_ds_from(z, z_std=np.full(z.shape, 0.3)))
+    assert not bool(wide["significant"])
+    assert (wide["excess_change"].values[1:] == 0).all()
+    assert "no window regroups" in wide.attrs["note"]
+    assert (wide["noise_floor"] > wide["structure_change"].fillna(0)).all()
+    # a sharp posterior resolves the same jitter: now it counts
+    sharp = an.length_scales(_ds_from(z, z_std=np.full(z.shape, 0.001)))
+    assert bool(sharp["significant"]) and sharp.attrs["note"] == ""
+
+
+def test_length_scales_find_a_switch_above_the_noise_floor():
+    z = _changing_latents(32)
+    ls = an.length_scales(_ds_from(z, z_std=np.full(z.shape, 0.3)))
+    assert bool(ls["significant"]) and abs(int(ls["recommended_window"]) - 32) <= 4
+    # far from the switch the structure only jitters: nothing above the floor there
+    assert float(ls["excess_change"].sel(window=64)) == 0

@@ -550,6 +550,21 @@ def _structure_change(ra, rb):
     return float(np.clip(1.0 - np.corrcoef(ra, rb)[0, 1], 0.0, 1.0))
 
 
+def _regrouping_floor(ds, state, zz, sub, ranks, n_draws):
+    """Per window: the regrouping that posterior noise alone causes (see length_scales)."""
+    if not n_draws or "z_std" not in ds:
+        return np.zeros(len(zz))
+    zs = ds["z_std"].sel(state=state) if "state" in ds["z_std"].dims else ds["z_std"]
+    sd = zs.transpose("window", "point", "latent").values
+    rng = np.random.default_rng(2)  # fixed: the same result gives the same floor
+    floor = np.zeros(len(zz))
+    for i in range(len(zz)):
+        z, s = zz[i, sub], np.nan_to_num(sd[i, sub])
+        floor[i] = np.mean([_structure_change(ranks[i], _distance_ranks(
+            z + s * rng.standard_normal(z.shape))) for _ in range(int(n_draws))])
+    return floor
+
+
 def _standardized(ds, state):
     """``ds`` with each window's latents centred on their median and divided by their
     interquartile range (per latent), so densities compare shapes, not the overall scale."""
@@ -561,7 +576,7 @@ def _standardized(ds, state):
     return xr.Dataset({"z_mean": zs.transpose("state", "window", "point", "latent")})
 
 
-def length_scales(ds, state="final", density=None, n_pairs_points=500):
+def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3):
     """Characteristic length scales: windows where the latent structure changes most.
 
     For each window ``w_i`` (i > 1) the change from ``w_(i-1)`` is measured two ways:
@@ -576,18 +591,29 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500):
       [0, 1]: it sees keypoints regrouping even when the overall density stays the same, and
       ignores a mere drift of the encoder between windows.
 
-    ``change`` is their mean (reported as evidence), and
-    ``score = structure_change / ln(w_i / w_(i-1))`` is the regrouping per unit of log-scale
-    (the density distance is left out of the score: its noise floor, divided by the small
-    log-steps of large windows, would favour the largest window), so that windows spaced linearly are not biased towards small windows
-    (8 -> 12 px is a far bigger step in scale than 60 -> 64 px) and a scale-free (self-similar)
-    image gives a flat score.
+    **Noise floor.** The latents are posterior means; the model itself cannot tell keypoints
+    apart closer than their posterior width ``z_std``. ``noise_floor`` is the regrouping that
+    this width alone produces at one window: ``structure_change`` between the means and a
+    posterior sample ``z_mean + z_std * eps`` (mean of ``n_draws`` draws). Only the regrouping
+    above the larger floor of the two windows counts: ``excess_change``. Without it, a
+    pattern that looks the same at every window (a perfect lattice, whose patches differ only by
+    their phase) gets a score made of encoder noise, and the division by the small log-steps
+    of large windows hands the recommendation to the largest window.
+
+    ``change`` is the mean of the two measures (reported as evidence), and
+    ``score = excess_change / ln(w_i / w_(i-1))`` is the significant regrouping per unit of
+    log-scale (the density distance is left out of the score: its noise floor, divided by the
+    small log-steps of large windows, would favour the largest window), so that windows
+    spaced linearly are not biased towards small windows (8 -> 12 px is a far bigger step in
+    scale than 60 -> 64 px) and a scale-free (self-similar) image gives a flat score.
 
     **Rule.** ``recommended_window`` is the window of the most prominent peak of ``score``
     (``scipy.signal.find_peaks``; the ends of the window range count as peaks), i.e. the
-    smallest descriptor size at which the largest new structure has entered the patches; if
-    the score has no peak it is the window of the largest score. Smaller descriptors miss that
-    structure; larger ones add little that is new at that scale.
+    smallest descriptor size at which the largest new structure has entered the patches.
+    Smaller descriptors miss that structure; larger ones add little that is new at that
+    scale. If no window regroups the keypoints above the noise floor, ``significant`` is
+    False and the recommendation falls back to the largest raw regrouping per log-step: read
+    it as "no length scale in this window range" (``attrs["note"]`` says so).
 
     Parameters
     ----------
@@ -599,13 +625,17 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500):
         of the same state, to count changes of scale too).
     n_pairs_points : int
         Keypoints used for the pairwise-distance comparison.
+    n_draws : int
+        Posterior draws averaged for the noise floor (0: no floor, every change counts).
 
     Returns
     -------
     scales : xarray.Dataset
-        ``density_change``, ``structure_change``, ``change``, ``score``, ``peak`` (bool) and
-        ``prominence`` on ``window`` (NaN / False for the first window), and the 0-d int
-        ``recommended_window`` (px). ``attrs["rule"]`` states the rule.
+        ``density_change``, ``structure_change``, ``noise_floor``, ``excess_change``,
+        ``change``, ``score``, ``peak`` (bool) and ``prominence`` on ``window`` (NaN / False
+        for the first window; ``noise_floor`` is per window), the 0-d int
+        ``recommended_window`` (px) and the 0-d bool ``significant``. ``attrs["rule"]``
+        states the rule.
 
     Examples
     --------
@@ -633,11 +663,16 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500):
     struct = np.array([_structure_change(ranks[i - 1], ranks[i])
                        for i in range(1, len(windows))])
 
+    floor = _regrouping_floor(ds, state, zz, sub, ranks, n_draws)
+    excess = np.clip(struct - np.maximum(floor[1:], floor[:-1]), 0.0, None)
+    significant = bool((excess > 0).any())
+
     change = 0.5 * (hell + struct)
     # The score uses the keypoints' regrouping only: the KDE distance has a noise floor that
     # the division by small log-steps at large windows inflates (measured: it made the largest
     # window win on the domain demo, whose period of 24 px the regrouping score finds).
-    score = struct / np.log(windows[1:] / windows[:-1])
+    log_step = np.log(windows[1:] / windows[:-1])
+    score = (excess if significant else struct) / log_step
     # Pad with values below the minimum so that a maximum at either end counts as a peak.
     pad = np.concatenate([[score.min() - 1], score, [score.min() - 1]])
     peaks, props = signal.find_peaks(pad, prominence=0)
@@ -656,17 +691,26 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500):
     return xr.Dataset(
         {"density_change": ("window", np.concatenate([nan, hell])),
          "structure_change": ("window", np.concatenate([nan, struct])),
+         "noise_floor": ("window", floor),
+         "excess_change": ("window", np.concatenate([nan, excess])),
          "change": ("window", np.concatenate([nan, change])),
          "score": ("window", np.concatenate([nan, score])),
          "peak": ("window", is_peak),
          "prominence": ("window", prom),
-         "recommended_window": ((), rec)},
+         "recommended_window": ((), rec),
+         "significant": ((), significant)},
         coords={"window": windows},
         attrs={"state": state,
                "rule": "recommended window = most prominent peak of the keypoints' latent "
                        "regrouping per unit log-window (1 - rank correlation of pairwise "
-                       "keypoint latent distances between consecutive windows, divided by "
-                       "ln(w_i / w_(i-1))); largest score if there is no peak"})
+                       "keypoint latent distances between consecutive windows, less the "
+                       "regrouping the posterior width alone produces, divided by "
+                       "ln(w_i / w_(i-1))); largest score if there is no peak",
+               "note": "" if significant else (
+                   "no window regroups the keypoints by more than the posterior width "
+                   "alone does: the latent structure is the same at every window (e.g. a "
+                   "perfect lattice, or structure finer than the patches resolve); the "
+                   "recommended window is the largest raw regrouping and weak evidence")})
 
 
 # --------------------------------------------------------------------------- downstream

@@ -209,8 +209,12 @@ def _recommendation(ds) -> dict:
     from .analysis import length_scales
 
     scales = length_scales(ds, state="final")
+    # pipelines read the window; `recommended_window_significant` == 0 means no window
+    # regrouped the keypoints above the posterior noise (weak evidence, see the note)
     return {"recommended_window": int(scales["recommended_window"]),
-            "recommended_window_rule": scales.attrs.get("rule", "")}
+            "recommended_window_significant": int(bool(scales["significant"])),
+            "recommended_window_rule": scales.attrs.get("rule", ""),
+            "recommended_window_note": scales.attrs.get("note", "")}
 
 
 def _as_image_stack(images, channel, pixel_size, unit, control, control_name) -> ImageStack:

@@ -116,6 +116,8 @@ def _summary(ds, a):
         size = ds.attrs.get("pixel_size")
         phys = f" ({w * size:.4g} {ds.attrs['unit']})" if size and size == size else ""
         print(f"recommended descriptor size: {w} px{phys}")
+        if ds.attrs.get("recommended_window_note"):
+            print(f"caution: {ds.attrs['recommended_window_note']}")
     print(f"result: {out / 'result.nc'}")
     if (out / "report.html").exists():
         print(f"report: {out / 'report.html'}")

@@ -547,7 +547,8 @@ def plot_length_scales(scales, pixel_size=None, unit=None):
     ax, ax2 = axes[0, 0], axes[1, 0]
     ax2.sharex(ax)
     w = scales["window"].values
-    ax.plot(w, scales["score"], "o-", ms=4, label="change per ln(window)")
+    ax.plot(w, scales["score"], "o-", ms=4, label="change above noise per ln(window)"
+            if bool(scales.get("significant", True)) else "change per ln(window) (none above noise)")
     pk = scales["peak"].values
     ax.plot(w[pk], scales["score"].values[pk], "v", color="tab:red", ms=8, label="peaks")
     rec = int(scales["recommended_window"])
@@ -561,6 +562,9 @@ def plot_length_scales(scales, pixel_size=None, unit=None):
     ax2.plot(w, scales["density_change"], "s-", ms=3, label="KDE change (Hellinger)")
     ax2.plot(w, scales["structure_change"], "^-", ms=3,
              label="keypoint regrouping (1 - rank corr.)")
+    if "noise_floor" in scales:
+        ax2.plot(w, scales["noise_floor"], ":", color="0.4", lw=1.2,
+                 label="regrouping from the posterior width alone")
     ax2.set_ylabel("change vs previous")
     ax2.set_xlabel("window (px)")
     ax2.legend(fontsize=8)

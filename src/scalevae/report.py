@@ -292,6 +292,8 @@ def _recommendation(scales, phys):
     return ("<div class='card'><div>Recommended descriptor size (final state)</div>"
             f"<div class='big'>{_esc(plot.window_label(rec, *phys))}</div>"
             f"<div>{_esc(scales.attrs['rule'])}.</div>"
+            + (f"<div><b>Caution:</b> {_esc(scales.attrs['note'])}.</div>"
+               if scales.attrs.get("note") else "")
             + (f"<div>Other peaks: {_esc(', '.join(others))}.</div>" if others else "")
             + "<div>Evidence: the <a href='#final'>length-scale figure</a> of each state.</div>"
             "</div>")
