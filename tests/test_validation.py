@@ -116,3 +116,10 @@ def test_two_scale_regions_separate_only_above_the_critical_window():
 def test_domains_separate_at_small_windows_and_broaden_with_window():
     scores, _ = rv.validate_domains(SEED)
     check(scores, "domains_accuracy_gain", "domains_broadening_rho")
+
+
+@pytest.mark.slow
+def test_recommended_window_lands_on_the_domain_period_with_default_settings():
+    scores, details = rv.validate_period(SEED)
+    assert details["significant"] == 1
+    check(scores, "period_window_error")

@@ -63,6 +63,8 @@ SETTINGS = {
     "twoscale": dict(data=dict(shape=(192, 192), critical_window=24),
                      windows=[8, 12, 16, 20, 24, 28, 32, 40, 48], keypoints="grid:6",
                      run=dict(patch_size=16)),
+    # Known length scale with the default settings (patch size = smallest window, 4 px steps).
+    "period": dict(data=dict(shape=(256, 256), period=24), windows="8:48:4", keypoints="grid:4"),
     "domains": dict(data=dict(shape=(160, 160), period=16), windows=[8, 16, 24, 32, 48],
                     keypoints="grid:4", run=dict(patch_size=16)),
 }
@@ -82,6 +84,7 @@ THRESHOLDS = {
     "twoscale_acc_below": ("<", 0.65, "balanced accuracy of the region from z, windows <= W - s"),
     "twoscale_gain_above": (">", 0.5, "(accuracy - 0.5) / (oracle - 0.5), windows >= 1.5 W"),
     "twoscale_window_error": ("<=", 1.0, "|recommended - W| in window steps"),
+    "period_window_error": ("<=", 1.0, "|recommended - domain period| in window steps, defaults"),
     "domains_accuracy_gain": (">", 0.25, "balanced accuracy (a/c/wall) from z minus chance 1/3"),
     "domains_broadening_rho": (">", 0.8, "Spearman, latent information (nats) vs window"),
 }
@@ -532,12 +535,33 @@ def validate_domains(seed=0, windows=None, data=None, keypoints=None, **run_kw):
             dict(ds=ds, labels=labels, accuracy=acc, info=info, entropy=entropy, example=ex))
 
 
+# --------------------------------------------------------------------------- 7. period
+
+
+def validate_period(seed=0, windows=None, data=None, keypoints=None, **run_kw):
+    """PFM domains with the default settings: the recommended descriptor size lands within one
+    window step of the stripe period, the image's one built-in length scale (``period``)."""
+    from scalevae.patches import parse_windows
+    from scalevae.datasets import ferroelectric_domains
+
+    cfg = SETTINGS["period"]
+    windows = list(parse_windows(windows or cfg["windows"]))
+    ex = ferroelectric_domains(seed=seed, **(data or cfg["data"]))
+    ds = _run(ex.images, windows, keypoints or cfg["keypoints"], seed, **run_kw)
+    rec, period = int(ds.attrs["recommended_window"]), int(ex.truth["period"])
+    step = float(np.median(np.diff(windows)))
+    return ({"period_window_error": abs(rec - period) / step},
+            dict(ds=ds, recommended=rec, period=period,
+                 significant=int(ds.attrs["recommended_window_significant"])))
+
+
 VALIDATIONS = {
     "sublattice": validate_sublattice,
     "movie": validate_movie,
     "library": validate_library,
     "twoscale": validate_twoscale,
     "domains": validate_domains,
+    "period": validate_period,
 }
 
 
