@@ -240,8 +240,11 @@ def main():
         "",
         f"- date: {datetime.date.today().isoformat()}",
         f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}; {torch.get_num_threads()} torch threads; "
-        "shared with other engineers' jobs (load average in the table: it was far above 2, so "
-        "absolute seconds are inflated several-fold; the ratios are alternated epoch by epoch)",
+        + (f"load average {max(r['load'] for r in rows):.1f} at most (see the table): the cores were "
+           "not oversubscribed; the ratios are alternated epoch by epoch"
+           if max(r["load"] for r in rows) <= os.cpu_count() else
+           "shared with other jobs (load average in the table: above the core count, so absolute "
+           "seconds are inflated; the ratios are alternated epoch by epoch)"),
         f"- versions: Python {platform.python_version()}, torch {torch.__version__}, pyroVED "
         f"{pyroved.__version__}, pyro-ppl {pyro.__version__}, numpy {np.__version__}, scalevae {scalevae.__version__}",
         f"- command: `benchmarks/.venv-peers/bin/python benchmarks/bench_peers.py --sizes {args.sizes} "
@@ -269,6 +272,10 @@ def main():
     for row in rows:
         lines.append(f"| {row['size']} | {row['ratio_median']:.1f}x | {row['ratio_min']:.1f} .. "
                      f"{row['ratio_max']:.1f} | {row['pairs']} | {row['test_var']:.3f} | {row['load']:.1f} |")
+    if any(row["pairs"] < 2 for row in rows):
+        lines += ["", "Rows with fewer than 2 alternated pairs compare first epochs (start-up "
+                  "included on both sides). A model whose held-out MSE is near the patch variance "
+                  "has not learned yet in the epochs it ran."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
