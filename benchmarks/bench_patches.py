@@ -182,7 +182,8 @@ def main():
         "",
         f"- date: {datetime.date.today().isoformat()}",
         f"- machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}; 2 threads (OMP/BLAS/cv2); "
-        "machine shared with other jobs, so timings are noisy",
+        + ("quiet (load below the core count, next line)" if statistics.median(loads) < os.cpu_count()
+           else "shared with other jobs (load above the core count, next line): timings are noisy"),
         f"- versions: Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
         f"scikit-image {skimage.__version__}, opencv {cv2.__version__ if cv2 else 'not installed'}, "
         f"scalevae {scalevae.__version__}",
