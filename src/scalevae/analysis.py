@@ -707,9 +707,10 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
                        "regrouping the posterior width alone produces, divided by "
                        "ln(w_i / w_(i-1))); largest score if there is no peak",
                "note": "" if significant else (
-                   "no window regroups the keypoints by more than the posterior width "
-                   "alone does: the latent structure is the same at every window (e.g. a "
-                   "perfect lattice, or structure finer than the patches resolve); the "
+                   "no window regroups the keypoints by more than their posterior width "
+                   "alone does: within the model's resolution, which keypoints resemble which "
+                   "does not change with the window (e.g. a perfect lattice, structure finer "
+                   "than the patches resolve, or latents that carry little information); the "
                    "recommended window is the largest raw regrouping and weak evidence")})
 
 
