@@ -52,6 +52,18 @@ def test_result_has_the_names_dims_and_coords_of_the_design(small_run):
         "window_0008.pt", "window_0012.pt", "window_0016.pt"]
 
 
+def test_result_carries_the_recommended_window_and_its_evidence(small_run):
+    ds, out = small_run
+    saved = load_result(out)
+    for d in (ds, saved):
+        assert int(d.attrs["recommended_window"]) in (8, 12, 16)
+        assert int(d.attrs["recommended_window_significant"]) in (0, 1)
+        assert "posterior width" in d.attrs["recommended_window_rule"]
+        # the note is empty exactly when the recommendation is significant
+        assert (d.attrs["recommended_window_note"] == "") == bool(
+            int(d.attrs["recommended_window_significant"]))
+
+
 def test_last_window_instant_equals_final(small_run):
     ds, _ = small_run
     np.testing.assert_allclose(ds.z_mean.sel(state="instant", window=16),

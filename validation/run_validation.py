@@ -115,6 +115,11 @@ other row (deterministic per seed) stands as measured at 6c4dc51.
   no regrouping at W for any rule to find. Probe: not even the mean of a patch's disk (one
   vacancy = one dash of about 64 in a 48 px window, against the dashes the disk edge cuts)
   separates the regions (balanced accuracy 0.50-0.53 at 16-48 px, logistic regression).
+  The two proposals of the second round, tried on seed 0: `latent_dim=4` gives gain 0.07
+  (accuracy 0.51 at every window), a 10x tighter convergence rule with 60 epochs (`tol=2e-4`,
+  `patience=4`) gives gain 0.17 (accuracy at most 0.54, at 28 and 40 px), window error 3-4 in
+  both. Neither is adopted: the vacancy signal, not the model's capacity or training time,
+  is what is missing.
 - **Broadening (domains, PTO), unchanged**: measured on PTO why the latent spread narrows: the
   variance of the resampled patches across keypoints falls monotonically with the window (77.7
   -> 31.6 from 8 to 64 px at r = 8), and the final-state latent spread with it (13.9 -> 1.8).
