@@ -56,6 +56,29 @@ def test_run_prints_a_summary(npy, tmp_path, capsys):
                      f"result: {out / 'result.nc'}"]
 
 
+def test_run_says_when_it_trained_on_a_subset(npy, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["run", str(npy), "--windows", "8,12", "--keypoints", "grid:8", "--epochs", "1",
+            "--max-train-points", "10", "--no-report", "--out", str(out)]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == ("trained on 10 of the 16 keypoints (a fixed random subset, "
+                        "--max-train-points); all of them are encoded")
+    ds = scalevae.load_result(out)
+    assert ds.attrs["n_train_points"] == 10 and ds.sizes["point"] == 16
+    assert json.loads(ds.attrs["config"])["train"]["max_train_points"] == 10
+
+
+@pytest.mark.parametrize("value, ok", [("all", True), ("0", False), ("many", False)])
+def test_max_train_points_values(npy, tmp_path, capsys, value, ok):
+    argv = ["run", str(npy), "--windows", "8,12", "--keypoints", "grid:8", "--epochs", "1",
+            "--max-train-points", value, "--no-report", "--quiet", "--out", str(tmp_path / "r")]
+    assert main(argv) == (0 if ok else 2)
+    if not ok:
+        err = capsys.readouterr().err
+        assert err.startswith("scalevae: error: argument --max-train-points") and "'all'" in err
+
+
 def test_quiet_prints_nothing(npy, tmp_path, capsys):
     assert main(["run", str(npy), "--windows", "8,12", *FAST, "--out", str(tmp_path / "r")]) == 0
     captured = capsys.readouterr()

@@ -7,7 +7,7 @@ import torch
 from scalevae.errors import ScaleVAEError
 from scalevae.model import SIVAE, rotate_patches
 from scalevae.train import (TrainConfig, checkpoint_path, encode, load_checkpoint,
-                            resolve_device, train_progressive, train_window)
+                            resolve_device, train_progressive, train_window, training_subset)
 
 
 def stripes(n, r, seed=0):
@@ -128,7 +128,42 @@ def test_device_choice():
             resolve_device("cuda")
 
 
-@pytest.mark.parametrize("kw", [dict(epochs=0), dict(batch_size=0), dict(lr=0)])
+@pytest.mark.parametrize("kw", [dict(epochs=0), dict(batch_size=0), dict(lr=0),
+                                dict(max_train_points=0), dict(max_train_points=True)])
 def test_bad_training_settings(kw):
     with pytest.raises(ScaleVAEError):
         TrainConfig(**kw)
+
+
+def test_training_subset_is_fixed_by_the_seed_and_covers_distinct_points():
+    a, b = training_subset(1000, 100, seed=3), training_subset(1000, 100, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(a)) == 100 and (np.diff(a) > 0).all() and a.max() < 1000
+    assert not np.array_equal(a, training_subset(1000, 100, seed=4))
+    assert training_subset(100, 100, 0) is None and training_subset(5, None, 0) is None
+
+
+def test_large_runs_train_on_a_subset_and_encode_every_keypoint(monkeypatch):
+    import scalevae.train as tr
+
+    x8, _, _ = stripes(300, 8, seed=2)
+    seen = []
+    real = tr.train_window
+
+    def spy(model, patches, cfg, gen, first=False, progress=None):
+        seen.append(patches.detach().clone())
+        return real(model, patches, cfg, gen, first=first, progress=progress)
+
+    monkeypatch.setattr(tr, "train_window", spy)
+    data = {8: x8, 10: x8[:, ::-1].copy()}
+    torch.manual_seed(0)
+    m = SIVAE(8, 2, "rotation")
+    _, res = train_progressive([8, 10], lambda w: data[w], m,
+                               TrainConfig(epochs=2, max_train_points=120), seed=5)
+    idx = training_subset(300, 120, 5)
+    # both windows trained on the same 120 keypoints ...
+    assert [len(s) for s in seen] == [120, 120]
+    torch.testing.assert_close(seen[0], torch.from_numpy(x8[idx]))
+    torch.testing.assert_close(seen[1], torch.from_numpy(data[10][idx]))
+    # ... and every keypoint was encoded
+    assert all(r.instant["z_mean"].shape == (300, 2) for r in res)

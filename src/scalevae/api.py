@@ -68,6 +68,14 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
         Continue the run in ``out`` from its last finished window.
     overwrite : bool
         Replace an earlier run in ``out``.
+    quiet, report : bool
+        No progress bar; write ``report.html`` into ``out``.
+    keypoint_options : dict, optional
+        Keyword arguments of the keypoint detector (e.g. ``{"threshold": 0.2}`` for atoms).
+    train_options : dict, optional
+        Further :class:`~scalevae.train.TrainConfig` fields, e.g. ``{"max_train_points": None}``
+        to train on every keypoint instead of a fixed random subset of at most 16,384 (all
+        keypoints are encoded either way; the result's ``n_train_points`` says how many trained).
 
     Returns
     -------
@@ -183,6 +191,8 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
         pixel_size=stack.pixel_size, unit=stack.unit, control=stack.control,
         control_name=stack.control_name, grid_shape=_grid_shape(spec, points, stack),
         extra_attrs={"n_dropped": int(n_dropped), "timings": timings,
+                     "n_train_points": int(len(points) if cfg.max_train_points is None
+                                           else min(len(points), cfg.max_train_points)),
                      "image_shape": list(stack.data.shape),
                      "window_seconds": [res.seconds for res in per_window],
                      # what was done to the input (e.g. colour -> grayscale), shown by the CLI

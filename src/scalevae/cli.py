@@ -61,6 +61,9 @@ def _training_options(p, windows_default=None, keypoints_default="grid:4"):
     p.add_argument("--epochs", type=int, default=30, help="cap on epochs per window (default 30); "
                    "training stops earlier when converged")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--max-train-points", type=_max_points, default=16384,
+                   help="train on at most N keypoints, a fixed random subset, 'all' for every "
+                   "one (default 16384); every keypoint is encoded")
     p.add_argument("--patch-size", type=int, help="common resampled size (default: smallest window)")
     p.add_argument("--padding", choices=["reflect", "constant", "nearest", "wrap"],
                    help="keep border keypoints by padding instead of dropping them")
@@ -73,9 +76,22 @@ def _training_options(p, windows_default=None, keypoints_default="grid:4"):
     p.add_argument("--out", required=True, help="run folder (created if needed)")
 
 
+def _max_points(text):
+    if text.strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of keypoints or 'all', got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of keypoints or 'all', got {n}")
+    return n
+
+
 def _run_kwargs(a) -> dict:
     return dict(windows=a.windows, patch_size=a.patch_size, invariance=a.invariance,
                 latent_dim=a.latent_dim, epochs=a.epochs, batch_size=a.batch_size,
+                train_options={"max_train_points": a.max_train_points},
                 padding=a.padding, seed=a.seed, device=a.device, out=a.out, resume=a.resume,
                 overwrite=a.overwrite, quiet=a.quiet, report=not a.no_report)
 
@@ -109,6 +125,10 @@ def _summary(ds, a):
     dropped = ds.attrs.get("n_dropped", 0)
     print(f"{n} keypoints x {ds.sizes['window']} windows "
           f"({int(ds.window[0])}..{int(ds.window[-1])} px); {dropped} keypoints dropped at the border")
+    n_train = int(ds.attrs.get("n_train_points", n))
+    if n_train < n:
+        print(f"trained on {n_train} of the {n} keypoints (a fixed random subset, "
+              "--max-train-points); all of them are encoded")
     if ds.attrs.get("input_note"):
         print(f"note: the input was converted: {ds.attrs['input_note']}")
     if "recommended_window" in ds.attrs:

@@ -39,6 +39,11 @@ class TrainConfig:
     augment : in the rotation modes, half of each batch is rotated by a random angle and the
         latents of a rotated patch are pulled to those of the original (``consistency`` weight,
         in units of the posterior variance): this is what makes ``z`` invariant in practice.
+    max_train_points : train on at most this many keypoints, one fixed random subset (drawn
+        from the seed) used at every window so that each window continues on the same points;
+        every keypoint is still encoded in both states. Neighbouring grid patches overlap
+        heavily, so beyond ~16k the extra patches cost time and teach little (a 1024 x 1024
+        image at grid:4 has ~58k). None: all keypoints.
     """
 
     epochs: int = 30
@@ -50,6 +55,7 @@ class TrainConfig:
     warmup_steps: int = 300
     augment: bool = True
     consistency: float = 1.0
+    max_train_points: int | None = 16384
 
     def __post_init__(self):
         if int(self.epochs) < 1:
@@ -59,6 +65,11 @@ class TrainConfig:
             raise ScaleVAEError(f"batch size must be at least 1 (got {self.batch_size})")
         if self.lr <= 0:
             raise ScaleVAEError(f"learning rate must be positive (got {self.lr})")
+        if self.max_train_points is not None:
+            if isinstance(self.max_train_points, bool) or int(self.max_train_points) < 1:
+                raise ScaleVAEError(f"max_train_points must be a positive number of keypoints or "
+                                    f"None for all (got {self.max_train_points!r})")
+            self.max_train_points = int(self.max_train_points)
         self.min_epochs = min(self.min_epochs, self.epochs)
 
 
@@ -220,6 +231,21 @@ def model_from_checkpoint(ck: dict, device="cpu") -> SIVAE:
     return model.to(device).eval()
 
 
+def training_subset(n, max_points, seed):
+    """Sorted indices of the keypoints to train on, or None for all ``n`` of them.
+
+    Examples
+    --------
+    >>> training_subset(10, None, 0) is None, training_subset(10, 20, 0) is None
+    (True, True)
+    >>> len(training_subset(100, 20, 0))
+    20
+    """
+    if max_points is None or n <= max_points:
+        return None
+    return np.sort(np.random.default_rng([int(seed), 7]).choice(n, int(max_points), replace=False))
+
+
 def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.ndarray],
                       model: SIVAE, cfg: TrainConfig, seed: int = 0, device="cpu",
                       checkpoint_dir=None, fingerprint: str = "", resume: bool = False,
@@ -265,9 +291,13 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         if progress is not None:
             progress.start_window(i, w)
         x = torch.from_numpy(np.ascontiguousarray(get_patches(w), dtype=np.float32)).to(device)
+        # the same keypoints at every window (the subset depends on n and the seed only)
+        subset = training_subset(len(x), cfg.max_train_points, seed)
         gen = torch.Generator(device=device).manual_seed(int(seed) * 100_003 + i)
         cb = (lambda e, loss, i=i, w=w: progress.epoch(i, w, e, loss)) if progress else None
-        losses, kl = train_window(model, x, cfg, gen, first=(i == 0), progress=cb)
+        x_train = x if subset is None else x[torch.from_numpy(subset).to(device)]
+        losses, kl = train_window(model, x_train, cfg, gen, first=(i == 0), progress=cb)
+        del x_train
         instant = encode(model, x)
         res = WindowResult(int(w), instant, losses, kl, time.perf_counter() - t0)
         if checkpoint_dir is not None:
