@@ -199,6 +199,8 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
                      "input_note": stack.metadata.get("converted", "")})
     ds.attrs.update(_recommendation(ds))
     if out is not None:
+        # saved before the report, so a failing report never costs the result; saved again
+        # after it only to add the report's time to `timings` (a small file, atomic writes)
         save_result(ds, out / "result.nc")
         if report:
             from .report import write_report
