@@ -25,7 +25,7 @@ from .keypoints import make_keypoints, select_inside
 from .model import INVARIANCES, SIVAE
 from .patches import check_windows_fit, extract_patches, fit_normalization, parse_windows
 from .results import build_result, save_result
-from .train import TrainConfig, encode, resolve_device, train_progressive
+from .train import TrainConfig, encode, resolve_device, train_progressive, training_subset
 
 RUN_FILES = ("config.json", "result.nc", "report.html", "input.npy", "checkpoints")
 
@@ -191,13 +191,13 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
         pixel_size=stack.pixel_size, unit=stack.unit, control=stack.control,
         control_name=stack.control_name, grid_shape=_grid_shape(spec, points, stack),
         extra_attrs={"n_dropped": int(n_dropped), "timings": timings,
-                     "n_train_points": int(len(points) if cfg.max_train_points is None
-                                           else min(len(points), cfg.max_train_points)),
+                     "n_train_points": _n_train_points(len(points), cfg, seed),
                      "image_shape": list(stack.data.shape),
                      "window_seconds": [res.seconds for res in per_window],
                      # what was done to the input (e.g. colour -> grayscale), shown by the CLI
                      "input_note": stack.metadata.get("converted", "")})
-    ds.attrs.update(_recommendation(ds))
+    scales = _final_scales(ds)
+    ds.attrs.update(_recommendation(scales))
     if out is not None:
         # saved before the report, so a failing report never costs the result; saved again
         # after it only to add the report's time to `timings` (a small file, atomic writes)
@@ -206,7 +206,7 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
             from .report import write_report
 
             t = time.perf_counter()
-            write_report(out, result=ds)
+            write_report(out, result=ds, scales={"final": scales} if scales is not None else None)
             timings["report"] = time.perf_counter() - t
             ds.attrs["timings"] = json.dumps(timings)
             save_result(ds, out / "result.nc")
@@ -214,13 +214,25 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
     return ds
 
 
-def _recommendation(ds) -> dict:
-    """The recommended descriptor size, stored with the result for automated pipelines."""
+def _n_train_points(n, cfg, seed) -> int:
+    """How many keypoints train_progressive trains on (its subset, or all of them)."""
+    subset = training_subset(n, cfg.max_train_points, seed)
+    return n if subset is None else len(subset)
+
+
+def _final_scales(ds):
+    """Length scales of the final state (None below 3 windows: too few to recommend one)."""
     if ds.sizes["window"] < 3:
-        return {}
+        return None
     from .analysis import length_scales
 
-    scales = length_scales(ds, state="final")
+    return length_scales(ds, state="final")
+
+
+def _recommendation(scales) -> dict:
+    """The recommended descriptor size, stored with the result for automated pipelines."""
+    if scales is None:
+        return {}
     # pipelines read the window; `recommended_window_significant` == 0 means no window
     # regrouped the keypoints above the posterior noise (weak evidence, see the note)
     return {"recommended_window": int(scales["recommended_window"]),

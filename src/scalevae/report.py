@@ -187,8 +187,9 @@ def _training(ds, phys):
     return out
 
 
-def _state_section(ds, state, image, models, phys, notes):
-    """All per-state figures; returns (html parts, length-scale Dataset or None)."""
+def _state_section(ds, state, image, models, phys, notes, scales=None):
+    """All per-state figures; returns (html parts, length-scale Dataset or None). ``scales``:
+    that state's :func:`~scalevae.analysis.length_scales`, when the caller has it already."""
     out = [f"<h2 id='{state}'>Latent space, {state} state</h2>"]
     out.append("<p class='sub'>" + (
         "Each window encoded by the final model (trained on all windows): latent coordinates "
@@ -196,7 +197,6 @@ def _state_section(ds, state, image, models, phys, notes):
         "Each window encoded right after training on it: how the model saw that scale.")
         + "</p>")
     density = an.latent_density(ds, state)
-    scales = None
 
     def add(make, caption):
         try:
@@ -204,7 +204,7 @@ def _state_section(ds, state, image, models, phys, notes):
         except ScaleVAEError as exc:
             out.append(_note(f"{caption.split('.')[0]}: skipped ({exc})"))
 
-    if ds.sizes["window"] >= 2:
+    if scales is None and ds.sizes["window"] >= 2:
         scales = an.length_scales(ds, state)
     out.append("<h3>Latent distributions</h3>")
     add(lambda: plot.plot_latent_distributions(density, _MAX_PANELS, *phys),
@@ -299,7 +299,7 @@ def _recommendation(scales, phys):
             "</div>")
 
 
-def write_report(run_dir, image=None, result=None):
+def write_report(run_dir, image=None, result=None, scales=None):
     """Write ``run_dir/report.html``: one self-contained HTML report of a run.
 
     Parameters
@@ -314,6 +314,9 @@ def write_report(run_dir, image=None, result=None):
     result : xarray.Dataset, optional
         The run's result, when the caller holds it already (``scalevae.run`` does), instead of
         reading ``result.nc`` again.
+    scales : dict, optional
+        ``{state: length_scales(result, state)}`` already computed by the caller (``run``
+        computes the final state's for its recommendation); missing states are computed here.
 
     Returns
     -------
@@ -342,9 +345,10 @@ def write_report(run_dir, image=None, result=None):
             "<a href='#final'>Final state</a><a href='#instant'>Instant state</a>"
             "<a href='#config'>Configuration</a></nav>"]
     states = [s for s in ("final", "instant") if s in [str(v) for v in ds["state"].values]]
-    sections, scales = [], {}
+    sections, scales = [], dict(scales or {})
     for state in states:
-        part, scales[state] = _state_section(ds, state, stack, models, phys, notes)
+        part, scales[state] = _state_section(ds, state, stack, models, phys, notes,
+                                             scales.get(state))
         sections += part
     if scales.get("final") is not None:
         body.append(_recommendation(scales["final"], phys))
