@@ -249,3 +249,18 @@ def test_length_scales_find_a_switch_above_the_noise_floor():
     assert bool(ls["significant"]) and abs(int(ls["recommended_window"]) - 32) <= 4
     # far from the switch the structure only jitters: nothing above the floor there
     assert float(ls["excess_change"].sel(window=64)) == 0
+
+
+def test_length_scales_range_is_narrow_for_a_sharp_switch_and_wide_for_none():
+    sharp = an.length_scales(_ds_from(_changing_latents(32)))
+    lo, rec, hi = (int(sharp[k]) for k in ("recommended_low", "recommended_window",
+                                             "recommended_high"))
+    assert lo <= rec <= hi and 24 <= lo and hi <= 40
+    score = sharp["score"].sel(window=slice(lo, hi)).values
+    assert (score >= 0.5 * float(sharp["score"].sel(window=rec))).all()
+    # the same jitter at every window: no window stands out, the range spans most of them
+    flat = an.length_scales(_ds_from(_same_structure_every_window(),
+                                      z_std=np.full((len(WINDOWS), 900, 2), 0.001)))
+    n_in = int(((flat["window"] >= int(flat["recommended_low"]))
+                & (flat["window"] <= int(flat["recommended_high"]))).sum())
+    assert n_in >= len(WINDOWS) // 2

@@ -58,6 +58,8 @@ def test_result_carries_the_recommended_window_and_its_evidence(small_run):
     for d in (ds, saved):
         assert int(d.attrs["recommended_window"]) in (8, 12, 16)
         assert int(d.attrs["recommended_window_significant"]) in (0, 1)
+        lo, hi = (int(v) for v in d.attrs["recommended_window_range"])
+        assert lo <= int(d.attrs["recommended_window"]) <= hi
         assert "posterior width" in d.attrs["recommended_window_rule"]
         # the note is empty exactly when the recommendation is significant
         assert (d.attrs["recommended_window_note"] == "") == bool(

@@ -56,6 +56,23 @@ def test_run_prints_a_summary(npy, tmp_path, capsys):
                      f"result: {out / 'result.nc'}"]
 
 
+def test_run_prints_the_recommended_window_with_its_range(npy, tmp_path, capsys):
+    import re
+
+    from scalevae.results import load_result
+
+    out = tmp_path / "run"
+    assert main(["run", str(npy), "--windows", "8,12,16", "--keypoints", "grid:8", "--epochs",
+                 "1", "--no-report", "--out", str(out)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("recommended")][0]
+    attrs = load_result(out).attrs
+    w = int(attrs["recommended_window"])
+    lo, hi = (int(v) for v in attrs["recommended_window_range"])
+    assert re.match(rf"recommended descriptor size: {w} px", line)
+    # the range is printed exactly when it is more than the recommended window itself
+    assert (f"windows {lo}-{hi} px score at least half as much" in line) == ((lo, hi) != (w, w))
+
+
 def test_run_says_when_it_trained_on_a_subset(npy, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["run", str(npy), "--windows", "8,12", "--keypoints", "grid:8", "--epochs", "1",

@@ -576,6 +576,17 @@ def _standardized(ds, state):
     return xr.Dataset({"z_mean": zs.transpose("state", "window", "point", "latent")})
 
 
+def _half_maximum_run(score, best):
+    """First and last index of the contiguous run around ``best`` with ``score >= score[best] / 2``."""
+    keep = score >= 0.5 * score[best]
+    lo = hi = best
+    while lo > 0 and keep[lo - 1]:
+        lo -= 1
+    while hi < len(score) - 1 and keep[hi + 1]:
+        hi += 1
+    return lo, hi
+
+
 def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3):
     """Characteristic length scales: windows where the latent structure changes most.
 
@@ -615,6 +626,11 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
     False and the recommendation falls back to the largest raw regrouping per log-step: read
     it as "no length scale in this window range" (``attrs["note"]`` says so).
 
+    **Range.** ``recommended_low`` .. ``recommended_high`` are the windows of the contiguous run
+    around the recommended one whose score is at least half of its score (the peak's full width
+    at half maximum, in whole windows): how sharply the data single out one size. A range that
+    spans most of the windows means the evidence for the exact size is weak.
+
     Parameters
     ----------
     ds : xarray.Dataset
@@ -633,8 +649,9 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
     scales : xarray.Dataset
         ``density_change``, ``structure_change``, ``noise_floor``, ``excess_change``,
         ``change``, ``score``, ``peak`` (bool) and ``prominence`` on ``window`` (NaN / False
-        for the first window; ``noise_floor`` is per window), the 0-d int
-        ``recommended_window`` (px) and the 0-d bool ``significant``. ``attrs["rule"]``
+        for the first window; ``noise_floor`` is per window), the 0-d ints
+        ``recommended_window``, ``recommended_low`` and ``recommended_high`` (px) and the 0-d
+        bool ``significant``. ``attrs["rule"]``
         states the rule.
 
     Examples
@@ -686,6 +703,7 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
     else:
         best = int(np.argmax(score))
     rec = int(windows[best + 1])
+    lo, hi = _half_maximum_run(score, best)
 
     nan = np.array([np.nan])
     return xr.Dataset(
@@ -698,6 +716,8 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
          "peak": ("window", is_peak),
          "prominence": ("window", prom),
          "recommended_window": ((), rec),
+         "recommended_low": ((), int(windows[lo + 1])),
+         "recommended_high": ((), int(windows[hi + 1])),
          "significant": ((), significant)},
         coords={"window": windows},
         attrs={"state": state,
@@ -705,7 +725,8 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
                        "regrouping per unit log-window (1 - rank correlation of pairwise "
                        "keypoint latent distances between consecutive windows, less the "
                        "regrouping the posterior width alone produces, divided by "
-                       "ln(w_i / w_(i-1))); largest score if there is no peak",
+                       "ln(w_i / w_(i-1))); largest score if there is no peak; range: the "
+                       "contiguous windows around it scoring at least half as much",
                "note": "" if significant else (
                    "no window regroups the keypoints by more than their posterior width "
                    "alone does: within the model's resolution, which keypoints resemble which "

@@ -236,6 +236,9 @@ def _recommendation(scales) -> dict:
     # pipelines read the window; `recommended_window_significant` == 0 means no window
     # regrouped the keypoints above the posterior noise (weak evidence, see the note)
     return {"recommended_window": int(scales["recommended_window"]),
+            # windows scoring at least half as much: how sharply one size is singled out
+            "recommended_window_range": [int(scales["recommended_low"]),
+                                         int(scales["recommended_high"])],
             "recommended_window_significant": int(bool(scales["significant"])),
             "recommended_window_rule": scales.attrs.get("rule", ""),
             "recommended_window_note": scales.attrs.get("note", "")}

@@ -135,7 +135,11 @@ def _summary(ds, a):
         w = int(ds.attrs["recommended_window"])
         size = ds.attrs.get("pixel_size")
         phys = f" ({w * size:.4g} {ds.attrs['unit']})" if size and size == size else ""
-        print(f"recommended descriptor size: {w} px{phys}")
+        rng = ds.attrs.get("recommended_window_range")
+        spread = ""
+        if rng is not None and len(rng) == 2 and (int(rng[0]), int(rng[1])) != (w, w):
+            spread = f"; windows {int(rng[0])}-{int(rng[1])} px score at least half as much"
+        print(f"recommended descriptor size: {w} px{phys}{spread}")
         if ds.attrs.get("recommended_window_note"):
             print(f"caution: {ds.attrs['recommended_window_note']}")
     print(f"result: {out / 'result.nc'}")

@@ -554,6 +554,10 @@ def plot_length_scales(scales, pixel_size=None, unit=None):
     rec = int(scales["recommended_window"])
     for a in (ax, ax2):
         a.axvline(rec, color="tab:green", ls="--", lw=1.2)
+    if "recommended_low" in scales:
+        lo, hi = int(scales["recommended_low"]), int(scales["recommended_high"])
+        ax.axvspan(lo, hi, color="tab:green", alpha=0.12, lw=0,
+                   label=f"score >= half its peak ({lo}-{hi} px)")
     ax.set_ylabel("change score")
     ax.tick_params(labelbottom=False)
     ax.legend(fontsize=8)

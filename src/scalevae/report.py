@@ -285,12 +285,21 @@ def _peaks(density, wins, models, state):
     return xr.concat(parts, "peak")
 
 
+def _range_html(scales, rec, phys):
+    lo, hi = (int(scales[k]) for k in ("recommended_low", "recommended_high"))
+    if lo == hi == rec:
+        return "<div>No neighbouring window scores half as much: a sharp peak.</div>"
+    return (f"<div>Windows scoring at least half as much: {_esc(plot.window_label(lo, *phys))}"
+            f" to {_esc(plot.window_label(hi, *phys))}.</div>")
+
+
 def _recommendation(scales, phys):
     rec = int(scales["recommended_window"])
     peaks = [int(w) for w in scales["window"].values[scales["peak"].values]]
     others = [plot.window_label(w, *phys) for w in peaks if w != rec]
     return ("<div class='card'><div>Recommended descriptor size (final state)</div>"
             f"<div class='big'>{_esc(plot.window_label(rec, *phys))}</div>"
+            + _range_html(scales, rec, phys) +
             f"<div>{_esc(scales.attrs['rule'])}.</div>"
             + (f"<div><b>Caution:</b> {_esc(scales.attrs['note'])}.</div>"
                if scales.attrs.get("note") else "")
