@@ -91,6 +91,35 @@ THRESHOLDS = {
 
 #: Findings and threshold justifications (appended to RESULTS.md; keep in step with the table).
 FINDINGS = """
+## Fifth round (2026-11-25, later): probes only, no row re-measured
+
+No change to the model or training, so every row above stands.
+
+- **Two-scale: why the regions are not separated above W.** The latents stop carrying
+  information at the large windows: the latent information (nats, instant state) falls from
+  2.7 at 8 px to 0.01 at 48 px on seed 0, and a model trained from scratch on 48 px windows
+  alone (with the KL warm-up) collapses the same way (0.0 nats), so it is not the progressive
+  training ratcheting into collapse. Where the latents still carry something (32 px, instant
+  state) z2 does follow the number of vacancies in the window (Spearman -0.9), but at 48 px
+  two latents do not pay for encoding where a few missing dashes sit among aliased dashes.
+  Tried on seed 0, not adopted: no rotation-consistency term (`consistency=0`: gain 0.04,
+  window error 2) and bright dopant-like markers on the vacancy sites (peak 0.7 or 1.5 of a
+  dash: gain 0.06 and -0.04). Also measured: even a perfect vacancy counter (the oracle)
+  reaches only 0.67-0.70 balanced accuracy at 40-48 px, because both regions have the same
+  vacancy density and differ only in how the counts scatter. The generator is exact about W
+  but leaves little for a two-latent VAE to find; a generator whose large-scale arrangement
+  dominates the patch variance above W would test the rule better (left for a later round).
+- **Broadening: not the anti-aliasing filter.** Point-sampled patches (the prefilter switched
+  off, as a plain bilinear resize does) narrow the PTO latent distribution further, not less
+  (final-state information 2.36 -> 1.36 nats from 8 to 64 px, against 3.32 -> 2.09 with the
+  prefilter); numbers in `docs/pto_length_scale.md`.
+- **Period sweep with the default settings** (`validation/period_sweep.py`,
+  `validation/PERIOD_SWEEP.md`; periods 12-40 px, seeds 0-1, windows 8:64:4, patch size 8):
+  the recommended window is within one step of the period in 6/12 runs (20 and 24 px: 4/4;
+  12 px: 24-28 px; 16 px: 20 and 36 px; 32 and 40 px: 16-32 px), and the period lies inside
+  the new half-score range (`recommended_window_range`) in 8/12. The asserted `period` check
+  (24 px, windows 8:48:4) is the favourable case; the sweep is the honest spread.
+
 ## Fourth round (2026-11-25): length-scale rule with a noise floor, a known-period check
 
 Only the rows that read `length_scales` were re-measured: `twoscale_*` and the new
