@@ -65,6 +65,26 @@ def test_training_stops_on_convergence_before_the_cap():
     assert 3 <= len(losses) < 200
 
 
+def test_first_window_converges_only_after_the_kl_warm_up():
+    # data the model fits at once: the convergence rule stops as early as it may
+    x = torch.zeros(64, 8, 8)
+    cfg = TrainConfig(epochs=200, tol=1e9, warmup_steps=20, batch_size=32)  # 2 steps per epoch
+
+    def n_epochs(first, config=cfg):
+        torch.manual_seed(0)
+        losses, _ = train_window(SIVAE(8, 2, "none"), x, config,
+                                 torch.Generator().manual_seed(0), first=first)
+        return len(losses)
+
+    # later windows: min_epochs (3); the first: the warm-up (10 epochs) plus 2 * min_epochs
+    # epochs trained entirely at the full KL weight (the loss rises while the weight ramps)
+    assert n_epochs(first=False) == 3
+    assert n_epochs(first=True) == 10 + 6
+    # a warm-up longer than half the first window's step budget (40 epochs x 2 steps) is
+    # shortened to that half (20 epochs), so the full objective is still reached and judged
+    assert n_epochs(True, TrainConfig(epochs=40, tol=1e9, warmup_steps=300, batch_size=32)) == 26
+
+
 def test_batch_larger_than_data_still_trains():
     x = torch.randn(10, 8, 8)
     torch.manual_seed(0)

@@ -91,9 +91,23 @@ THRESHOLDS = {
 
 #: Findings and threshold justifications (appended to RESULTS.md; keep in step with the table).
 FINDINGS = """
-## Fifth round (2026-11-25, later): probes only, no row re-measured
+## Fifth round (2026-11-25, later): the first window finishes its KL warm-up; every row re-measured
 
-No change to the model or training, so every row above stands.
+**Training change** (`train.train_window`): the KL weight ramps from 0 to 1 over the first
+300 steps of the first window, and the convergence rule judged every epoch. While the weight
+ramps up the loss rises, so the rule stopped the first window mid-warm-up (measured: beta
+about 0.5 on PTO, 0.3 on the two-scale texture): the first window's latents came from a weaker KL than every other
+window's, by an amount that depended on the number of keypoints. Now the warm-up is at most
+half of the first window's step budget and only epochs trained entirely at beta = 1 count
+for convergence. Every row above was re-measured with it (seeds 0-2). Against the fourth
+round: library seed 2 0.07 -> 1.0 (3/3); movie dispersion seed 2 0.54 -> 0.92 but seed 1
+1.0 -> 0.59 (still 2/3); sublattice angle concentration seed 0 1.0 -> 0.69 (offset 18 deg,
+still under 20; 2/3; seeds 3-5, run as a check, give 0.999 with and without the change);
+domain broadening 0/3 -> 1/3 (Spearman 0.9, -0.3, -0.6); two-scale and period unchanged in
+substance. The count of failing seeds is the same; the change is kept because it makes the
+first window train on the objective the others train on, whatever the data set's size.
+
+Probes of this round (measured before the training change; not rows of the table):
 
 - **Two-scale: why the regions are not separated above W.** The latents stop carrying
   information at the large windows: the latent information (nats, instant state) falls from
@@ -104,7 +118,9 @@ No change to the model or training, so every row above stands.
   two latents do not pay for encoding where a few missing dashes sit among aliased dashes.
   Tried on seed 0, not adopted: no rotation-consistency term (`consistency=0`: gain 0.04,
   window error 2) and bright dopant-like markers on the vacancy sites (peak 0.7 or 1.5 of a
-  dash: gain 0.06 and -0.04). Also measured: even a perfect vacancy counter (the oracle)
+  dash: gain 0.06 and -0.04); 100 epochs per window with no convergence stop lifts the gain
+  to 0.27 (accuracy 0.56 at 48 px against the oracle's 0.70) at 5.5 times the training time,
+  and the window error stays at 2 steps. Also measured: even a perfect vacancy counter (the oracle)
   reaches only 0.67-0.70 balanced accuracy at 40-48 px, because both regions have the same
   vacancy density and differ only in how the counts scatter. The generator is exact about W
   but leaves little for a two-latent VAE to find; a generator whose large-scale arrangement

@@ -31,11 +31,13 @@ class TrainConfig:
     """Training settings (all stored in the result's ``config``).
 
     epochs : cap on epochs per window; training stops earlier on convergence.
-    min_epochs : epochs always run per window (the first window runs ``2 * min_epochs``).
+    min_epochs : epochs always run per window at the full KL weight (the first window runs
+        ``2 * min_epochs`` of them after its warm-up).
     patience, tol : converged when the best loss improved by less than ``tol`` nats per modelled
         pixel over the last ``patience`` epochs (a scale-free unit: patches are normalised).
-    warmup_steps : KL weight ramps from 0 to 1 over the first steps of the first window, so the
-        decoder learns to use the latents before the KL term can switch them off (collapse).
+    warmup_steps : KL weight ramps from 0 to 1 over the first steps of the first window (at most
+        half of that window's step budget), so the decoder learns to use the latents before
+        the KL term can switch them off (collapse); convergence is judged after it.
     augment : in the rotation modes, half of each batch is rotated by a random angle and the
         latents of a rotated patch are pulled to those of the original (``consistency`` weight,
         in units of the posterior variance): this is what makes ``z`` invariant in practice.
@@ -102,6 +104,13 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     n_pix = float(model.mask.sum())
     min_epochs = cfg.min_epochs * (2 if first else 1)
+    # The KL weight must reach 1 inside the first window (at most half its step budget), and
+    # only epochs trained on the full objective count for convergence: while the weight ramps
+    # up the loss rises, so judging those epochs stopped the first window mid-warm-up (beta
+    # ~0.5 on a typical image) and its latents came from a weaker KL than every other window's.
+    warm = 0
+    if first and cfg.warmup_steps:
+        warm = min(int(cfg.warmup_steps), cfg.epochs * math.ceil(n / batch) // 2)
     losses, best = [], []
     step = 0
     model.train()
@@ -111,7 +120,7 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
         kl_sum = torch.zeros(model.latent_dim, device=patches.device)
         for start in range(0, n, batch):
             x = patches[order[start:start + batch]]
-            beta = min(1.0, step / cfg.warmup_steps) if (first and cfg.warmup_steps) else 1.0
+            beta = min(1.0, step / warm) if warm else 1.0
             loss, parts = _step_loss(model, x, cfg, generator, beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -128,10 +137,11 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
                                 "for extreme values and clip them (e.g. np.clip(a, "
                                 "*np.percentile(a, [0.1, 99.9]))), or lower the learning rate")
         losses.append(epoch_loss)
-        best.append(min(best[-1], epoch_loss) if best else epoch_loss)
+        if step - math.ceil(n / batch) >= warm:  # the whole epoch ran at beta = 1
+            best.append(min(best[-1], epoch_loss) if best else epoch_loss)
         if progress is not None:
             progress(epoch + 1, epoch_loss)
-        if epoch + 1 >= min_epochs and len(best) > cfg.patience:
+        if len(best) >= min_epochs and len(best) > cfg.patience:
             gain = (best[-1 - cfg.patience] - best[-1]) / n_pix
             if gain < cfg.tol:
                 break
