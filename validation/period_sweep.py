@@ -6,7 +6,7 @@ seeds, and writes ``validation/PERIOD_SWEEP.md``: the recommended window, the ra
 scoring at least half as much, and whether each lands within one window step of the period.
 Recorded, not asserted (the asserted check is ``period`` in ``run_validation.py``).
 
-Run from the repository root (about 30 min on 2 cores)::
+Run from the repository root (about an hour on 2 cores)::
 
     OMP_NUM_THREADS=1 .venv/bin/python validation/period_sweep.py [--periods 12 16 ...] [--seeds 0 1]
 """
@@ -37,7 +37,7 @@ def recommend(period, seed):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--periods", type=int, nargs="+", default=[12, 16, 20, 24, 32, 40])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     args = ap.parse_args(argv)
     rows, hits, inside, n = [], 0, 0, 0
     for p in args.periods:
