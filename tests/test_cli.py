@@ -70,7 +70,7 @@ def test_run_prints_the_recommended_window_with_its_range(npy, tmp_path, capsys)
     lo, hi = (int(v) for v in attrs["recommended_window_range"])
     assert re.match(rf"recommended descriptor size: {w} px", line)
     # the range is printed exactly when it is more than the recommended window itself
-    assert (f"windows {lo}-{hi} px score at least half as much" in line) == ((lo, hi) != (w, w))
+    assert (f"; range {lo}-{hi} px" in line) == ((lo, hi) != (w, w))
 
 
 def test_run_says_when_it_trained_on_a_subset(npy, tmp_path, capsys):

@@ -77,7 +77,7 @@ def test_report_holds_every_figure_for_both_states(full_run):
 
 def test_report_states_the_run_and_its_recommendation(full_run):
     page = full_run[0].read_text(encoding="utf-8")
-    for text in ("Recommended descriptor size", "most prominent peak", "px (", "nm)",
+    for text in ("Recommended descriptor size", "reaches half its maximum", "px (", "nm)",
                  "&quot;latent_dim&quot;: 2",  # the configuration, pretty-printed
                  "2 x 80 x 96",  # image shape
                  "288 over 2 frame(s)", "collapsed to the prior",  # z2's KL is 0.01 nats

@@ -236,7 +236,7 @@ def _recommendation(scales) -> dict:
     # pipelines read the window; `recommended_window_significant` == 0 means no window
     # regrouped the keypoints above the posterior noise (weak evidence, see the note)
     return {"recommended_window": int(scales["recommended_window"]),
-            # windows scoring at least half as much: how sharply one size is singled out
+            # the windows the evidence allows (analysis.length_scales): how sharp the answer is
             "recommended_window_range": [int(scales["recommended_low"]),
                                          int(scales["recommended_high"])],
             "recommended_window_significant": int(bool(scales["significant"])),

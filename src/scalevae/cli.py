@@ -138,7 +138,7 @@ def _summary(ds, a):
         rng = ds.attrs.get("recommended_window_range")
         spread = ""
         if rng is not None and len(rng) == 2 and (int(rng[0]), int(rng[1])) != (w, w):
-            spread = f"; windows {int(rng[0])}-{int(rng[1])} px score at least half as much"
+            spread = f"; range {int(rng[0])}-{int(rng[1])} px"
         print(f"recommended descriptor size: {w} px{phys}{spread}")
         if ds.attrs.get("recommended_window_note"):
             print(f"caution: {ds.attrs['recommended_window_note']}")

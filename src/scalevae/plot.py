@@ -557,7 +557,7 @@ def plot_length_scales(scales, pixel_size=None, unit=None):
     if "recommended_low" in scales:
         lo, hi = int(scales["recommended_low"]), int(scales["recommended_high"])
         ax.axvspan(lo, hi, color="tab:green", alpha=0.12, lw=0,
-                   label=f"score >= half its peak ({lo}-{hi} px)")
+                   label=f"recommended range ({lo}-{hi} px)")
     ax.set_ylabel("change score")
     ax.tick_params(labelbottom=False)
     ax.legend(fontsize=8)
@@ -569,7 +569,12 @@ def plot_length_scales(scales, pixel_size=None, unit=None):
     if "noise_floor" in scales:
         ax2.plot(w, scales["noise_floor"], ":", color="0.4", lw=1.2,
                  label="regrouping from the posterior width alone")
-    ax2.set_ylabel("change vs previous")
+    if "change_from_first" in scales:
+        # the rule's curve: the recommendation is where it first reaches half its maximum
+        c = scales["change_from_first"]
+        ax2.plot(w, c, "o-", color="tab:green", ms=3, label="regrouping from the smallest window")
+        ax2.axhline(0.5 * float(c.max()), color="tab:green", lw=0.8, ls=":")
+    ax2.set_ylabel("regrouping")
     ax2.set_xlabel("window (px)")
     ax2.legend(fontsize=8)
     _suptitle(fig, f"recommended window: {window_label(rec, pixel_size, unit)}, "

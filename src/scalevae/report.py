@@ -288,9 +288,11 @@ def _peaks(density, wins, models, state):
 def _range_html(scales, rec, phys):
     lo, hi = (int(scales[k]) for k in ("recommended_low", "recommended_high"))
     if lo == hi == rec:
-        return "<div>No neighbouring window scores half as much: a sharp peak.</div>"
-    return (f"<div>Windows scoring at least half as much: {_esc(plot.window_label(lo, *phys))}"
-            f" to {_esc(plot.window_label(hi, *phys))}.</div>")
+        return "<div>Range: this window alone (a sharp change of scale).</div>"
+    return (f"<div>Range: {_esc(plot.window_label(lo, *phys))} to "
+            f"{_esc(plot.window_label(hi, *phys))} (the rise of the regrouping from a quarter "
+            "to three quarters, and the windows regrouping at least half as fast as the "
+            "fastest).</div>")
 
 
 def _recommendation(scales, phys):
