@@ -101,8 +101,10 @@ the windows regrouping at least half as fast as the fastest. Found on the stored
 the period sweep (seeds 0-1, old training, first without the noise floor: 9/12 within one window step, against 6/12 for the
 peak rule), then checked on data it was not chosen on: seeds 2-3 (9/12), and all four seeds
 with the new training (17/24, against 10/24; period inside the range 23/24, against 17/24).
-Rows re-measured: `twoscale_*` and `period_window_error` (the only ones that read the rule);
-every other row is unchanged from the fifth round. `make demo`: 24 px (the period);
+Rows re-measured: `twoscale_*` and `period_window_error` (the only ones that read the rule):
+period error 0, 0, 1 steps (fifth round 1, 1, 1), two-scale window error 3, 2, 3 (3, 3, 4; the
+regions are still not separated above W, so there is no regrouping at W to find); every other
+row is unchanged from the fifth round. `make demo`: 24 px (the period);
 PTO_Funakubo0004: 20 px (range 12-32), the first minimum of its autocorrelation.
 
 ## Fifth round (2026-11-25, later): the first window finishes its KL warm-up; every row re-measured
