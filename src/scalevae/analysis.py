@@ -665,10 +665,8 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
         ``density_change``, ``structure_change``, ``noise_floor``, ``excess_change``,
         ``change``, ``score``, ``peak`` (bool) and ``prominence`` on ``window`` (NaN / False
         for the first window; ``noise_floor`` and ``change_from_first`` are per window), the
-        0-d ints
-        ``recommended_window``, ``recommended_low`` and ``recommended_high`` (px) and the 0-d
-        bool ``significant``. ``attrs["rule"]``
-        states the rule.
+        0-d ints ``recommended_window``, ``recommended_low`` and ``recommended_high`` (px) and
+        the 0-d bool ``significant``. ``attrs["rule"]`` states the rule.
 
     Examples
     --------
@@ -722,8 +720,8 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
         from_first = np.clip(from_first - np.maximum(floor, floor[0]), 0.0, None)
     from_first[0] = 0.0
     if from_first.max() > 0:
+        # from_first[0] = 0 < any fraction of a positive maximum: every index is >= 1
         rec_i, lo_i, hi_i = (_first_reaching(from_first, f) for f in (0.5, 0.25, 0.75))
-        lo_i, rec_i = max(lo_i, 1), max(rec_i, 1)
     else:  # nothing changes at all: no scale to find, the largest raw step is weak evidence
         rec_i = lo_i = hi_i = int(np.argmax(score)) + 1
     # A change that keeps going at the same pace (no level-off) must widen the range too: add

@@ -298,14 +298,15 @@ def _range_html(scales, rec, phys):
 def _recommendation(scales, phys):
     rec = int(scales["recommended_window"])
     peaks = [int(w) for w in scales["window"].values[scales["peak"].values]]
-    others = [plot.window_label(w, *phys) for w in peaks if w != rec]
+    peak_labels = [plot.window_label(w, *phys) for w in peaks]
     return ("<div class='card'><div>Recommended descriptor size (final state)</div>"
             f"<div class='big'>{_esc(plot.window_label(rec, *phys))}</div>"
             + _range_html(scales, rec, phys) +
             f"<div>{_esc(scales.attrs['rule'])}.</div>"
             + (f"<div><b>Caution:</b> {_esc(scales.attrs['note'])}.</div>"
                if scales.attrs.get("note") else "")
-            + (f"<div>Other peaks: {_esc(', '.join(others))}.</div>" if others else "")
+            + (f"<div>Peaks of the window-to-window regrouping (evidence of other scales): "
+               f"{_esc(', '.join(peak_labels))}.</div>" if peak_labels else "")
             + "<div>Evidence: the <a href='#final'>length-scale figure</a> of each state.</div>"
             "</div>")
 

@@ -108,9 +108,10 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
     # only epochs trained on the full objective count for convergence: while the weight ramps
     # up the loss rises, so judging those epochs stopped the first window mid-warm-up (beta
     # ~0.5 on a typical image) and its latents came from a weaker KL than every other window's.
+    steps_per_epoch = math.ceil(n / batch)
     warm = 0
     if first and cfg.warmup_steps:
-        warm = min(int(cfg.warmup_steps), cfg.epochs * math.ceil(n / batch) // 2)
+        warm = min(int(cfg.warmup_steps), cfg.epochs * steps_per_epoch // 2)
     losses, best = [], []
     step = 0
     model.train()
@@ -137,7 +138,7 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
                                 "for extreme values and clip them (e.g. np.clip(a, "
                                 "*np.percentile(a, [0.1, 99.9]))), or lower the learning rate")
         losses.append(epoch_loss)
-        if step - math.ceil(n / batch) >= warm:  # the whole epoch ran at beta = 1
+        if step - steps_per_epoch >= warm:  # the whole epoch ran at beta = 1
             best.append(min(best[-1], epoch_loss) if best else epoch_loss)
         if progress is not None:
             progress(epoch + 1, epoch_loss)
