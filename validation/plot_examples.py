@@ -77,15 +77,16 @@ def main(out):
     _show(axes[3, 0], ex.images[0], f"twoscale: left / right halves, W = {wc} px")
     ax = axes[3, 1]
     ax.imshow(tr["clean"], cmap="gray", interpolation="nearest")
-    v = tr["vacancies"]
-    ax.plot(v[:, 1], v[:, 0], "r.", ms=5)
+    v, r = tr["voids"], tr["void_radius"]
+    for y0, x0 in v:
+        ax.add_patch(plt.Circle((x0, y0), r, fill=False, ec="r", lw=0.8))
     ax.axvline(ex.images.shape[2] / 2 - 0.5, color="y")
-    for y0, x0 in ((10, 10), (10, 110)):
-        ax.add_patch(plt.Rectangle((x0, y0), wc, wc, fill=False, ec="c"))
-    ax.set_title("truth: vacancies; cyan box = critical window", fontsize=9)
+    for y0, x0 in ((10, 10), (10, ex.images.shape[2] - 10 - wc)):
+        ax.add_patch(plt.Circle((x0 + wc / 2, y0 + wc / 2), wc / 2, fill=False, ec="c"))
+    ax.set_title("truth: voids; cyan disk = critical window", fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    _show(axes[3, 2], ex.images[0][:64, 64:128], "twoscale: zoom at the border (64 px)")
+    _show(axes[3, 2], ex.images[0][:64, :64], "twoscale: zoom (64 px), fine texture")
     ax = axes[3, 3]
     img = ex.images[0].astype(float)
     nx = img.shape[1]
@@ -105,7 +106,7 @@ def main(out):
     ax.set_xlabel("window w (px)")
     ax.set_ylabel("var(patch mean) right / left")
     ax.legend(fontsize=8)
-    ax.set_title("regions differ only for w > W", fontsize=9)
+    ax.set_title("regions differ only above W", fontsize=9)
 
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -695,60 +695,79 @@ def combinatorial_library(n_frames=12, shape=(128, 128), seed=0, pixel_size=4.0,
 # 4. two regions that differ only beyond a known window size
 
 
-def two_scale_texture(shape=(192, 192), critical_window=24, seed=0, noise=0.05):
-    """One fine texture, two large-scale arrangements, and an exact critical window.
+def _hex_lattice(rng, spacing, shape):
+    """Points of a hexagonal lattice (nearest distance ``spacing``, rows along x) with a random
+    offset, covering ``shape`` with a margin of two spacings."""
+    ny, nx = shape
+    row = spacing * np.sqrt(3) / 2
+    oy, ox = rng.uniform(0, row), rng.uniform(0, spacing)
+    ys = np.arange(oy - 2 * row, ny + 2 * row, row)
+    k = np.arange(len(ys))
+    xs = np.arange(ox - 2 * spacing, nx + 2 * spacing, spacing)
+    yy = np.repeat(ys, len(xs))
+    xx = (xs[None, :] + (k[:, None] % 2) * spacing / 2).ravel()
+    return np.stack([yy, xx], 1)
 
-    The image is a square lattice of short dashes (site spacing ``s = critical_window / 4`` for
-    the default, about 6 px; random orientation and sub-pixel jitter per site, identical peak
-    height). Some sites are empty: *vacancies* ordered on a superlattice, with the same vacancy
-    density (one per ``(1.5 W)**2`` px, ``W = critical_window``) in both halves:
 
-    - region 0 (left half): a square superlattice of spacing ``1.5 W``;
-    - region 1 (right half): a rectangular superlattice, ``W`` along x and ``2.25 W`` along y.
+def two_scale_texture(shape=(256, 384), critical_window=24, seed=0, noise=0.05):
+    """One fine texture, two large-scale arrangements of voids, and an exact critical window.
 
-    **Critical window.** Consider a window of ``w x w`` px at a uniformly random position. For
-    ``w <= W`` it holds at most one vacancy site in either region, with the same probability
-    ``(w / 1.5 W)**2``, at a uniformly distributed place, surrounded by the same i.i.d. dashes:
-    the distribution of window contents is the same in both regions, and no descriptor of that
-    size, however clever, can tell them apart. For ``w > W`` a window in region 1 can hold two
-    vacancies ``W`` apart while region 0 cannot (its vacancies are ``1.5 W`` apart), and from
-    ``w = 1.5 W`` on every window in region 0 holds exactly one vacancy while region 1 holds 0, 1
-    or 2: the regions differ strongly. ``critical_window = W`` is therefore the smallest window
-    at which the local statistics differ, counting vacancy *centres*; a dash's tail (a third of
-    ``s``) blurs the threshold by less than one site spacing.
+    A film with the same fine texture everywhere (an isotropic band-limited random texture of
+    wavelength ``W / 6``, contrast 10 % of the film level) is perforated by round voids (radius
+    ``W / 4``, level zero), ``W = critical_window``. Both halves hold the same number of voids
+    per area, arranged differently on a larger scale:
+
+    - region 0 (left half): spread evenly, a hexagonal lattice of spacing ``1.5 * sqrt(2) * W``;
+    - region 1 (right half): segregated into bands of width ``4 W`` (a hexagonal lattice of
+      spacing ``1.5 W``, twice as dense) with void-free bands of the same width between them.
+
+    **Critical window.** Any two voids of either region are at least ``W`` apart edge to edge
+    (region 1, inside a band: ``1.5 W - 2 R = W``; region 0: ``1.62 W``), so a disk of diameter
+    ``w <= W`` (the part of a window the rotation-invariant model sees; for a square window,
+    its diagonal ``w * sqrt(2)`` must be ``<= W``) touches at most one void. At a
+    uniformly random position it touches one with a probability set by the void density alone
+    (the same in both halves), the void then lies at a uniformly distributed offset, and the
+    texture around it is the same stationary texture: the distribution of window contents is
+    the same in both regions, and no descriptor of that size, however clever, can tell them
+    apart. Above ``W`` a window inside a band can hold two voids, which region 0 cannot until
+    ``1.62 W``; from about ``1.5 W`` on, windows in region 1 hold two or three voids (in a band)
+    or none (between bands) while region 0's hold one or two: the local void fraction tells the
+    regions apart. ``critical_window = W`` is the smallest window at which the local statistics
+    differ, up to the one-pixel softening of the void edges.
 
     Parameters
     ----------
     shape : tuple of int
-        Image size (ny, nx) in px; at least ``4 * critical_window`` each, so each half holds
-        several superlattice cells.
+        Image size (ny, nx) in px; at least ``8 * critical_window`` each (one band period
+        along y, two band widths per half along x).
     critical_window : int
-        W in px, at least 12. The fine spacing is ``W / (4 m)`` with ``m = round(W / 24)``
-        (at least 1), i.e. between about 4 and 9 px.
+        W in px, at least 12.
     seed : int
         Random seed.
     noise : float
-        Gaussian noise standard deviation relative to a dash's peak.
+        Gaussian noise standard deviation relative to the film level.
 
     Returns
     -------
     Example
         One frame; no keypoints (use a grid); ``pixel_size`` 1 px. ``truth`` holds
 
-        - ``region`` : uint8 (ny, nx), 0 = left (square superlattice), 1 = right (rectangular);
+        - ``region`` : uint8 (ny, nx), 0 = left (even voids), 1 = right (banded voids);
         - ``critical_window`` : int, W in px;
-        - ``site_spacing`` : float, the fine lattice spacing s in px;
-        - ``vacancies`` : (n, 2) float, y, x of the vacancy sites;
-        - ``superlattice`` : dict region -> (spacing along y, spacing along x) in px;
+        - ``voids`` : (n, 2) float, y, x of the void centres (each inside its own half);
+        - ``void_radius`` : float, R = W / 4 px;
+        - ``void_spacing`` : dict region -> nearest centre-to-centre distance in px;
+        - ``band`` : bool (ny,), rows of region 1 inside a void band;
+        - ``texture_wavelength`` : float, px;
         - ``clean`` : float32 (ny, nx), the image before noise.
 
     Examples
     --------
-    >>> ex = two_scale_texture(shape=(96, 96), critical_window=16, seed=0)
-    >>> ex.images.shape, ex.truth["critical_window"]
-    ((1, 96, 96), 16)
+    >>> ex = two_scale_texture(shape=(128, 128), critical_window=16, seed=0)
+    >>> ex.images.shape, ex.truth["critical_window"], ex.truth["void_radius"]
+    ((1, 128, 128), 16, 4.0)
     >>> np.bincount(ex.truth["region"].ravel()).tolist()
-    [4608, 4608]
+    [8192, 8192]
     """
     try:
         wc = int(critical_window)
@@ -757,68 +776,57 @@ def two_scale_texture(shape=(192, 192), critical_window=24, seed=0, noise=0.05):
             f"critical_window must be an integer, got {critical_window!r}") from None
     if wc != critical_window or wc < 12:
         raise ScaleVAEError(f"critical_window must be an integer >= 12 px, got {critical_window!r}")
-    ny, nx = _check_shape(shape, 4 * wc)
+    ny, nx = _check_shape(shape, 8 * wc)
     if noise < 0:
         raise ScaleVAEError(f"noise must be >= 0, got {noise}")
     rng = np.random.default_rng(seed)
 
-    m = max(1, int(round(wc / 24)))
-    s = wc / (4 * m)
-    # Fine lattice: site (i, j) at ((i + 0.5) s, (j + 0.5) s) plus jitter.
-    ni, nj = int(np.ceil(ny / s)) + 1, int(np.ceil(nx / s)) + 1
-    i, j = np.mgrid[0:ni, 0:nj]
-    i, j = i.ravel(), j.ravel()
-    yx = np.stack([(i + 0.5) * s, (j + 0.5) * s], 1)
-    region_of_site = (yx[:, 1] >= nx / 2).astype(np.uint8)
-    # Superlattices in site units, each with a random origin.
-    period = {0: (6 * m, 6 * m), 1: (9 * m, 4 * m)}
-    vacant = np.zeros(len(i), dtype=bool)
-    for reg, (pi, pj) in period.items():
-        oi, oj = rng.integers(pi), rng.integers(pj)
-        vacant |= (region_of_site == reg) & ((i - oi) % pi == 0) & ((j - oj) % pj == 0)
-    n_sites = len(i)
-    jitter = 0.05 * s * rng.standard_normal((n_sites, 2))
-    theta = rng.uniform(0, np.pi, n_sites)
-    vacancies = yx[vacant]
-    yx = yx + jitter
+    # Fine texture: white noise through an isotropic Gaussian ring filter at 1 / wavelength.
+    lam = wc / 6
+    k = np.hypot(np.fft.fftfreq(ny)[:, None], np.fft.fftfreq(nx)[None, :])
+    ring = np.exp(-0.5 * ((k - 1 / lam) / (0.25 / lam)) ** 2)
+    g = np.fft.ifft2(np.fft.fft2(rng.standard_normal((ny, nx))) * ring).real
+    texture = 1 + 0.1 * g / g.std()
 
-    # Stamp a rotated anisotropic Gaussian dash on every occupied site.
-    sl, ss = 0.3 * s, 0.13 * s
-    r = int(np.ceil(3 * sl))
-    keep = ~vacant
-    cy, cx = yx[keep, 0], yx[keep, 1]
-    oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
-    py = np.round(cy)[:, None, None].astype(int) + oy
-    px = np.round(cx)[:, None, None].astype(int) + ox
-    dy, dx = py - cy[:, None, None], px - cx[:, None, None]
-    ct, st = np.cos(theta[keep])[:, None, None], np.sin(theta[keep])[:, None, None]
-    along, across = dx * ct + dy * st, -dx * st + dy * ct
-    val = np.exp(-0.5 * ((along / sl) ** 2 + (across / ss) ** 2))
-    ok = (py >= 0) & (py < ny) & (px >= 0) & (px < nx)
-    clean = np.zeros(ny * nx)
-    np.add.at(clean, (py * nx + px)[ok], val[ok])
-    clean = clean.reshape(ny, nx)
+    radius, dense = wc / 4, 1.5 * wc          # dense spacing - 2 radius = W, edge to edge
+    spacing = {0: dense * np.sqrt(2), 1: dense}  # same density: spacing ratio sqrt(2)
+    band_width = 4 * wc
+    left = _hex_lattice(rng, spacing[0], (ny, nx))
+    left = left[(left[:, 1] >= 0) & (left[:, 1] < nx / 2)]
+    right = _hex_lattice(rng, spacing[1], (ny, nx))
+    right = right[(right[:, 1] >= nx / 2) & (right[:, 1] < nx)]
+    # Bands: a random phase of the 2 * band_width period, so that every lattice row is in a
+    # band with probability 1/2 and the expected density equals region 0's.
+    phase = rng.uniform(0, 2 * band_width)
+    right = right[(right[:, 0] - phase) % (2 * band_width) < band_width]
+    voids = np.concatenate([left, right])
+
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    dist = cKDTree(voids).query(np.stack([yy.ravel(), xx.ravel()], 1))[0].reshape(ny, nx)
+    film = np.clip(dist - radius + 0.5, 0.0, 1.0)   # one-pixel soft edge
+    clean = texture * film
     image = clean + noise * rng.standard_normal((ny, nx))
 
     region = np.zeros((ny, nx), dtype=np.uint8)
     region[:, nx // 2:] = 1
-    inside = (vacancies[:, 0] < ny) & (vacancies[:, 1] < nx)
+    inside = (voids[:, 0] > -radius) & (voids[:, 0] < ny + radius)
     truth = {
         "region": region,
         "critical_window": wc,
-        "site_spacing": float(s),
-        "vacancies": vacancies[inside],
-        "superlattice": {k: (v[0] * s, v[1] * s) for k, v in period.items()},
+        "voids": voids[inside],
+        "void_radius": float(radius),
+        "void_spacing": {0: float(spacing[0]), 1: float(spacing[1])},
+        "band": (np.arange(ny) - phase) % (2 * band_width) < band_width,
+        "texture_wavelength": float(lam),
         "clean": clean.astype(np.float32),
     }
     return Example(
         name="twoscale", images=image[None].astype(np.float32), keypoints=None, pixel_size=1.0,
         unit="px", control=None, control_name=None, truth=truth,
         default_windows=[8, 12, 16, 20, 24, 28, 32, 40, 48], default_keypoints="grid:4",
-        description="one fine texture, two vacancy orderings: regions differ only in windows "
-                    f"larger than {wc} px",
+        description="one fine texture, voids spread evenly (left) or in bands (right): the "
+                    f"regions differ only in windows larger than {wc} px",
     )
-
 
 # --------------------------------------------------------------------------------------------
 # registry
