@@ -124,7 +124,20 @@ px, the scale of the voids themselves (diameter 12 px) and of the fine texture, 
 rise above W. The data hold two real scales (void and texture size, arrangement); which one
 the rule should name is the same open question as the domain generator's two scales (period
 and bundles); the rule was not retuned on this generator (the period sweep that chose it takes
-an hour to re-measure).
+an hour to re-measure). `scalevae demo twoscale` (defaults: patch size 8, 4 px grid, seed 0)
+recommends 20 px, range 12-40 px, in 2 min 12 s on 2 cores (peak RSS 683 MB).
+
+Probe of this round (no code change): **why the sublattice angle is loose on seed 0**
+(concentration 0.685). Recording which harmonic order `model._symmetric_angle` picks per atom
+at 24 px: every one of the 58 B atoms (of 310) whose 3 * angle sits away from its sublattice's
+mean took order 6 (angle defined modulo 60 degrees, which cannot tell A from B), every other B
+atom order 3; 62 A atoms took order 6 too, but the order-6 branch happens to fall on A's
+orientation. Mean coherences (orders 1, 2, 3, 4, 6): outliers 0.02, 0.01, 0.55, 0.02, 0.73;
+the rest 0.02, 0.01, 0.59, 0.02, 0.64. Jitter alone lowers the coherence at order 6 more than
+at order 3, so an order-6 coherence above order 3 means the seed-0 encoder's directions over
+the 12 de-rotated copies really are split between the A and B orientations for those atoms
+(it sees the six-fold second shell more than the three-fold first). Lowering the agreement
+threshold (0.8) would hide that, not fix it; the fix belongs in training and is left open.
 
 ## Sixth round (2026-11-25, later still): the half-rise rule for the recommended window
 
