@@ -138,6 +138,20 @@ at order 3, so an order-6 coherence above order 3 means the seed-0 encoder's dir
 the 12 de-rotated copies really are split between the A and B orientations for those atoms
 (it sees the six-fold second shell more than the three-fold first). Lowering the agreement
 threshold (0.8) would hide that, not fix it; the fix belongs in training and is left open.
+The same seed with `epochs=90` (the cap per window; default 30) gives concentration 0.9998 and
+offset 0.008 deg: windows 12 and 24 px of the default run train all 30 epochs without the
+convergence rule stopping them (window 18 stops after 7). The first window runs to the cap on
+the PTO and demo runs too (its KL warm-up takes up to half of its budget). Next: the first
+window's warm-up on top of the cap, and a warning when a window stops at the cap; not done
+here because it changes every row and the period sweep.
+
+Probe of this round: **movie dispersion on seed 1** (Spearman 0.59). The per-frame dispersion
+rises with the defect count up to frame 4 (23 defects: 0.13, 1.10, 2.13, 2.24, 3.08) and then
+levels off and falls slightly (3.04, 3.00, 2.84, 2.68, 2.73) while the count goes on to 40: the
+hole swallows atoms (62 keypoints in frame 0, 30 in frame 9) and the number of atoms with a
+defect within 12 px peaks at frame 4 (30) and falls to 21. The dispersion follows the atoms
+near defects, which stop growing with the defect count once a hole forms; the check's reading
+(count of defects) is left as it is.
 
 ## Sixth round (2026-11-25, later still): the half-rise rule for the recommended window
 
