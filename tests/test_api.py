@@ -159,3 +159,10 @@ def test_full_run_on_each_real_pfm_file(real_data, tmp_path, name):
     assert ds.sizes["window"] == 15
     assert bool(np.isfinite(ds.z_mean).all())
     assert (tmp_path / "r" / "report.html").exists()
+
+
+def test_windows_stopped_by_the_epoch_cap_are_named_in_a_warning_and_the_result():
+    with pytest.warns(UserWarning, match=r"window\(s\) 8, 12 px ran all 1 epochs of the cap"):
+        ds = scalevae.run(texture(), windows=[8, 12], keypoints="grid:16", epochs=1, quiet=True,
+                          report=False)
+    assert json.loads(ds.attrs["windows_at_epoch_cap"]) == [8, 12]

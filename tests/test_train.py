@@ -6,7 +6,7 @@ import torch
 
 from scalevae.errors import ScaleVAEError
 from scalevae.model import SIVAE, rotate_patches
-from scalevae.train import (TrainConfig, checkpoint_path, encode, load_checkpoint,
+from scalevae.train import (TrainConfig, epoch_cap, checkpoint_path, encode, load_checkpoint,
                             resolve_device, train_progressive, train_window, training_subset)
 
 
@@ -83,6 +83,21 @@ def test_first_window_converges_only_after_the_kl_warm_up():
     # a warm-up longer than half the first window's step budget (40 epochs x 2 steps) is
     # shortened to that half (20 epochs), so the full objective is still reached and judged
     assert n_epochs(True, TrainConfig(epochs=40, tol=1e9, warmup_steps=300, batch_size=32)) == 26
+
+
+def test_first_window_warm_up_comes_on_top_of_the_epoch_cap():
+    # data the model never fits to the tolerance: every window runs to its cap
+    x = torch.randn(64, 8, 8)
+    cfg = TrainConfig(epochs=6, tol=-1.0, warmup_steps=4, batch_size=32)  # 2 steps per epoch
+    assert epoch_cap(cfg, 64, first=False) == 6 and epoch_cap(cfg, 64, first=True) == 6 + 2
+
+    def n_epochs(first):
+        torch.manual_seed(0)
+        return len(train_window(SIVAE(8, 2, "none"), x, cfg, torch.Generator().manual_seed(0),
+                                first=first)[0])
+
+    # the first window gets its 2 warm-up epochs *and* the 6 full-weight epochs later ones get
+    assert n_epochs(False) == 6 and n_epochs(True) == 8
 
 
 def test_batch_larger_than_data_still_trains():

@@ -196,6 +196,14 @@ def run(images, windows=None, keypoints="grid:4", *, channel: str | None = None,
                      "window_seconds": [res.seconds for res in per_window],
                      # what was done to the input (e.g. colour -> grayscale), shown by the CLI
                      "input_note": stack.metadata.get("converted", "")})
+    capped = [int(res.window) for res in per_window if res.at_cap]
+    # a netCDF attribute cannot be an empty list: JSON text, "[]" when every window converged
+    ds.attrs["windows_at_epoch_cap"] = json.dumps(capped)
+    if capped:
+        warnings.warn(f"training of window(s) {', '.join(map(str, capped))} px ran all "
+                      f"{cfg.epochs} epochs of the cap without converging; their latents may "
+                      f"still change with more training (epochs={2 * cfg.epochs}, or "
+                      f"--epochs {2 * cfg.epochs})", stacklevel=2)
     scales = _final_scales(ds)
     ds.attrs.update(_recommendation(scales))
     if out is not None:

@@ -88,9 +88,24 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise ScaleVAEError(f"unknown device {device!r}; use auto, cpu or cuda") from exc
 
 
+def warmup_steps(cfg: TrainConfig, n: int, first: bool) -> int:
+    """KL warm-up steps of a window trained on ``n`` patches: only the first window has one,
+    at most half of its ``cfg.epochs`` budget."""
+    if not (first and cfg.warmup_steps):
+        return 0
+    return min(int(cfg.warmup_steps), cfg.epochs * math.ceil(n / min(cfg.batch_size, n)) // 2)
+
+
+def epoch_cap(cfg: TrainConfig, n: int, first: bool) -> int:
+    """Most epochs a window trains: ``cfg.epochs`` at full KL weight, plus the first window's
+    warm-up epochs on top, so that every window has the same budget for converging."""
+    warm = warmup_steps(cfg, n, first)
+    return cfg.epochs + (math.ceil(warm / math.ceil(n / min(cfg.batch_size, n))) if warm else 0)
+
+
 def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
                  first: bool = False, progress: Callable[[int, float], None] | None = None):
-    """Train ``model`` in place on one window's patches until converged or ``cfg.epochs``.
+    """Train ``model`` in place on one window's patches until converged or :func:`epoch_cap`.
 
     Returns
     -------
@@ -108,14 +123,15 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
     # only epochs trained on the full objective count for convergence: while the weight ramps
     # up the loss rises, so judging those epochs stopped the first window mid-warm-up (beta
     # ~0.5 on a typical image) and its latents came from a weaker KL than every other window's.
+    # The warm-up epochs come on top of the cap: taken out of it, they left the first window
+    # short of full-weight epochs (the sublattice check's seed 0 ran to the cap and came out
+    # with the two sublattices' angles mixed).
     steps_per_epoch = math.ceil(n / batch)
-    warm = 0
-    if first and cfg.warmup_steps:
-        warm = min(int(cfg.warmup_steps), cfg.epochs * steps_per_epoch // 2)
+    warm = warmup_steps(cfg, n, first)
     losses, best = [], []
     step = 0
     model.train()
-    for epoch in range(cfg.epochs):
+    for epoch in range(epoch_cap(cfg, n, first)):
         order = torch.randperm(n, generator=generator, device=patches.device)
         total = torch.zeros((), device=patches.device)
         kl_sum = torch.zeros(model.latent_dim, device=patches.device)
@@ -195,6 +211,7 @@ class WindowResult:
     losses: list
     kl: np.ndarray
     seconds: float
+    at_cap: bool = False  # ran all epoch_cap epochs: the convergence rule never stopped it
 
 
 def checkpoint_path(folder, window: int) -> Path:
@@ -209,7 +226,7 @@ def save_checkpoint(folder, model: SIVAE, res: WindowResult, fingerprint: str) -
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "instant": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in res.instant.items()},
         "losses": [float(v) for v in res.losses], "kl": torch.from_numpy(np.asarray(res.kl)),
-        "seconds": float(res.seconds),
+        "seconds": float(res.seconds), "at_cap": bool(res.at_cap),
     }
     return atomic_write(checkpoint_path(folder, res.window), lambda tmp: torch.save(payload, tmp))
 
@@ -294,7 +311,8 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
             ck = load_checkpoint(path, fingerprint)
             model.load_state_dict(model_from_checkpoint(ck).state_dict())
             results.append(WindowResult(int(w), {k: v.numpy() for k, v in ck["instant"].items()},
-                                        list(ck["losses"]), ck["kl"].numpy(), ck["seconds"]))
+                                        list(ck["losses"]), ck["kl"].numpy(), ck["seconds"],
+                                        bool(ck.get("at_cap", False))))
             if progress is not None:
                 progress.skip_window(i, w)
             continue
@@ -308,9 +326,10 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         cb = (lambda e, loss, i=i, w=w: progress.epoch(i, w, e, loss)) if progress else None
         x_train = x if subset is None else x[torch.from_numpy(subset).to(device)]
         losses, kl = train_window(model, x_train, cfg, gen, first=(i == 0), progress=cb)
+        at_cap = len(losses) >= epoch_cap(cfg, len(x_train), first=(i == 0))
         del x_train
         instant = encode(model, x)
-        res = WindowResult(int(w), instant, losses, kl, time.perf_counter() - t0)
+        res = WindowResult(int(w), instant, losses, kl, time.perf_counter() - t0, at_cap)
         if checkpoint_dir is not None:
             save_checkpoint(checkpoint_dir, model, res, fingerprint)
         results.append(res)
