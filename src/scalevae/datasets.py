@@ -828,6 +828,7 @@ def two_scale_texture(shape=(256, 384), critical_window=24, seed=0, noise=0.05):
                     f"regions differ only in windows larger than {wc} px",
     )
 
+
 # --------------------------------------------------------------------------------------------
 # registry
 

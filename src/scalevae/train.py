@@ -88,19 +88,23 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise ScaleVAEError(f"unknown device {device!r}; use auto, cpu or cuda") from exc
 
 
+def _steps_per_epoch(cfg: TrainConfig, n: int) -> int:
+    # a batch larger than the data still trains (one full batch)
+    return math.ceil(n / min(cfg.batch_size, n))
+
+
 def warmup_steps(cfg: TrainConfig, n: int, first: bool) -> int:
     """KL warm-up steps of a window trained on ``n`` patches: only the first window has one,
     at most half of its ``cfg.epochs`` budget."""
     if not (first and cfg.warmup_steps):
         return 0
-    return min(int(cfg.warmup_steps), cfg.epochs * math.ceil(n / min(cfg.batch_size, n)) // 2)
+    return min(int(cfg.warmup_steps), cfg.epochs * _steps_per_epoch(cfg, n) // 2)
 
 
 def epoch_cap(cfg: TrainConfig, n: int, first: bool) -> int:
     """Most epochs a window trains: ``cfg.epochs`` at full KL weight, plus the first window's
     warm-up epochs on top, so that every window has the same budget for converging."""
-    warm = warmup_steps(cfg, n, first)
-    return cfg.epochs + (math.ceil(warm / math.ceil(n / min(cfg.batch_size, n))) if warm else 0)
+    return cfg.epochs + math.ceil(warmup_steps(cfg, n, first) / _steps_per_epoch(cfg, n))
 
 
 def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
@@ -126,7 +130,7 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
     # The warm-up epochs come on top of the cap: taken out of it, they left the first window
     # short of full-weight epochs (the sublattice check's seed 0 ran to the cap and came out
     # with the two sublattices' angles mixed).
-    steps_per_epoch = math.ceil(n / batch)
+    steps_per_epoch = _steps_per_epoch(cfg, n)
     warm = warmup_steps(cfg, n, first)
     losses, best = [], []
     step = 0
