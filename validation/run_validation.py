@@ -373,8 +373,9 @@ Run times above are wall times of 2-3 validation processes sharing 2 cores (load
   the near radius w/4 exceeds the 8.9 px C-C distance and every seed 0-9 has >= 27 near-defect
   atoms: at 32 px on 96 x 96, seed 3 had none and the AUC was undefined), domain classification
   (windows 8, 16 px on 96 x 96: gain 0.33-0.44; at 6c4dc51 seeds 0-2 give AUC 0.99-1.0 and
-  gain 0.36-0.47). The three fast tests take 14 s on seed 0 (32 s with a validation run beside them; 2 cores). Seventh and eighth rounds: a fourth fast test, two-scale separation (windows 16, 32, 48 px on a 6 px grid of the 256 x 384 texture): with the eighth round's training, accuracy at 16 px 0.51-0.53 and gain at 48 px 0.91-1.28 on seeds 0-3 (58-88 s each, one thread, two runs sharing the 2 cores). An 8 px grid gave 0.72-1.23 before the training change but only 0.56 and 0.53 on seeds 1-2 after it, too close to the threshold; windows 16 and 48 alone gave 0.53 on seed 1. The per-frame dispersion is not in the fast set:
-  on 5 frames it gave rho 0.1 on seed 1 (windows 12, 40 px), 0.8-1.0 otherwise.
+  gain 0.36-0.47). The three fast tests take 14 s on seed 0 (32 s with a validation run beside them; 2 cores). Seventh and eighth rounds: a fourth fast test, two-scale separation (windows 16, 32, 48 px on a 6 px grid of the 256 x 384 texture): with the eighth round's training, accuracy at 16 px 0.51-0.53 and gain at 48 px 0.91-1.28 on seeds 0-3 (58-88 s each, one thread, two runs sharing the 2 cores). An 8 px grid gave 0.72-1.23 before the training change but only 0.56 and 0.53 on seeds 1-2 after it, too close to the threshold; windows 16 and 48 alone gave 0.53 on seed 1. Ninth round: the per-frame dispersion joined the fast set, on the full 192 px movie with
+  windows 12 and 48 px only (rho 0.88-1.0 on seeds 0-5, 9-15 s each); before, on 5 frames of
+  112 px it gave rho 0.1 on seed 1 (windows 12, 40 px), 0.8-1.0 otherwise.
 
 ## Thresholds: why these values (unchanged from the first round)
 
