@@ -379,6 +379,15 @@ def test_physical_to_pixels_errors(unit, size, size_unit, fragment):
         physical_to_pixels(10, unit, size, size_unit)
 
 
+def test_physical_pixel_only_for_a_real_length():
+    from scalevae.units import physical_pixel
+
+    assert physical_pixel(11.7, "nm") == (11.7, "nm")
+    for size, unit in [(1.0, "px"), (2.0, "pixels"), (float("nan"), "nm"), (0, "nm"),
+                       (-1, "nm"), (None, "nm"), (3.0, ""), (3.0, None), ("x", "nm")]:
+        assert physical_pixel(size, unit) == (None, None)
+
+
 def test_normalize_unit():
     assert [normalize_unit(u) for u in ["µm", "μm", "micron", "Å", "nm", "NM", "m", "",
                                         None, "1/nm"]] == \

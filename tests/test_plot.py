@@ -42,6 +42,7 @@ def ds():
 def test_window_label_gives_px_and_physical_units():
     assert plot.window_label(16, PS, UNIT) == "16 px (62.4 nm)"
     assert plot.window_label(16, float("nan"), "") == "16 px"  # how results store "unknown"
+    assert plot.window_label(16, 1.0, "px") == "16 px"  # a scale in pixels says nothing more
 
 
 def test_data_figures(ds):

@@ -132,9 +132,11 @@ def _summary(ds, a):
     if ds.attrs.get("input_note"):
         print(f"note: the input was converted: {ds.attrs['input_note']}")
     if "recommended_window" in ds.attrs:
+        from .units import physical_pixel
+
         w = int(ds.attrs["recommended_window"])
-        size = ds.attrs.get("pixel_size")
-        phys = f" ({w * size:.4g} {ds.attrs['unit']})" if size and size == size else ""
+        size, unit = physical_pixel(ds.attrs.get("pixel_size"), ds.attrs.get("unit"))
+        phys = f" ({w * size:.4g} {unit})" if size else ""
         rng = ds.attrs.get("recommended_window_range")
         spread = ""
         if rng is not None and len(rng) == 2 and (int(rng[0]), int(rng[1])) != (w, w):

@@ -13,6 +13,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from .errors import ScaleVAEError
+from .units import physical_pixel
 
 __all__ = [
     "window_label",
@@ -38,17 +39,6 @@ COLLAPSE_NATS = 0.05
 # --------------------------------------------------------------------------- helpers
 
 
-def _phys(pixel_size, unit):
-    """(pixel_size, unit) if both are usable, else (None, None)."""
-    try:
-        ps = float(pixel_size)
-    except (TypeError, ValueError):
-        return None, None
-    if not np.isfinite(ps) or ps <= 0 or not unit:
-        return None, None
-    return ps, str(unit)
-
-
 def window_label(window, pixel_size=None, unit=None):
     """``"16 px"``, or ``"16 px (62.4 nm)"`` when the pixel size and unit are known.
 
@@ -59,7 +49,7 @@ def window_label(window, pixel_size=None, unit=None):
     >>> window_label(16)
     '16 px'
     """
-    ps, un = _phys(pixel_size, unit)
+    ps, un = physical_pixel(pixel_size, unit)
     text = f"{int(window)} px"
     return text if ps is None else f"{text} ({float(window) * ps:.3g} {un})"
 
@@ -67,7 +57,7 @@ def window_label(window, pixel_size=None, unit=None):
 def _window_axis(ax, pixel_size, unit, which="x", secondary=True):
     """Label a window axis in px, with a secondary axis in physical units when known."""
     getattr(ax, f"set_{which}label")("window (px)")
-    ps, un = _phys(pixel_size, unit)
+    ps, un = physical_pixel(pixel_size, unit)
     if ps is not None and secondary:
         fwd, inv = (lambda w: w * ps), (lambda v: v / ps)
         if which == "x":
@@ -215,7 +205,7 @@ def plot_keypoints(image, points, frame=0, pixel_size=None, unit=None):
     area = max(np.ptp(yx[:, 0]) * np.ptp(yx[:, 1]), 1.0) if len(yx) > 1 else ny * nx
     ax.scatter(yx[:, 1], yx[:, 0], s=_dot_size(len(yx), area, panel / max(ny, nx), 0.45),
                c="#ff2020", linewidths=0)
-    ps, un = _phys(pixel_size, unit)
+    ps, un = physical_pixel(pixel_size, unit)
     scale = f", 1 px = {ps:.3g} {un}" if ps else ""
     ax.set_title(f"frame {frame}: {len(yx)} keypoints{scale}", fontsize=10)
     return fig

@@ -23,6 +23,7 @@ from . import plot
 from ._atomic import atomic_write
 from .errors import ScaleVAEError
 from .results import load_result
+from .units import physical_pixel
 
 __all__ = ["write_report"]
 
@@ -347,7 +348,7 @@ def write_report(run_dir, image=None, result=None, scales=None):
     run_dir = Path(run_dir)
     ds = load_result(run_dir) if result is None else result
     stack = _load_image(run_dir, image)
-    phys = plot._phys(ds.attrs.get("pixel_size"), ds.attrs.get("unit"))
+    phys = physical_pixel(ds.attrs.get("pixel_size"), ds.attrs.get("unit"))
     models = _Models(run_dir)
     notes = set()
 

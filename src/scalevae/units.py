@@ -51,6 +51,26 @@ def normalize_unit(unit):
     return _ALIASES.get(low, unit)
 
 
+def physical_pixel(pixel_size, unit):
+    """``(pixel_size, unit)`` when they give the pixel a physical size, else ``(None, None)``.
+
+    A missing, non-finite or non-positive size, a missing unit, or a size in pixels (the
+    synthetic examples without a scale say ``1 px``) gives nothing to convert to.
+
+    Examples
+    --------
+    >>> physical_pixel(11.7, "nm"), physical_pixel(1.0, "px"), physical_pixel(float("nan"), "nm")
+    ((11.7, 'nm'), (None, None), (None, None))
+    """
+    try:
+        ps = float(pixel_size)
+    except (TypeError, ValueError):
+        return None, None
+    if not np.isfinite(ps) or ps <= 0 or not unit or normalize_unit(unit) == "px":
+        return None, None
+    return ps, str(unit)
+
+
 def _friendly_length(size, unit):
     """Express a length in the largest unit (pm..m) in which it is >= 1; other units unchanged."""
     unit = normalize_unit(unit)
