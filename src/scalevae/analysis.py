@@ -633,8 +633,8 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
     one. Measured on synthetic a/c domains with the default settings (periods 12-40 px, four
     seeds each, ``validation/PERIOD_SWEEP.md``), this lands within one window step of the period
     in 15 of 24 runs (the period lies inside the range in 23 of 24), where the peak of
-    ``score`` did in 10. The recommendation depends on the
-    window range: a range that stops before the rise levels off moves it down. If no window
+    ``score`` did in 10. The recommendation depends on the window range: a range that stops
+    before the rise levels off moves it down. If no window
     regroups the keypoints above the noise floor, ``significant`` is False and the rule runs on
     the raw regrouping: read it as "no length scale in this window range" (``attrs["note"]``
     says so). ``score`` and its ``peak`` flags stay as evidence of where the regrouping is
