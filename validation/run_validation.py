@@ -125,7 +125,10 @@ Probes of this round (no change adopted):
 
 - **Training longer** (`epochs=90`, cap per window, seeds 0-2): movie dispersion at 128 px
   still 0.62 on seed 1; domain information still falls at 48 px on every seed; two-scale
-  window error 1, 0, 3; period 0, 0, 1. The cap is not what limits these rows.
+  window error 1, 0, 3; period 0, 0, 1. The whole period sweep with `epochs=90`: 17/24
+  within one step (against 15/24 at the default 30; period inside the range 23/24 both),
+  a difference within the spread of a 24-run count (about 2). The cap is not what limits
+  these rows, and the default stays.
 - **Period sweep re-measured** (`PERIOD_SWEEP.md`, with the eighth round's training): 15/24
   within one window step (was 17/24), period inside the range 23/24. The script now keeps
   each run's result (`--store`) and re-applies the current rule to stored runs without
