@@ -61,6 +61,28 @@ def test_kl_is_zero_at_the_prior_and_positive_elsewhere():
     assert float(kl_normal(torch.zeros(1), torch.zeros(1) + 2 * math.log(0.1), 0.1)) < 1e-6
 
 
+def test_likelihood_noise_is_the_batch_optimum_and_is_recorded():
+    """The Gaussian noise variance is the batch's mean squared residual, the value that maximises
+    the likelihood: any other noise scale gives a larger negative log-likelihood. It is not a
+    learned parameter (one that crawls at the learning rate), and training records it."""
+    torch.manual_seed(0)
+    m = SIVAE(patch_size=8, latent_dim=2, invariance="rotation").train()
+    assert "log_noise" not in dict(m.named_parameters())
+    x = torch.randn(16, 8, 8) * m.mask
+    out = m(x)
+    _, parts = m.loss(x, out, beta=1.0)
+    n_pix = float(m.mask.sum())
+    mse = float(parts["mse"])
+    assert math.isclose(float(parts["nll"]), 0.5 * n_pix * (1 + math.log(2 * math.pi * mse)),
+                        rel_tol=1e-5)
+    assert math.isclose(float(torch.exp(2 * m.log_noise)), mse, rel_tol=1e-5)
+    sq = ((x - out["recon"]) ** 2 * m.mask).flatten(1).sum(1).detach()
+    for factor in (0.8, 1.25):
+        var = mse * factor
+        other = float((0.5 * sq / var + 0.5 * n_pix * math.log(2 * math.pi * var)).mean())
+        assert other > float(parts["nll"])
+
+
 def test_bad_model_arguments():
     with pytest.raises(ValueError):
         SIVAE(8, 0)

@@ -632,7 +632,7 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
     at which the descriptor has moved halfway from the local description to the large-window
     one. Measured on synthetic a/c domains with the default settings (periods 12-40 px, four
     seeds each, ``validation/PERIOD_SWEEP.md``), this lands within one window step of the period
-    in 15 of 24 runs (the period lies inside the range in 23 of 24), where the peak of
+    in 20 of 24 runs (the period lies inside the range in 24 of 24), where the peak of
     ``score`` did in 10. The recommendation depends on the window range: a range that stops
     before the rise levels off moves it down. If no window
     regroups the keypoints above the noise floor, ``significant`` is False and the rule runs on
