@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _fake_result import FakeModel, make_fake_result
+from scalevae.testing import FakeModel, make_fake_result
 
 from scalevae import ScaleVAEError
 from scalevae import analysis as an

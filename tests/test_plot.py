@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 import pytest
-from _fake_result import FakeModel, make_fake_result, make_image
+from scalevae.testing import FakeModel, make_fake_result, make_image
 from matplotlib.figure import Figure
 
 from scalevae import analysis as an

@@ -9,7 +9,7 @@ import types
 
 import numpy as np
 import pytest
-from _fake_result import FakeModel, make_fake_result, make_image
+from scalevae.testing import FakeModel, make_fake_result, make_image
 
 from scalevae import report
 

@@ -154,8 +154,7 @@ def latent_density(ds, state="final", grid_size=64, bandwidth="scott"):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> d = latent_density(make_fake_result(), grid_size=32)
     >>> d.dims
     ('window', 'z1_grid', 'z2_grid')
@@ -214,8 +213,7 @@ def populated_extent(ds, state="final", window=None, q=(0.02, 0.98)):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> populated_extent(make_fake_result()).shape
     (2, 2)
     """
@@ -255,8 +253,7 @@ def latent_representation(model, extent, n=9):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import FakeModel
+    >>> from scalevae.testing import FakeModel
     >>> latent_representation(FakeModel(), [[-2, 2], [-2, 2]], n=3).shape
     (3, 3, 8, 8)
     """
@@ -325,8 +322,7 @@ def latent_images(ds, state="final", windows=None):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> latent_images(make_fake_result(grid=(6, 7)))["z"].dims
     ('window', 'latent', 'gy', 'gx')
     """
@@ -386,8 +382,7 @@ def kde_pca(density, n_components=4):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> p = kde_pca(latent_density(make_fake_result(), grid_size=16), n_components=2)
     >>> p["scores"].dims
     ('window', 'component')
@@ -440,8 +435,7 @@ def trajectory_pca(ds, state="final", n_components=3):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> trajectory_pca(make_fake_result())["loadings"].dims
     ('point', 'component')
     """
@@ -498,8 +492,7 @@ def stack_statistics(ds, state="final", smooth_sigma=None):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> s = stack_statistics(make_fake_result(n_frames=3))
     >>> bool(abs(s["mean_norm"].mean("window")).max() < 1e-6)
     True
@@ -671,8 +664,7 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> s = length_scales(make_fake_result(n_windows=6))
     >>> int(s["recommended_window"]) in s["window"].values
     True
@@ -790,8 +782,7 @@ def kde_peaks(density, model=None, min_distance=2, threshold_rel=0.1, num_peaks=
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> pk = kde_peaks(latent_density(make_fake_result(), grid_size=32))
     >>> pk["z"].dims
     ('peak', 'latent')
@@ -850,8 +841,7 @@ def outlier_scores(ds, state="final", window=None, n_reference=_MAX_KDE_POINTS):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> outlier_scores(make_fake_result()).dims
     ('point',)
     """

@@ -859,7 +859,7 @@ def load_example(name, seed=0, **kw):
 
     Examples
     --------
-    >>> ex = load_example("twoscale", shape=(96, 96), critical_window=16)
+    >>> ex = load_example("twoscale", shape=(128, 128), critical_window=16)
     >>> ex.name, ex.default_keypoints
     ('twoscale', 'grid:4')
     """

@@ -276,8 +276,7 @@ def plot_latent_distributions(density, max_panels=6, pixel_size=None, unit=None)
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> from scalevae.analysis import latent_density
     >>> fig = plot_latent_distributions(latent_density(make_fake_result(), grid_size=16))
     """
@@ -319,8 +318,7 @@ def plot_latent_manifolds(manifolds, max_panels=6, state="", pixel_size=None, un
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import FakeModel
+    >>> from scalevae.testing import FakeModel
     >>> from scalevae.analysis import latent_representation
     >>> fig = plot_latent_manifolds({8: latent_representation(FakeModel(), [[-1, 1], [-1, 1]], 4)})
     """
@@ -353,8 +351,7 @@ def plot_latent_images(images, image=None, max_panels=5, pixel_size=None, unit=N
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> from scalevae.analysis import latent_images
     >>> fig = plot_latent_images(latent_images(make_fake_result()))
     """
@@ -409,8 +406,7 @@ def plot_kde_pca(pca, pixel_size=None, unit=None):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> from scalevae.analysis import latent_density, kde_pca
     >>> fig = plot_kde_pca(kde_pca(latent_density(make_fake_result(), grid_size=16)))
     """
@@ -448,8 +444,7 @@ def plot_trajectory_pca(tpca, image=None, pixel_size=None, unit=None):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> from scalevae.analysis import trajectory_pca
     >>> fig = plot_trajectory_pca(trajectory_pca(make_fake_result()))
     """
@@ -487,8 +482,7 @@ def plot_stack_statistics(stats, normalized=True, pixel_size=None, unit=None):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> from scalevae.analysis import stack_statistics
     >>> fig = plot_stack_statistics(stack_statistics(make_fake_result(n_frames=3)))
     """
@@ -528,8 +522,7 @@ def plot_length_scales(scales, pixel_size=None, unit=None):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> from scalevae.analysis import length_scales
     >>> fig = plot_length_scales(length_scales(make_fake_result()))
     """
@@ -612,8 +605,7 @@ def plot_kde_peaks(peaks, density, max_panels=5, max_peaks=6, pixel_size=None, u
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import FakeModel, make_fake_result
+    >>> from scalevae.testing import FakeModel, make_fake_result
     >>> from scalevae.analysis import latent_density, kde_peaks
     >>> d = latent_density(make_fake_result(), grid_size=24)
     >>> fig = plot_kde_peaks(kde_peaks(d, FakeModel()), d)
@@ -684,8 +676,7 @@ def plot_outlier_scores(scores, image=None, n_mark=10, pixel_size=None, unit=Non
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> from scalevae.analysis import outlier_scores
     >>> fig = plot_outlier_scores(outlier_scores(make_fake_result()))
     """
@@ -739,8 +730,7 @@ def plot_loss(ds, pixel_size=None, unit=None):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> fig = plot_loss(make_fake_result())
     """
     loss = ds["loss"].transpose("window", "epoch").values
@@ -769,8 +759,7 @@ def plot_kl(ds, pixel_size=None, unit=None):
 
     Examples
     --------
-    >>> import sys; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> from scalevae.testing import make_fake_result
     >>> fig = plot_kl(make_fake_result())
     """
     fig, ax = _figure(1, 1, panel=3.0, aspect=1.6, left=0.9, right=0.3, top=0.95)

@@ -338,8 +338,8 @@ def write_report(run_dir, image=None, result=None, scales=None):
 
     Examples
     --------
-    >>> import sys, tempfile, pathlib; sys.path.insert(0, "tests")
-    >>> from _fake_result import make_fake_result
+    >>> import tempfile, pathlib
+    >>> from scalevae.testing import make_fake_result
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> make_fake_result().to_netcdf(d / "result.nc", engine="h5netcdf")
     >>> write_report(d).name
