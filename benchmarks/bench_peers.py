@@ -50,7 +50,7 @@ import scalevae  # noqa: E402
 from scalevae.datasets import ferroelectric_domains  # noqa: E402
 from scalevae.model import SIVAE, disk_mask  # noqa: E402
 from scalevae.patches import extract_patches, fit_normalization  # noqa: E402
-from scalevae.train import TrainConfig, encode, train_window  # noqa: E402
+from scalevae.training import TrainConfig, encode, train_window  # noqa: E402
 
 N_TRAIN, N_TEST, BATCH = 4096, 1024, 128
 

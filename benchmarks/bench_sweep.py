@@ -79,7 +79,7 @@ from scalevae.io import read_image
 from scalevae.keypoints import make_keypoints, select_inside
 from scalevae.patches import extract_patches, fit_normalization
 from scalevae.model import SIVAE
-from scalevae.train import TrainConfig, train_window
+from scalevae.training import TrainConfig, train_window
 import pyroved as pv
 s = read_image({str(REAL)!r}, channel="AmplitudeRetrace")
 pts, _ = select_inside(make_keypoints("grid:4", s.data), s.data.shape[1:], 64)

@@ -380,7 +380,7 @@ def test_physical_to_pixels_errors(unit, size, size_unit, fragment):
 
 
 def test_physical_pixel_only_for_a_real_length():
-    from scalevae.units import physical_pixel
+    from scalevae.io.units import physical_pixel
 
     assert physical_pixel(11.7, "nm") == (11.7, "nm")
     for size, unit in [(1.0, "px"), (2.0, "pixels"), (float("nan"), "nm"), (0, "nm"),

@@ -21,7 +21,7 @@ import torch
 import xarray as xr
 
 import scalevae
-import scalevae.train as train_mod
+import scalevae.training as train_mod
 from conftest import wave_image
 from scalevae.cli import main
 from scalevae.errors import ScaleVAEError

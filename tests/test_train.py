@@ -6,7 +6,7 @@ import torch
 
 from scalevae.errors import ScaleVAEError
 from scalevae.model import SIVAE, rotate_patches
-from scalevae.train import (TrainConfig, epoch_cap, checkpoint_path, encode, load_checkpoint,
+from scalevae.training import (TrainConfig, epoch_cap, checkpoint_path, encode, load_checkpoint,
                             resolve_device, train_progressive, train_window, training_subset)
 
 
@@ -179,7 +179,7 @@ def test_training_subset_is_fixed_by_the_seed_and_covers_distinct_points():
 
 
 def test_large_runs_train_on_a_subset_and_encode_every_keypoint(monkeypatch):
-    import scalevae.train as tr
+    import scalevae.training as tr
 
     x8, _, _ = stripes(300, 8, seed=2)
     seen = []

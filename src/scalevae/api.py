@@ -25,7 +25,7 @@ from .keypoints import make_keypoints, select_inside
 from .model import INVARIANCES, SIVAE
 from .patches import check_windows_fit, extract_patches, fit_normalization, parse_windows
 from .results import build_result, save_result
-from .train import TrainConfig, encode, resolve_device, train_progressive, training_subset
+from .training import TrainConfig, encode, resolve_device, train_progressive, training_subset
 
 RUN_FILES = ("config.json", "result.nc", "report.html", "input.npy", "checkpoints")
 

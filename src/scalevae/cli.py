@@ -132,7 +132,7 @@ def _summary(ds, a):
     if ds.attrs.get("input_note"):
         print(f"note: the input was converted: {ds.attrs['input_note']}")
     if "recommended_window" in ds.attrs:
-        from .units import physical_pixel
+        from .io.units import physical_pixel
 
         w = int(ds.attrs["recommended_window"])
         size, unit = physical_pixel(ds.attrs.get("pixel_size"), ds.attrs.get("unit"))

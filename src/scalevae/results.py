@@ -150,7 +150,7 @@ def config_of(ds: xr.Dataset) -> dict:
 
 def load_model(run_dir, window: int | None = None, device="cpu"):
     """The model saved after ``window`` (None: the final model, i.e. after the last window)."""
-    from .train import load_checkpoint, model_from_checkpoint
+    from .training import load_checkpoint, model_from_checkpoint
 
     folder = Path(run_dir) / "checkpoints"
     files = sorted(folder.glob("window_*.pt"))

@@ -12,8 +12,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from .errors import ScaleVAEError
-from .units import physical_pixel
+from ..errors import ScaleVAEError
+from ..io.units import physical_pixel
 
 __all__ = [
     "window_label",
@@ -134,7 +134,7 @@ def _show_image(ax, img):
 
 def _point_map(ax, values, y, x, image=None, cmap="viridis", vmin=None, vmax=None):
     """Values at keypoints over the image: a tiled image for a regular grid, else dots."""
-    from .analysis import _grid_layout
+    from ..analysis import _grid_layout
 
     if image is not None:
         _show_image(ax, image)
@@ -223,7 +223,7 @@ def plot_example_patches(stack, points, windows, n=4, seed=0, max_windows=6, pix
     >>> fig = plot_example_patches(np.random.rand(1, 64, 64), np.array([[0, 32.0, 32.0]]),
     ...                            [8, 16])
     """
-    from .patches import extract_patches
+    from ..patches import extract_patches
 
     stack = np.asarray(stack, np.float32)
     stack = stack[None] if stack.ndim == 2 else stack

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import ScaleVAEError
+from ..errors import ScaleVAEError
 
 __all__ = [
     "grid_keypoints", "atom_keypoints", "sift_keypoints", "read_keypoints", "make_keypoints",

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 from scipy import ndimage, signal, stats
 
-from .errors import ScaleVAEError
+from ..errors import ScaleVAEError
 
 __all__ = [
     "latent_density",

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import analysis as an
-from . import plot
-from ._atomic import atomic_write
-from .errors import ScaleVAEError
-from .results import load_result
-from .units import physical_pixel
+from .. import analysis as an
+from .. import plot
+from .._atomic import atomic_write
+from ..errors import ScaleVAEError
+from ..results import load_result
+from ..io.units import physical_pixel
 
 __all__ = ["write_report"]
 
@@ -121,7 +121,7 @@ class _Models:
                 self.error = f"no model checkpoints in {self.run_dir / 'checkpoints'}"
                 return None
             try:
-                from .results import load_model
+                from ..results import load_model
 
                 self.cache[window] = load_model(self.run_dir, window=window)
             except ImportError as exc:

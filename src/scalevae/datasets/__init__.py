@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from .errors import ScaleVAEError
+from ..errors import ScaleVAEError
 
 __all__ = [
     "Example",

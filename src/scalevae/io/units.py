@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ScaleVAEError
+from ..errors import ScaleVAEError
 
 # power of ten of each normalised length unit in metres (exponents keep 1 um / 1 nm exact)
 _LENGTH = {"pm": -12, "A": -10, "nm": -9, "um": -6, "mm": -3, "m": 0}

@@ -19,9 +19,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ._atomic import atomic_write
-from .errors import ScaleVAEError
-from .model import SIVAE, rotate_patches
+from .._atomic import atomic_write
+from ..errors import ScaleVAEError
+from ..model import SIVAE, rotate_patches
 
 CHECKPOINT_FORMAT = 1
 

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import sparse
 
-from .errors import ScaleVAEError
+from ..errors import ScaleVAEError
 
 __all__ = ["parse_windows", "check_windows_fit", "fit_normalization", "extract_patches", "iter_patches"]
 
@@ -47,7 +47,7 @@ _TOKEN = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([^\d\s.
 
 def _to_pixels(value, unit, pixel_size, pixel_unit):
     try:
-        from .io import physical_to_pixels
+        from ..io import physical_to_pixels
     except ImportError:  # io.py not there: a minimal converter for lengths
         physical_to_pixels = _physical_to_pixels
     return physical_to_pixels(value, unit, pixel_size, pixel_unit)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ScaleVAEError
+from ..errors import ScaleVAEError
 from .readers import _READERS, _format_of, _run_reader  # noqa: F401  (tests patch _READERS)
 from .units import normalize_unit, physical_to_pixels, to_pixels  # noqa: F401  (re-exported)
 

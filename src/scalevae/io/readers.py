@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ScaleVAEError
+from ..errors import ScaleVAEError
 from .units import _LENGTH, _friendly_length, normalize_unit
 
 _FORMATS = {
