@@ -279,7 +279,7 @@ def latent_representation(model, extent, n=9):
 # --------------------------------------------------------------------------- latent images
 
 
-def _grid_layout(ds, tol=1e-6):
+def grid_layout(ds, tol=1e-6):
     """Integer (frame, iy, ix) per point and the grid axes if the keypoints form a regular grid."""
     y, x = ds["y"].values.astype(float), ds["x"].values.astype(float)
     f = ds["frame"].values if "frame" in ds.coords else np.zeros(len(y), int)
@@ -334,7 +334,7 @@ def latent_images(ds, state="final", windows=None):
     if windows is not None:
         z = z.sel(window=list(windows))
         ang = ang.sel(window=list(windows)) if ang is not None else None
-    layout = _grid_layout(ds)
+    layout = grid_layout(ds)
     if layout is None:
         out = xr.Dataset({"z": z.transpose("window", "latent", "point")})
         if ang is not None:

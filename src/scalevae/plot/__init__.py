@@ -69,7 +69,7 @@ def _window_axis(ax, pixel_size, unit, which="x", secondary=True):
         sec.tick_params(labelsize=8)
 
 
-def _pick(values, max_panels):
+def pick_panels(values, max_panels):
     """At most ``max_panels`` of ``values``, evenly spread, first and last included."""
     values = list(values)
     if len(values) <= max_panels:
@@ -134,7 +134,7 @@ def _show_image(ax, img):
 
 def _point_map(ax, values, y, x, image=None, cmap="viridis", vmin=None, vmax=None):
     """Values at keypoints over the image: a tiled image for a regular grid, else dots."""
-    from ..analysis import _grid_layout
+    from ..analysis import grid_layout
 
     if image is not None:
         _show_image(ax, image)
@@ -144,7 +144,7 @@ def _point_map(ax, values, y, x, image=None, cmap="viridis", vmin=None, vmax=Non
     import xarray as xr
 
     pts = xr.Dataset(coords={"y": ("point", y), "x": ("point", x)})
-    layout = _grid_layout(pts)
+    layout = grid_layout(pts)
     if layout is not None:
         _, _, iy, ix, uy, ux = layout
         grid = np.full((len(uy), len(ux)), np.nan)
@@ -230,7 +230,7 @@ def plot_example_patches(stack, points, windows, n=4, seed=0, max_windows=6, pix
     points = np.asarray(points, float)
     if len(points) == 0:
         raise ScaleVAEError("no keypoints to show patches for")
-    wins = _pick([int(w) for w in windows], max_windows)
+    wins = pick_panels([int(w) for w in windows], max_windows)
     # Prefer keypoints whose largest shown patch lies inside the frame; pad only if none does.
     half = (max(wins) - 1) / 2
     ny, nx = stack.shape[1:]
@@ -280,7 +280,7 @@ def plot_latent_distributions(density, max_panels=6, pixel_size=None, unit=None)
     >>> from scalevae.analysis import latent_density
     >>> fig = plot_latent_distributions(latent_density(make_fake_result(), grid_size=16))
     """
-    wins = _pick(density["window"].values, max_panels)
+    wins = pick_panels(density["window"].values, max_panels)
     grid_dims = [d for d in density.dims if d != "window"]
     fig, axes = _figure(len(wins), 1, panel=2.1, left=0.55, wgap=0.35, bottom=0.5)
     for j, (ax, w) in enumerate(zip(axes[0], wins)):
@@ -322,7 +322,7 @@ def plot_latent_manifolds(manifolds, max_panels=6, state="", pixel_size=None, un
     >>> from scalevae.analysis import latent_representation
     >>> fig = plot_latent_manifolds({8: latent_representation(FakeModel(), [[-1, 1], [-1, 1]], 4)})
     """
-    wins = _pick(sorted(manifolds), max_panels)
+    wins = pick_panels(sorted(manifolds), max_panels)
     fig, axes = _figure(len(wins), 1, panel=2.5, left=0.8, wgap=0.85, bottom=0.5)
     for j, (ax, w) in enumerate(zip(axes[0], wins)):
         rep = manifolds[w]
@@ -355,7 +355,7 @@ def plot_latent_images(images, image=None, max_panels=5, pixel_size=None, unit=N
     >>> from scalevae.analysis import latent_images
     >>> fig = plot_latent_images(latent_images(make_fake_result()))
     """
-    wins = _pick(images["window"].values, max_panels)
+    wins = pick_panels(images["window"].values, max_panels)
     rows = [str(k) for k in images["latent"].values] + (["angle"] if "angle" in images else [])
     fig, axes = _figure(len(wins), len(rows), panel=2.3, left=0.7, right=1.0, wgap=0.95,
                         hgap=0.35)
@@ -611,7 +611,7 @@ def plot_kde_peaks(peaks, density, max_panels=5, max_peaks=6, pixel_size=None, u
     >>> fig = plot_kde_peaks(kde_peaks(d, FakeModel()), d)
     """
     pw = peaks["window"].values
-    wins = _pick([w for w in density["window"].values if np.any(pw == w)], max_panels)
+    wins = pick_panels([w for w in density["window"].values if np.any(pw == w)], max_panels)
     if not wins:
         raise ScaleVAEError("the latent densities have no peaks to show")
     has_patch = "patch" in peaks

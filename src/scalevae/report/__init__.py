@@ -212,7 +212,7 @@ def _state_section(ds, state, image, models, phys, notes, scales=None):
         "Kernel density of (z1, z2) per window, on one grid shared by all windows.")
 
     out.append("<h3>Latent representations</h3>")
-    wins = plot._pick([int(w) for w in ds["window"].values], _MAX_PANELS)
+    wins = plot.pick_panels([int(w) for w in ds["window"].values], _MAX_PANELS)
     manifolds = {}
     for w in wins:
         model = models.get(None if state == "final" else w)
