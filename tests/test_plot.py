@@ -105,7 +105,7 @@ def test_density_peak_figure_numbers_each_peak_and_shows_its_patch(ds):
     fig = plot.plot_kde_peaks(pk, dens, max_panels=3, pixel_size=PS, unit=UNIT)
     _check(fig, "z1", "z2")
     top, bottom = fig.axes[:3], fig.axes[3:6]  # row of densities over row of patches
-    wins = [int(w) for w in plot._pick(dens.window.values, 3)]
+    wins = [int(w) for w in plot.pick_panels(dens.window.values, 3)]
     for ax, w in zip(top, wins):
         n = int((pk["window"].values == w).sum())
         assert ax.get_title() == f"{plot.window_label(w, PS, UNIT)}: {n} peak(s)"
