@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import ScaleVAEError
 
 # power of ten of each normalised length unit in metres (exponents keep 1 um / 1 nm exact)
-_LENGTH = {"pm": -12, "A": -10, "nm": -9, "um": -6, "mm": -3, "m": 0}
+LENGTH_UNITS = {"pm": -12, "A": -10, "nm": -9, "um": -6, "mm": -3, "m": 0}
 _ALIASES = {
     "µm": "um", "μm": "um", "micron": "um", "microns": "um", "micrometer": "um",
     "micrometre": "um", "micrometers": "um", "micrometres": "um", "u": "um",
@@ -43,10 +43,10 @@ def normalize_unit(unit):
         return None
     if unit in _ALIASES:
         return _ALIASES[unit]
-    if unit in _LENGTH:
+    if unit in LENGTH_UNITS:
         return unit
     low = unit.lower()
-    if low in _LENGTH and low != "a":  # lower-case "a" is not an ångström
+    if low in LENGTH_UNITS and low != "a":  # lower-case "a" is not an ångström
         return low
     return _ALIASES.get(low, unit)
 
@@ -71,17 +71,17 @@ def physical_pixel(pixel_size, unit):
     return ps, str(unit)
 
 
-def _friendly_length(size, unit):
+def friendly_length(size, unit):
     """Express a length in the largest unit (pm..m) in which it is >= 1; other units unchanged."""
     unit = normalize_unit(unit)
-    if size is None or unit not in _LENGTH or unit == "A":
+    if size is None or unit not in LENGTH_UNITS or unit == "A":
         return size, unit
     best = "pm"
     for name in ("pm", "nm", "um", "mm", "m"):
-        if size * 10.0 ** (_LENGTH[unit] - _LENGTH[name]) >= 1 - 1e-9:
+        if size * 10.0 ** (LENGTH_UNITS[unit] - LENGTH_UNITS[name]) >= 1 - 1e-9:
             best = name
     # 12 significant digits: 2e-6 m / 256 reads 7.8125 nm, not 7.812499999999999
-    return float(f"{size * 10.0 ** (_LENGTH[unit] - _LENGTH[best]):.12g}"), best
+    return float(f"{size * 10.0 ** (LENGTH_UNITS[unit] - LENGTH_UNITS[best]):.12g}"), best
 
 
 def physical_to_pixels(value, unit, pixel_size, pixel_unit):
@@ -125,11 +125,11 @@ def physical_to_pixels(value, unit, pixel_size, pixel_unit):
     pu = normalize_unit(pixel_unit)
     if u is not None and u == pu:
         return float(value) / float(pixel_size)
-    if u in _LENGTH and pu in _LENGTH:
-        return float(value) * 10.0 ** (_LENGTH[u] - _LENGTH[pu]) / float(pixel_size)
+    if u in LENGTH_UNITS and pu in LENGTH_UNITS:
+        return float(value) * 10.0 ** (LENGTH_UNITS[u] - LENGTH_UNITS[pu]) / float(pixel_size)
     raise ScaleVAEError(
         f"cannot convert {value:g} {unit!s} to pixels of {pixel_size:g} {pixel_unit!s}: "
-        f"units must be the same or both lengths ({', '.join(_LENGTH)}, px)")
+        f"units must be the same or both lengths ({', '.join(LENGTH_UNITS)}, px)")
 
 
 to_pixels = physical_to_pixels  # short alias
