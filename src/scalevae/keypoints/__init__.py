@@ -25,12 +25,12 @@ from ..errors import ScaleVAEError
 from .atoms import atom_keypoints
 from .files import check_points, read_keypoints
 from .grid import grid_keypoints
-from .select import check_in_image, inside_mask, outside_image, select_inside
+from .select import check_in_image, check_inside, inside_mask, outside_image, select_inside
 from .sift import sift_keypoints
 
 __all__ = [
     "grid_keypoints", "atom_keypoints", "sift_keypoints", "read_keypoints", "make_keypoints",
-    "inside_mask", "select_inside", "check_points", "check_in_image", "outside_image",
+    "inside_mask", "select_inside", "check_points", "check_in_image", "check_inside", "outside_image",
 ]
 
 _SPECS = "'grid:STEP' (e.g. grid:4), 'atoms', 'atoms:SIZE' (atom diameter in px), 'sift', " \

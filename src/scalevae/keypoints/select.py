@@ -20,6 +20,15 @@ def outside_image(points, frame_shape):
     return (y < -0.5) | (y > ny - 0.5) | (x < -0.5) | (x > nx - 0.5)
 
 
+def _refuse(points, bad, what, fix):
+    """Raise naming how many keypoints `bad` marks, the first of them, and the fix."""
+    k = int(np.flatnonzero(bad)[0])
+    f, y, x = points[k]
+    raise ScaleVAEError(
+        f"{int(bad.sum())} of {len(points)} keypoints {what}, e.g. keypoint {k} at frame "
+        f"{int(f)}, y={y:g}, x={x:g}; {fix}")
+
+
 def check_in_image(points, frame_shape, source):
     """Raise if a keypoint's centre lies on no pixel of the frame; `source` names them.
 
@@ -29,15 +38,25 @@ def check_in_image(points, frame_shape, source):
     """
     bad = outside_image(points, frame_shape)
     if bad.any():
-        k = int(np.flatnonzero(bad)[0])
-        f, y, x = points[k]
         ny, nx = frame_shape
-        raise ScaleVAEError(
-            f"{int(bad.sum())} of {len(points)} keypoints from {source} lie outside the "
-            f"{ny} x {nx} image, e.g. keypoint {k} at frame {int(f)}, y={y:g}, x={x:g}; positions "
-            f"are in pixels with pixel centres at 0 .. {ny - 1} (y) and 0 .. {nx - 1} (x): "
-            "check the column order (frame,y,x) and the units")
+        _refuse(points, bad, f"from {source} lie outside the {ny} x {nx} image",
+                f"positions are in pixels with pixel centres at 0 .. {ny - 1} (y) and "
+                f"0 .. {nx - 1} (x): check the column order (frame,y,x) and the units")
 
+
+def check_inside(points, frame_shape, window):
+    """Raise if a keypoint's patch of `window` px reaches past the frame (see :func:`inside_mask`).
+
+    Examples
+    --------
+    >>> check_inside(np.array([[0, 3.5, 3.5]]), (20, 16), 8)
+    """
+    bad = ~inside_mask(points, frame_shape, window)
+    if bad.any():
+        ny, nx = (int(s) for s in frame_shape[-2:])
+        _refuse(points, bad, f"are too close to the edge of the {ny} x {nx} frame for a window "
+                f"of {window} px", "drop them with scalevae.keypoints.select_inside(points, "
+                "frame_shape, window) or pass padding='reflect'")
 
 
 def inside_mask(points, frame_shape, window):

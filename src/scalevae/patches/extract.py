@@ -28,7 +28,7 @@ from scipy import sparse
 
 from .._checks import as_frames, positive_whole
 from ..errors import ScaleVAEError
-from ..keypoints import check_in_image, check_points, inside_mask
+from ..keypoints import check_in_image, check_inside, check_points
 
 PADDING_MODES = ("reflect", "constant", "nearest", "wrap")
 # np.pad spelling of each scipy.ndimage boundary mode (scipy's "reflect" repeats the edge pixel)
@@ -130,20 +130,10 @@ class _PatchIterator:
 
     def _check_points(self, points):
         p = check_points(points, len(self.data), "the array", allow_empty=True)
-        frame_shape = self.data.shape[1:]
-        if self.padding is not None:
-            check_in_image(p, frame_shape, "the array")
-            return p
-        bad = ~inside_mask(p, frame_shape, self.window)
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            f, y, x = p[k]
-            ny, nx = frame_shape
-            raise ScaleVAEError(
-                f"{int(bad.sum())} of {len(p)} keypoints are too close to the edge of the "
-                f"{ny} x {nx} frame for a window of {self.window} px, e.g. keypoint {k} at frame "
-                f"{int(f)}, y={y:g}, x={x:g}; drop them with scalevae.keypoints.select_inside("
-                "points, frame_shape, window) or pass padding='reflect'")
+        if self.padding is None:
+            check_inside(p, self.data.shape[1:], self.window)
+        else:
+            check_in_image(p, self.data.shape[1:], "the array")
         return p
 
     def __iter__(self):
