@@ -124,7 +124,7 @@ def test_interrupted_run_keeps_finished_windows_and_resumes_to_the_same_result(
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, path, *a, **k)
 
-    monkeypatch.setattr(train_mod, "train_window", train_window)
+    monkeypatch.setattr(train_mod.progressive, "train_window", train_window)
     monkeypatch.setattr(torch, "save", save)
     rc = main(argv(npy, out))
     err = capsys.readouterr().err
@@ -161,7 +161,7 @@ def test_resume_retrains_only_the_missing_windows_and_ignores_stale_temporaries(
         trained.append(patches.shape)
         return real(model, patches, *a, **k)
 
-    monkeypatch.setattr(train_mod, "train_window", train_window)
+    monkeypatch.setattr(train_mod.progressive, "train_window", train_window)
     assert main(argv(npy, out, "--resume")) == 0
     assert len(trained) == 2  # windows 12 and 16; window 8 came from its checkpoint
     assert_same_result(out, reference)

@@ -189,7 +189,7 @@ def test_large_runs_train_on_a_subset_and_encode_every_keypoint(monkeypatch):
         seen.append(patches.detach().clone())
         return real(model, patches, cfg, gen, first=first, progress=progress)
 
-    monkeypatch.setattr(tr, "train_window", spy)
+    monkeypatch.setattr(tr.progressive, "train_window", spy)
     data = {8: x8, 10: x8[:, ::-1].copy()}
     torch.manual_seed(0)
     m = SIVAE(8, 2, "rotation")

@@ -10,10 +10,10 @@ import argparse
 import logging
 import sys
 import warnings
-from pathlib import Path
 
-from . import __version__
+from . import __version__, config
 from .errors import ScaleVAEError
+from .rundir import RunDir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,25 +50,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _training_options(p, windows_default=None, keypoints_default="grid:4"):
+def _training_options(p, windows_default=None, keypoints_default=config.KEYPOINTS):
     p.add_argument("--keypoints", default=keypoints_default,
                    help="grid:STEP | atoms | atoms:SIZE | sift | FILE.csv (frame,y,x) (default: %(default)s)")
     p.add_argument("--windows", default=windows_default,
                    help="START:STOP:STEP in px or with units (20nm:200nm:20nm), or 8,16,32")
-    p.add_argument("--invariance", default="rotation",
-                   choices=["none", "rotation", "rotation+translation"])
-    p.add_argument("--latent-dim", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=30, help="cap on epochs per window (default 30); "
+    p.add_argument("--invariance", default=config.INVARIANCE, choices=list(config.INVARIANCES))
+    p.add_argument("--latent-dim", type=int, default=config.LATENT_DIM)
+    p.add_argument("--epochs", type=int, default=config.EPOCHS,
+                   help=f"cap on epochs per window (default {config.EPOCHS}); "
                    "training stops earlier when converged")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--max-train-points", type=_max_points, default=16384,
-                   help="train on at most N keypoints, a fixed random subset, 'all' for every "
-                   "one (default 16384); every keypoint is encoded")
+    p.add_argument("--batch-size", type=int, default=config.BATCH_SIZE)
+    p.add_argument("--max-train-points", type=_max_points, default=config.MAX_TRAIN_POINTS,
+                   help="train on at most N keypoints, a fixed random subset, "
+                   f"'{config.ALL_POINTS}' for every one (default {config.MAX_TRAIN_POINTS}); "
+                   "every keypoint is encoded")
     p.add_argument("--patch-size", type=int, help="common resampled size (default: smallest window)")
-    p.add_argument("--padding", choices=["reflect", "constant", "nearest", "wrap"],
+    p.add_argument("--padding", choices=list(config.PADDING_MODES),
                    help="keep border keypoints by padding instead of dropping them")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--seed", type=int, default=config.SEED)
+    p.add_argument("--device", default=config.DEVICE, help=" | ".join(config.DEVICES))
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -77,7 +78,7 @@ def _training_options(p, windows_default=None, keypoints_default="grid:4"):
 
 
 def _max_points(text):
-    if text.strip().lower() == "all":
+    if text.strip().lower() == config.ALL_POINTS:
         return None
     try:
         n = int(text)
@@ -120,7 +121,7 @@ def _cmd_demo(a):
 def _summary(ds, a):
     if a.quiet:
         return
-    out = Path(a.out)
+    out = RunDir(a.out)
     n = ds.sizes["point"]
     dropped = ds.attrs.get("n_dropped", 0)
     print(f"{n} keypoints x {ds.sizes['window']} windows "
@@ -144,9 +145,9 @@ def _summary(ds, a):
         print(f"recommended descriptor size: {w} px{phys}{spread}")
         if ds.attrs.get("recommended_window_note"):
             print(f"caution: {ds.attrs['recommended_window_note']}")
-    print(f"result: {out / 'result.nc'}")
-    if (out / "report.html").exists():
-        print(f"report: {out / 'report.html'}")
+    print(f"result: {out.result_path}")
+    if out.report_path.exists():
+        print(f"report: {out.report_path}")
 
 
 def _cmd_report(a):

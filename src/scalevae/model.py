@@ -1,11 +1,22 @@
-"""The VAE: a convolutional encoder and a spatial decoder with optional rotation/translation.
+"""The SI-VAE model: an MLP encoder pooled over rotated copies and an MLP decoder on a rotated grid.
 
-Latent vector = ``[theta] + [dy, dx] + [z_1..z_k]``. The decoder renders a *canonical* patch from
-``z`` on a continuous coordinate support ``[-L, L]^2`` and then samples it on the output pixel grid
-after rotating the grid by ``theta`` and shifting it by ``(dy, dx)`` (``grid_sample``). Orientation
-and offset therefore live only in ``theta`` and the shift, never in ``z``. Rendering once and
-resampling costs two small dense layers per sample, instead of the peers' per-pixel
-coordinate MLP (about 0.2 GFLOP per 32 x 32 sample and step).
+Latent vector = ``[theta] + [dy, dx] + [z_1..z_k]``, the angle and shift only in the modes that
+have them (:data:`INVARIANCES`).
+
+- Encoder (:class:`Encoder`): dense layers on the flattened patch. In the rotation modes the
+  patch is masked to its inscribed disk and the encoder sees ``n_orientations`` (12) copies of
+  it, de-rotated by evenly spaced angles, in one batch; the ``z`` posterior comes from the
+  features averaged over the copies, so ``z`` is exactly invariant to rotations by multiples of
+  30 degrees; the angle (and shift) comes from per-copy 2-vectors rotated back and combined, so
+  it is exactly equivariant (:func:`_symmetric_angle` handles m-fold symmetric patches).
+- Decoder (:class:`Decoder`): an MLP renders a *canonical* patch from ``z`` on a
+  ``canvas x canvas`` grid covering ``[-L, L]^2``, which is then sampled (``grid_sample``) on the
+  output pixel grid rotated by ``theta`` and shifted by ``(dy, dx)``. Orientation and offset
+  therefore live only in ``theta`` and the shift, never in ``z``.
+- Likelihood (:meth:`SIVAE.loss`): Gaussian over the modelled pixels with a calibrated noise
+  variance (the batch's mean squared residual); KL to a standard normal prior for ``z``, to the
+  uniform prior on the circle for the angle (or a normal one, ``theta_prior``), to a normal
+  prior of scale ``shift_prior`` for the shift.
 
 Conventions
 -----------
@@ -19,6 +30,13 @@ Conventions
 - In the rotation-invariant modes only the inscribed disk of a patch is modelled (inputs are
   masked to it and the likelihood counts only its pixels): a square's corners are not rotation
   invariant, and a disk is.
+
+Examples
+--------
+>>> import torch
+>>> m = SIVAE(patch_size=8, latent_dim=2, invariance="rotation")
+>>> m(torch.zeros(4, 8, 8))["recon"].shape
+torch.Size([4, 8, 8])
 """
 
 from __future__ import annotations
@@ -260,10 +278,8 @@ class SIVAE(nn.Module):
         Gaussian likelihood summed over the modelled pixels, its noise variance the batch's
         optimal one, the mean squared residual (a calibrated decoder, as in Rybkin et al. 2021,
         "Simple and Effective VAE Training with Calibrated Decoders"); KL of each latent to its
-        prior, summed. The noise scale was a learned scalar before: Adam moves it by at most
-        the learning rate per step, so on small, clean patches it took hundreds of epochs to fall
-        from its start to the residual, the first windows trained to the epoch cap, and their
-        likelihood stayed too weak for the latents. At the optimum the gradient through the
+        prior, summed. The variance follows the residual at every step (a learned scalar would
+        move by at most the learning rate per step). At the optimum the gradient through the
         variance vanishes, so it enters as a constant.
         """
         m = self.mask
@@ -310,8 +326,6 @@ def _symmetric_angle(a, b, phi, n_orientations, agree=0.5):
     higher orders more), so a higher order that is only somewhat more coherent is the encoder
     seeing a finer shell, e.g. graphene's six-fold second shell, which makes the two
     sublattices' angles equal (modulo 60 degrees) where they differ by 60 degrees modulo 120.
-    Measured on the fast single-window graphene check: seeds 0-29 with 0.8 failed on 6
-    (sublattice angles equal), with 0.5 on none.
     """
     rho = torch.sqrt(a * a + b * b + 1e-12)
     theta = torch.atan2(b, a) + phi

@@ -7,8 +7,9 @@ Angles are in radians, shifts in pixels of the input image, windows in pixels.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import xarray as xr
@@ -26,18 +27,69 @@ REQUIRED = {
 }
 
 
-def build_result(windows: Sequence[int], points: np.ndarray, instant: Sequence[dict],
-                 final: Sequence[dict], losses: Sequence[Sequence[float]], kl: Sequence[np.ndarray],
-                 *, invariance: str, patch_size: int, config: dict, normalization: dict,
-                 pixel_size: float | None = None, unit: str | None = None,
-                 control: np.ndarray | None = None, control_name: str | None = None,
-                 grid_shape: tuple[int, int] | None = None, extra_attrs: dict | None = None
-                 ) -> xr.Dataset:
-    """Assemble the Dataset from per-window encodings.
+@dataclass
+class RunRecord:
+    """Everything a run produced that goes into its result Dataset.
 
-    ``instant[i]`` / ``final[i]`` are dicts from :func:`scalevae.train.encode` for window ``i``
-    (``z_mean``, ``z_std`` (n, k), ``angle`` (n,), ``shift`` (n, 2) in patch half-widths).
+    Attributes
+    ----------
+    windows : sequence of int
+        Window sizes in px, in training order.
+    points : numpy.ndarray
+        ``(n, 3)`` keypoints ``frame, y, x``.
+    per_window : sequence
+        One training result per window with ``instant`` (a dict from
+        :func:`scalevae.training.encode`), ``losses`` (per epoch) and ``kl`` (per latent), e.g.
+        :class:`scalevae.training.WindowResult`.
+    final : sequence of dict
+        Per window, the final model's encoding (``z_mean``, ``z_std`` (n, k), ``angle`` (n,),
+        ``shift`` (n, 2) in patch half-widths).
+    invariance, patch_size, config, normalization :
+        The run's settings, stored as attributes.
+    pixel_size, unit, control, control_name :
+        The input's calibration and control values, if any.
+    grid_shape : (int, int), optional
+        ``(ny, nx)`` when the keypoints are one full grid per frame.
+    extra_attrs : dict
+        Further attributes (non-scalars are stored as JSON text).
     """
+
+    windows: Sequence[int]
+    points: np.ndarray
+    per_window: Sequence[Any]
+    final: Sequence[dict]
+    invariance: str
+    patch_size: int
+    config: dict
+    normalization: dict
+    pixel_size: float | None = None
+    unit: str | None = None
+    control: np.ndarray | None = None
+    control_name: str | None = None
+    grid_shape: tuple[int, int] | None = None
+    extra_attrs: dict = field(default_factory=dict)
+
+
+def build_result(record: RunRecord) -> xr.Dataset:
+    """Assemble the result Dataset (DESIGN.md, "What is stored") from a run's record.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> enc = {"z_mean": np.zeros((4, 2)), "z_std": np.ones((4, 2)), "angle": np.zeros(4)}
+    >>> trained = SimpleNamespace(instant=enc, losses=[1.0, 0.5], kl=np.ones(2))
+    >>> rec = RunRecord(windows=[8, 12], points=np.zeros((4, 3)), per_window=[trained] * 2,
+    ...                 final=[enc, enc], invariance="rotation", patch_size=8, config={},
+    ...                 normalization={})
+    >>> dict(build_result(rec).z_mean.sizes)
+    {'state': 2, 'window': 2, 'point': 4, 'latent': 2}
+    """
+    windows, points, final = record.windows, record.points, record.final
+    instant = [res.instant for res in record.per_window]
+    losses = [res.losses for res in record.per_window]
+    kl = [res.kl for res in record.per_window]
+    control, control_name = record.control, record.control_name
     windows = np.asarray(windows, dtype=np.int64)
     points = np.asarray(points, dtype=np.float64)
     k = instant[0]["z_mean"].shape[1]
@@ -90,17 +142,17 @@ def build_result(windows: Sequence[int], points: np.ndarray, instant: Sequence[d
         ds["control"].attrs["long_name"] = control_name
     ds.attrs.update({
         "title": "scalevae SI-VAE result",
-        "config": json.dumps(config, default=_json_default),
+        "config": json.dumps(record.config, default=_json_default),
         "version": __version__,
-        "invariance": invariance,
-        "patch_size": int(patch_size),
-        "normalization": json.dumps(normalization, default=_json_default),
-        "pixel_size": float(pixel_size) if pixel_size is not None else np.nan,
-        "unit": unit or "",
+        "invariance": record.invariance,
+        "patch_size": int(record.patch_size),
+        "normalization": json.dumps(record.normalization, default=_json_default),
+        "pixel_size": float(record.pixel_size) if record.pixel_size is not None else np.nan,
+        "unit": record.unit or "",
     })
-    if grid_shape is not None:
-        ds.attrs["grid_shape"] = np.asarray(grid_shape, dtype=np.int64)
-    for key, value in (extra_attrs or {}).items():
+    if record.grid_shape is not None:
+        ds.attrs["grid_shape"] = np.asarray(record.grid_shape, dtype=np.int64)
+    for key, value in record.extra_attrs.items():
         ds.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
     return ds
 

@@ -1,0 +1,138 @@
+"""Defaults, choices and validators of a run, in one place.
+
+The command line (argparse defaults, choices and help), :func:`scalevae.run` (its signature) and
+:class:`scalevae.training.TrainConfig` (its fields) all read these values, so a default is
+written once.
+
+Examples
+--------
+>>> from scalevae import config
+>>> config.EPOCHS, config.KEYPOINTS, config.INVARIANCES
+(30, 'grid:4', ('none', 'rotation', 'rotation+translation'))
+>>> config.default_windows((256, 256))
+[8, 14, 20, 26, 32, 38, 44, 50, 56, 62]
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .errors import ScaleVAEError
+from .model import INVARIANCES
+from .patches import PADDING_MODES
+
+# ----------------------------------------------------------------------------- model
+INVARIANCE = "rotation"
+LATENT_DIM = 2
+
+# ----------------------------------------------------------------------------- training
+EPOCHS = 30  # a cap per window: training stops earlier on convergence
+BATCH_SIZE = 128
+LR = 1e-3
+SEED = 0
+# Train on at most this many keypoints (a fixed random subset); every keypoint is encoded.
+MAX_TRAIN_POINTS = 16384
+ALL_POINTS = "all"  # the command line's word for "train on every keypoint" (None in Python)
+DEVICE = "auto"
+DEVICES = ("auto", "cpu", "cuda")
+
+# ----------------------------------------------------------------------------- patches
+KEYPOINTS = "grid:4"
+PADDING_MODES = PADDING_MODES  # re-exported: the choices of ``padding`` (None: drop border points)
+SMALLEST_PATCH = 4  # px: the common patch size must be at least this
+# Shrinking the largest window more than this to the patch size averages its fine structure away.
+MAX_SHRINK = 4
+
+# The default windows: from 8 px to a quarter of the smaller frame side (at most 64 px), in
+# at most 12 even steps.
+FIRST_WINDOW = 8
+LAST_WINDOW_MAX = 64
+MAX_WINDOW_STEPS = 12
+
+
+def default_windows(frame_shape) -> list[int]:
+    """The window sizes used when none are given, for frames of ``frame_shape`` (y, x).
+
+    Examples
+    --------
+    >>> default_windows((48, 48))
+    [8, 10, 12]
+    """
+    top = max(FIRST_WINDOW, min(LAST_WINDOW_MAX, min(frame_shape) // 4))
+    step = max(2, int(np.ceil((top - FIRST_WINDOW) / MAX_WINDOW_STEPS / 2)) * 2)
+    return list(range(FIRST_WINDOW, top + 1, step))
+
+
+def check_invariance(invariance: str) -> str:
+    """``invariance`` if it is one of :data:`INVARIANCES`, else a ScaleVAEError naming them.
+
+    Examples
+    --------
+    >>> check_invariance("rotation")
+    'rotation'
+    """
+    if invariance not in INVARIANCES:
+        raise ScaleVAEError(f"unknown invariance {invariance!r}; use one of {', '.join(INVARIANCES)}")
+    return invariance
+
+
+def check_latent_dim(latent_dim) -> int:
+    """``latent_dim`` as an int, at least 1.
+
+    Examples
+    --------
+    >>> check_latent_dim(2)
+    2
+    """
+    if int(latent_dim) < 1:
+        raise ScaleVAEError(f"latent dimension must be at least 1 (got {latent_dim})")
+    return int(latent_dim)
+
+
+def check_patch_size(patch_size, windows) -> int:
+    """The common patch size: ``patch_size``, or the smallest window when it is None.
+
+    Refuses one under :data:`SMALLEST_PATCH` px, and warns when the largest window is shrunk
+    more than :data:`MAX_SHRINK`-fold to it.
+
+    Examples
+    --------
+    >>> check_patch_size(None, [8, 16, 24])
+    8
+    """
+    r = int(patch_size or windows[0])
+    if r < SMALLEST_PATCH:
+        raise ScaleVAEError(f"patch size must be at least {SMALLEST_PATCH} px (got {r}"
+                            f"{'' if patch_size else ', the smallest window'}); use windows of "
+                            f"at least {SMALLEST_PATCH} px, or give a larger --patch-size")
+    if windows[-1] / r > MAX_SHRINK:
+        warnings.warn(f"the largest window ({windows[-1]} px) is shrunk {windows[-1] / r:.0f}-fold "
+                      f"to the common patch size ({r} px): structure finer than about "
+                      f"{windows[-1] / r:.0f} px is averaged away there; a larger patch_size "
+                      "(--patch-size) keeps it", UserWarning, stacklevel=3)
+    return r
+
+
+def check_train_settings(epochs, batch_size, lr, max_train_points):
+    """Validate the training numbers; return ``max_train_points`` as an int (or None: all).
+
+    Examples
+    --------
+    >>> check_train_settings(30, 128, 1e-3, 100.0)
+    100
+    """
+    if int(epochs) < 1:
+        raise ScaleVAEError(f"epochs must be at least 1 (got {epochs}); "
+                            "it is the cap on training epochs per window")
+    if int(batch_size) < 1:
+        raise ScaleVAEError(f"batch size must be at least 1 (got {batch_size})")
+    if lr <= 0:
+        raise ScaleVAEError(f"learning rate must be positive (got {lr})")
+    if max_train_points is None:
+        return None
+    if isinstance(max_train_points, bool) or int(max_train_points) < 1:
+        raise ScaleVAEError(f"max_train_points must be a positive number of keypoints or "
+                            f"None for all (got {max_train_points!r})")
+    return int(max_train_points)

@@ -1,0 +1,89 @@
+"""Progressive training across window sizes (paper Table I), with instant and final states.
+
+The model is trained on the patches of the smallest window until the loss stops improving, then
+the same weights continue on the next window, and so on. After each window its *instant* latents
+(that window's patches, encoded by the model as it is then) and a checkpoint are saved at once, so
+a killed run loses at most the window in progress and ``resume`` continues from there. Each window
+draws its randomness from its own generator seeded by ``(seed, window index)``, which is why a
+resumed run gives the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..model import SIVAE
+from .checkpoints import (WindowResult, checkpoint_path, load_checkpoint, model_from_checkpoint,
+                          save_checkpoint)
+from .loop import encode, train_window
+from .schedule import TrainConfig, epoch_cap, training_subset
+
+
+def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.ndarray],
+                      model: SIVAE, cfg: TrainConfig, seed: int = 0, device="cpu",
+                      checkpoint_dir=None, fingerprint: str = "", resume: bool = False,
+                      progress=None) -> tuple[SIVAE, list[WindowResult]]:
+    """Train one model through all ``windows`` in order (paper Table I).
+
+    Parameters
+    ----------
+    windows : sequence of int
+        Window sizes in px, increasing.
+    get_patches : callable
+        ``get_patches(window) -> (n, r, r)`` float32 normalised patches, the same keypoints in the
+        same order for every window.
+    model : SIVAE
+        Freshly initialised model (its weights are replaced when resuming).
+    checkpoint_dir : path or None
+        Where ``window_NNNN.pt`` files go; with ``resume``, finished windows found there are
+        loaded instead of retrained.
+    progress : object or None
+        Optional callbacks ``start_window(i, w)``, ``epoch(i, w, epoch, loss)``, ``end_window(i, w)``.
+
+    Returns
+    -------
+    model, results
+        The final model and one :class:`WindowResult` per window (instant latents, losses, KL).
+    """
+    device = torch.device(device)
+    model.to(device)
+    if checkpoint_dir is not None:
+        Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+    results: list[WindowResult] = []
+    for i, w in enumerate(windows):
+        path = checkpoint_path(checkpoint_dir, w) if checkpoint_dir is not None else None
+        if resume and path is not None and path.exists():
+            ck = load_checkpoint(path, fingerprint)
+            model.load_state_dict(model_from_checkpoint(ck).state_dict())
+            results.append(WindowResult(int(w), {k: v.numpy() for k, v in ck["instant"].items()},
+                                        list(ck["losses"]), ck["kl"].numpy(), ck["seconds"],
+                                        bool(ck.get("at_cap", False))))
+            if progress is not None:
+                progress.skip_window(i, w)
+            continue
+        t0 = time.perf_counter()
+        if progress is not None:
+            progress.start_window(i, w)
+        x = torch.from_numpy(np.ascontiguousarray(get_patches(w), dtype=np.float32)).to(device)
+        # the same keypoints at every window (the subset depends on n and the seed only)
+        subset = training_subset(len(x), cfg.max_train_points, seed)
+        gen = torch.Generator(device=device).manual_seed(int(seed) * 100_003 + i)
+        cb = (lambda e, loss, i=i, w=w: progress.epoch(i, w, e, loss)) if progress else None
+        x_train = x if subset is None else x[torch.from_numpy(subset).to(device)]
+        losses, kl = train_window(model, x_train, cfg, gen, first=(i == 0), progress=cb)
+        at_cap = len(losses) >= epoch_cap(cfg, len(x_train), first=(i == 0))
+        del x_train
+        instant = encode(model, x)
+        res = WindowResult(int(w), instant, losses, kl, time.perf_counter() - t0, at_cap)
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, model, res, fingerprint)
+        results.append(res)
+        if progress is not None:
+            progress.end_window(i, w)
+        del x
+    return model, results
