@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from scalevae.testing import FakeModel, make_fake_result, make_image
 
+from scalevae import analysis as an
 from scalevae import report
+from scalevae.report import page as report_page
+from scalevae.report import sections
 
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"')
 
@@ -53,9 +56,9 @@ def full_run(tmp_path_factory):
     calls = []
     with pytest.MonkeyPatch.context() as mp:
         _fake_loader(mp, calls)
-        mp.setattr(report, "_DPI", 40)  # the content is what matters here, not the sharpness
-        path = report.write_report(run)
-    return path, calls
+        mp.setattr(report_page, "_DPI", 40)  # the content is what matters here, not the sharpness
+        assert report.write_report(run) is None  # the report returns nothing back
+    return run / "report.html", calls
 
 
 def test_report_holds_every_figure_for_both_states(full_run):
@@ -96,8 +99,9 @@ def test_report_is_self_contained(full_run):
 def test_report_without_image_or_checkpoints_notes_what_it_skipped(tmp_path, monkeypatch):
     make_fake_result(n_windows=3, grid=(8, 9)).to_netcdf(tmp_path / "result.nc",
                                                          engine="h5netcdf")
-    monkeypatch.setattr(report, "_DPI", 40)
-    path = report.write_report(tmp_path)
+    monkeypatch.setattr(report_page, "_DPI", 40)
+    report.write_report(tmp_path)
+    path = tmp_path / "report.html"
     page = path.read_text(encoding="utf-8")
     assert "no model checkpoints" in page and "input.npy" in page
     alts = [alt for _, alt in IMG.findall(page)]
@@ -107,7 +111,7 @@ def test_report_without_image_or_checkpoints_notes_what_it_skipped(tmp_path, mon
     assert sum(a.startswith("Each keypoint coloured") for a in alts) == 2
     # a failure while building the report leaves the old one untouched
     old = path.read_bytes()
-    monkeypatch.setattr(report.an, "latent_density", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(an, "latent_density", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         report.write_report(tmp_path, image=make_image())
     assert path.read_bytes() == old
@@ -154,7 +158,7 @@ def test_an_image_given_replaces_input_npy(tmp_path):
 
 def test_peaks_are_decoded_by_each_windows_own_model_in_the_instant_state(monkeypatch):
     ds = make_fake_result(n_windows=3)
-    dens = report.an.latent_density(ds, "instant", grid_size=24)
+    dens = an.latent_density(ds, "instant", grid_size=24)
     seen = []
 
     class Models:
@@ -163,9 +167,30 @@ def test_peaks_are_decoded_by_each_windows_own_model_in_the_instant_state(monkey
             return FakeModel(patch_size=8)
 
     wins = [int(w) for w in ds.window.values]
-    pk = report._peaks(dens, wins, Models(), "instant")
+    pk = sections._peaks(dens, wins, Models(), "instant")
     assert seen == wins and pk["patch"].shape[1:] == (8, 8)
     assert set(pk["window"].values) <= set(wins) and pk.sizes["peak"] >= len(wins)
     seen.clear()
-    pk = report._peaks(report.an.latent_density(ds, grid_size=24), wins, Models(), "final")
+    pk = sections._peaks(an.latent_density(ds, grid_size=24), wins, Models(), "final")
     assert seen == [None] and "patch" in pk
+
+
+def test_the_report_computes_the_same_length_scales_each_time():
+    # the report computes the evidence it shows from the Dataset, so it must be deterministic
+    ds = make_fake_result(n_windows=4)
+    assert an.length_scales(ds).identical(an.length_scales(ds))
+
+
+def test_sections_skip_with_a_note_and_leave_out_what_does_not_apply():
+    from scalevae import ScaleVAEError
+
+    def fail(ctx):
+        raise ScaleVAEError("no such thing")
+
+    ctx = sections.Context(make_fake_result(), None, None, (None, None))
+    failing = sections.Section("Title", fail, None, "My figure. More words.")
+    assert failing.render(ctx) == ["<h3>Title</h3>",
+                                   '<p class="note">My figure: skipped (no such thing)</p>']
+    missing = sections.Section(None, lambda c: None, None, "cap", missing=lambda c: "absent")
+    assert missing.render(ctx) == ['<p class="note">absent</p>']
+    assert sections.Section("T", fail, None, "c", when=lambda c: False).render(ctx) == []

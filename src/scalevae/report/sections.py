@@ -1,0 +1,356 @@
+"""The report's content: a list of figure sections, and the text blocks around them.
+
+A :class:`Section` is one figure: a title (the heading above it), a ``compute`` function that
+reads the result Dataset (and the models or the input image) through a :class:`Context`, a
+``draw`` function that turns what ``compute`` returned into a matplotlib figure, and a caption.
+:data:`DATA_SECTIONS` and :data:`TRAINING_SECTIONS` are drawn once; :data:`STATE_SECTIONS` once
+per state (``final`` and ``instant``), each with the :class:`Context` of that state. The text
+blocks (:func:`summary_table`, :func:`training_text`, :func:`recommendation_card`) read the
+same Dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import xarray as xr
+
+from .. import analysis as an
+from .. import plot
+from ..errors import ScaleVAEError
+from .page import esc, figure_html, json_attr, note, table
+
+_MAX_PANELS = 5
+_MAX_PEAKS = 6  # density peaks shown (and decoded) per window
+_N_OUTLIERS = 10  # keypoints circled on the outlier maps
+# Keypoints that define the density for the outlier scores: the cost grows with
+# (keypoints x this), and 5000 points already give a smooth 2-D density.
+_OUTLIER_REFERENCE = 5000
+
+
+class Models:
+    """Loads a run's checkpoints lazily, once each; remembers why they could not be loaded."""
+
+    def __init__(self, run_dir):
+        self.run_dir, self.cache, self.error = run_dir, {}, None
+
+    def get(self, window=None):
+        """The model of ``window`` (px; None: the final model), or None if it cannot load."""
+        if self.error is not None:
+            return None
+        if window not in self.cache:
+            if not any(self.run_dir.glob("checkpoints/*.pt")):
+                # checked first: importing the model code (torch) costs seconds
+                self.error = f"no model checkpoints in {self.run_dir / 'checkpoints'}"
+                return None
+            try:
+                from ..results import load_model
+
+                self.cache[window] = load_model(self.run_dir, window=window)
+            except ImportError as exc:
+                self.error = f"the model loader is not available ({exc})"
+            except (ScaleVAEError, OSError, RuntimeError, KeyError) as exc:
+                self.error = str(exc)
+            if self.error is not None:
+                return None
+        return self.cache[window]
+
+
+@dataclass
+class Context:
+    """What the sections read: the run's Dataset, input image, models and pixel size, plus,
+    for a state's sections (:meth:`for_state`), that state's density and length scales."""
+
+    ds: xr.Dataset
+    image: np.ndarray | None
+    models: Models
+    phys: tuple
+    notes: set = field(default_factory=set)  # shown once at the end of the page
+    state: str | None = None
+    density: Any = None
+    scales: Any = None
+
+    @property
+    def windows(self):
+        return [int(w) for w in self.ds["window"].values]
+
+    @property
+    def points(self):
+        ds = self.ds
+        return np.column_stack([ds["frame"].values, ds["y"].values, ds["x"].values])
+
+    @property
+    def panel_windows(self):
+        """The windows shown as panels (at most ``_MAX_PANELS``, spread over the range)."""
+        return plot.pick_panels(self.windows, _MAX_PANELS)
+
+    @property
+    def n_frames(self):
+        ds = self.ds
+        return len(np.unique(ds["frame"].values)) if "frame" in ds.coords else 1
+
+    def for_state(self, state):
+        """This context for one state's sections: its latent density and length scales."""
+        scales = an.length_scales(self.ds, state) if self.ds.sizes["window"] >= 2 else None
+        return dataclasses.replace(self, state=state, density=an.latent_density(self.ds, state),
+                                   scales=scales)
+
+
+def _skipped(exc, caption):
+    return f"{caption.split('.')[0]}: skipped ({exc})"
+
+
+@dataclass(frozen=True)
+class Section:
+    """One figure of the report.
+
+    ``compute(ctx)`` returns the figure's data, or None when an input is missing (the note
+    ``missing(ctx)`` is shown instead); ``draw(data, ctx)`` returns the matplotlib figure.
+    An exception of ``errors`` from either skips the figure with the note ``skipped(exc,
+    caption)``. ``when(ctx)`` False leaves the section out, heading included.
+    """
+
+    title: str | None
+    compute: Callable[[Context], Any]
+    draw: Callable[[Any, Context], Any]
+    caption: str | Callable[[Context], str]
+    when: Callable[[Context], bool] = lambda ctx: True
+    missing: Callable[[Context], str] | None = None
+    errors: tuple = (ScaleVAEError,)
+    skipped: Callable[[Exception, str], str] = _skipped
+
+    def render(self, ctx):
+        """The section's HTML parts (heading, then the figure or a note)."""
+        if not self.when(ctx):
+            return []
+        out = [f"<h3>{esc(self.title)}</h3>"] if self.title else []
+        caption = self.caption(ctx) if callable(self.caption) else self.caption
+        try:
+            data = self.compute(ctx)
+            out.append(note(self.missing(ctx)) if data is None
+                       else figure_html(self.draw(data, ctx), caption))
+        except self.errors as exc:
+            out.append(note(self.skipped(exc, caption)))
+        return out
+
+
+def _patches_skipped(exc, caption):
+    if isinstance(exc, ImportError):
+        return f"Example patches skipped: patch extraction unavailable ({exc})."
+    return f"Example patches skipped: {exc}"
+
+
+DATA_SECTIONS = [
+    Section(None, lambda c: c.points if c.image is not None else None,
+            lambda pts, c: plot.plot_keypoints(c.image, pts, int(pts[0, 0]), *c.phys),
+            "Input image (first frame with keypoints) and its keypoints.",
+            missing=lambda c: "No input image (input.npy) in the run folder: the keypoint "
+                              "overview and example patches are skipped."),
+    Section(None, lambda c: c.points,
+            lambda pts, c: plot.plot_example_patches(c.image, pts, c.ds["window"].values, 4, 0,
+                                                     _MAX_PANELS + 1, *c.phys),
+            "Patches around four random keypoints at growing windows, each at its own size "
+            "(before resampling).",
+            when=lambda c: c.image is not None, errors=(ImportError, ScaleVAEError),
+            skipped=_patches_skipped),
+]
+
+TRAINING_SECTIONS = [
+    Section(None, lambda c: c.ds, lambda ds, c: plot.plot_loss(ds, *c.phys),
+            "Training loss per epoch; windows are trained one after another, smallest first."),
+    Section(None, lambda c: c.ds, lambda ds, c: plot.plot_kl(ds, *c.phys),
+            "KL divergence per latent at the end of each window (posterior-collapse check)."),
+]
+
+
+def _manifolds(c):
+    """Decoded latent grids of the shown windows, up to the first model that does not load."""
+    manifolds = {}
+    for w in c.panel_windows:
+        model = c.models.get(None if c.state == "final" else w)
+        if model is None:
+            break
+        manifolds[w] = an.latent_representation(model, an.populated_extent(c.ds, c.state, w))
+    return manifolds or None
+
+
+def _latent_images(c):
+    if c.image is None:
+        c.notes.add("The input image (input.npy) is missing: latent maps are drawn without it.")
+    return an.latent_images(c.ds, c.state)
+
+
+def _peaks(density, wins, models, state):
+    """Density peaks of the shown windows, with the patch decoded at each when the model(s)
+    load: the final model for the final state, each window's own model for the instant one."""
+    dens = density.sel(window=wins)
+    if state == "final":
+        return an.kde_peaks(dens, models.get(None), num_peaks=_MAX_PEAKS)
+    parts = [an.kde_peaks(dens.sel(window=[w]), models.get(w), num_peaks=_MAX_PEAKS)
+             for w in wins]
+    if any("patch" not in p for p in parts):  # a checkpoint is missing: positions only
+        parts = [p.drop_vars("patch", errors="ignore") for p in parts]
+    return xr.concat(parts, "peak")
+
+
+def _outlier_windows(c):
+    """The recommended window (when there is one) and the largest."""
+    last = c.windows[-1]
+    if c.scales is None:
+        return [last]
+    return sorted({int(c.scales["recommended_window"]), last})
+
+
+def _outlier_caption(c):
+    return ("Outlier score of every keypoint (-ln of the latent density at its latent value; "
+            "higher = rarer) at the " + ("recommended and " if len(_outlier_windows(c)) > 1
+                                         else "")
+            + "largest window, with the rarest keypoints circled, and the scores' histogram.")
+
+
+def _several_windows(c):
+    return c.ds.sizes["window"] >= 2
+
+
+STATE_SECTIONS = [
+    Section("Latent distributions", lambda c: c.density,
+            lambda d, c: plot.plot_latent_distributions(d, _MAX_PANELS, *c.phys),
+            "Kernel density of (z1, z2) per window, on one grid shared by all windows."),
+    Section("Latent representations", _manifolds,
+            lambda m, c: plot.plot_latent_manifolds(m, _MAX_PANELS, c.state, *c.phys),
+            "Patches decoded from a 9 x 9 grid over the populated part of each window's latent "
+            "space (2-98 % quantiles), angle 0, shift 0.",
+            missing=lambda c: f"Decoded latent grids skipped: {c.models.error}"),
+    Section("Latent images", _latent_images,
+            lambda li, c: plot.plot_latent_images(li, c.image, _MAX_PANELS - 1, *c.phys),
+            "Each keypoint coloured by its latent value and angle, per window."),
+    Section("Candidate structural elements (peaks of the latent density)",
+            lambda c: _peaks(c.density, c.panel_windows, c.models, c.state),
+            lambda pk, c: plot.plot_kde_peaks(pk, c.density, _MAX_PANELS, _MAX_PEAKS, *c.phys),
+            "Peaks of the latent density of each window, numbered highest first (top), and the "
+            "patch the decoder draws at each peak, angle 0 (bottom, when the model loads): the "
+            "distinct structures the keypoints group into at that window."),
+    Section("Unusual keypoints",
+            lambda c: [an.outlier_scores(c.ds, c.state, w, n_reference=_OUTLIER_REFERENCE)
+                       for w in _outlier_windows(c)],
+            lambda scores, c: plot.plot_outlier_scores(scores, c.image, _N_OUTLIERS, *c.phys),
+            _outlier_caption),
+    Section("PCA of the latent distributions across windows", lambda c: an.kde_pca(c.density),
+            lambda p, c: plot.plot_kde_pca(p, *c.phys),
+            "Scores of the principal components of the KDEs vs window (left) and the "
+            "components as latent-space images.", when=_several_windows),
+    Section("PCA of per-keypoint latent trajectories",
+            lambda c: an.trajectory_pca(c.ds, c.state),
+            lambda t, c: plot.plot_trajectory_pca(t, c.image, *c.phys),
+            "Principal patterns of the keypoints' latent trajectories over the windows (top) "
+            "and each keypoint's loading on them (bottom).", when=_several_windows),
+    Section("Stack statistics",
+            lambda c: an.stack_statistics(c.ds, c.state, smooth_sigma=None),
+            lambda s, c: plot.plot_stack_statistics(s, True, *c.phys),
+            "Mean and dispersion of each latent per frame and window, each row's mean over "
+            "windows removed.", when=lambda c: c.n_frames > 1),
+    Section("Length scales", lambda c: c.scales,
+            lambda s, c: plot.plot_length_scales(s, *c.phys),
+            lambda c: "Latent change between consecutive windows per unit log-window; "
+                      + c.scales.attrs["rule"] + ".",
+            when=lambda c: c.scales is not None),
+]
+
+
+def state_part(ctx):
+    """The HTML of one state (``ctx`` from :meth:`Context.for_state`): heading, then figures."""
+    out = [f"<h2 id='{ctx.state}'>Latent space, {ctx.state} state</h2>",
+           "<p class='sub'>" + (
+               "Each window encoded by the final model (trained on all windows): latent "
+               "coordinates are comparable across windows." if ctx.state == "final" else
+               "Each window encoded right after training on it: how the model saw that scale.")
+           + "</p>"]
+    for section in STATE_SECTIONS:
+        out += section.render(ctx)
+    return out
+
+
+# --------------------------------------------------------------------------- text blocks
+
+
+def summary_table(ds, image, phys):
+    """The data at a glance: image shape, pixel size, keypoints, windows, model settings."""
+    ps, unit = phys
+    windows = [int(w) for w in ds["window"].values]
+    shape = tuple(image.shape) if image is not None else json_attr(ds, "image_shape")
+    frames = np.unique(ds["frame"].values) if "frame" in ds.coords else [0]
+    rows = [
+        ("image (frames, y, x)", "unknown" if shape is None else " x ".join(map(str, shape))),
+        ("pixel size", f"{ps:g} {unit}" if ps else "unknown (windows in px only)"),
+        ("keypoints", f"{ds.sizes['point']} over {len(frames)} frame(s)"
+         + (f"; {ds.attrs['n_dropped']} dropped (largest window not inside the image)"
+            if "n_dropped" in ds.attrs else "")),
+        ("windows", ", ".join(plot.window_label(w, ps, unit) for w in windows)),
+        ("patch size (common resampled size)", f"{int(ds.attrs.get('patch_size', 0))} px"),
+        ("invariance", ds.attrs.get("invariance", "unknown")),
+        ("latent dimensions", ds.sizes["latent"]),
+        ("scalevae version", ds.attrs.get("version", "unknown")),
+    ]
+    if "control" in ds.coords:
+        c = ds["control"]
+        name = c.attrs.get("long_name") or c.attrs.get("name") or "control"
+        rows.append((name, f"{float(c.min()):g} ... {float(c.max()):g}"))
+    return table(rows)
+
+
+def training_text(ds, phys):
+    """Below the training figures: the posterior-collapse verdict, KL per latent, timings."""
+    out = []
+    kl_last = ds["kl"].isel(window=-1)
+    dead = [str(k) for k in ds["latent"].values
+            if float(kl_last.sel(latent=k)) < plot.COLLAPSE_NATS]
+    if dead:
+        out.append(f'<div class="card warn">Latent(s) {esc(", ".join(dead))} carry less than '
+                   f"{plot.COLLAPSE_NATS} nats at the last window: they collapsed to the prior "
+                   "and hold no information. Figures of those latents show noise.</div>")
+    else:
+        out.append(f'<div class="card">Every latent carries more than {plot.COLLAPSE_NATS} '
+                   "nats at the last window: no posterior collapse.</div>")
+    rows = [(str(k), f"{float(v):.3g}") for k, v in zip(ds["latent"].values, kl_last.values)]
+    out.append(table(rows, ["latent", "KL at the last window (nats)"]))
+    timings = json_attr(ds, "timings")
+    if isinstance(timings, dict) and timings:
+        out.append("<h3>Timings</h3>")
+        out.append(table([(k, f"{float(v):.2f}") for k, v in timings.items()],
+                         ["stage", "seconds"]))
+    per_window = json_attr(ds, "window_seconds")
+    if isinstance(per_window, list) and len(per_window) == ds.sizes["window"]:
+        out.append(table([(plot.window_label(w, *phys), f"{float(s):.2f}")
+                          for w, s in zip(ds["window"].values, per_window)],
+                         ["window", "training seconds"]))
+    return out
+
+
+def _range_html(scales, rec, phys):
+    lo, hi = (int(scales[k]) for k in ("recommended_low", "recommended_high"))
+    if lo == hi == rec:
+        return "<div>Range: this window alone (a sharp change of scale).</div>"
+    return (f"<div>Range: {esc(plot.window_label(lo, *phys))} to "
+            f"{esc(plot.window_label(hi, *phys))} (the rise of the regrouping from a quarter "
+            "to three quarters, and the windows regrouping at least half as fast as the "
+            "fastest).</div>")
+
+
+def recommendation_card(scales, phys):
+    """The recommended descriptor size with its range, rule, caveats and other scales."""
+    rec = int(scales["recommended_window"])
+    peaks = [int(w) for w in scales["window"].values[scales["peak"].values]]
+    peak_labels = [plot.window_label(w, *phys) for w in peaks]
+    return ("<div class='card'><div>Recommended descriptor size (final state)</div>"
+            f"<div class='big'>{esc(plot.window_label(rec, *phys))}</div>"
+            + _range_html(scales, rec, phys) +
+            f"<div>{esc(scales.attrs['rule'])}.</div>"
+            + (f"<div><b>Caution:</b> {esc(scales.attrs['note'])}.</div>"
+               if scales.attrs.get("note") else "")
+            + (f"<div>Peaks of the window-to-window regrouping (evidence of other scales): "
+               f"{esc(', '.join(peak_labels))}.</div>" if peak_labels else "")
+            + "<div>Evidence: the <a href='#final'>length-scale figure</a> of each state.</div>"
+            "</div>")
