@@ -7,6 +7,7 @@ line that says what to fix, never a traceback.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import logging
 import sys
 import warnings
@@ -153,7 +154,8 @@ def _summary(ds, a):
 def _cmd_report(a):
     from .report import write_report
 
-    print(write_report(a.run_dir))
+    write_report(a.run_dir)
+    print(Path(a.run_dir) / "report.html")
 
 
 def _cmd_channels(a):

@@ -20,8 +20,10 @@ import warnings
 import numpy as np
 
 from .errors import ScaleVAEError
-from .model import INVARIANCES
 from .patches import PADDING_MODES
+
+# the model's invariance modes (model.SIVAE reads them from here)
+INVARIANCES = ("none", "rotation", "rotation+translation")
 
 # ----------------------------------------------------------------------------- model
 INVARIANCE = "rotation"

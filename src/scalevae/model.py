@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-INVARIANCES = ("none", "rotation", "rotation+translation")
+from .config import INVARIANCES  # noqa: E402  (one list of the modes)
 
 
 def pixel_grid(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
