@@ -56,8 +56,8 @@ def _figure(ncols, nrows, panel=2.4, dpi=90, left=0.75, right=0.25, bottom=0.6, 
     """Figure with a fixed grid of panels (``panel`` inches high, ``aspect`` times as wide),
     margins and gaps in inches.
 
-    A fixed layout instead of matplotlib's constrained layout: it draws once instead of
-    twice and skips measuring every tick label, several times faster for report-sized grids.
+    A fixed layout instead of matplotlib's constrained layout: the figure draws once, and no
+    tick label is measured to place the panels.
     """
     ratios = np.ones(ncols) if width_ratios is None else np.asarray(width_ratios, float)
     ratios = ratios * aspect
