@@ -1,14 +1,14 @@
 """The method finds the known answers of the synthetic examples (issue 3).
 
 Every test runs the full method (``scalevae.run``) on a generator of ``scalevae.datasets`` and
-scores the latents against its ground truth with the functions of
-``validation/run_validation.py`` (the script that measures the same checks over several seeds and
-writes ``validation/RESULTS.md``, where each threshold is justified by the spread over seeds).
+scores the latents against its ground truth with the functions of ``validation/scoring.py``
+(``validation/run_validation.py`` measures the same checks over several seeds and writes
+``validation/RESULTS.md``, where each threshold is justified by the spread over seeds).
 
 The default run holds a fast subset (small images, one or two windows, the default patch size),
 each passing on every seed tried (RESULTS.md); the full checks are ``@pytest.mark.slow``
 (``make test-slow``), one to four minutes each on two cores. The two-scale and domain checks use
-``patch_size=16`` (``SETTINGS`` in the script says why).
+``patch_size=16`` (``SETTINGS`` in ``validation/scoring.py`` says why).
 """
 
 import importlib.util
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "validation" / "run_validation.py"
-_spec = importlib.util.spec_from_file_location("run_validation", _PATH)
+_PATH = Path(__file__).resolve().parents[1] / "validation" / "scoring.py"
+_spec = importlib.util.spec_from_file_location("scoring", _PATH)
 rv = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("run_validation", rv)
+sys.modules.setdefault("scoring", rv)
 _spec.loader.exec_module(rv)
 
 SEED = 0

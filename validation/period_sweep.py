@@ -4,7 +4,7 @@ Runs ``scalevae.run`` with the defaults a new user gets (keypoints ``grid:4``, w
 ``8:64:4``, patch size 8 px) on synthetic a/c domain images (256 x 256) of several periods and
 seeds, and writes ``validation/PERIOD_SWEEP.md``: the recommended window, its range
 (``recommended_window_range``), and whether each lands within one window step of the period.
-Recorded, not asserted (the asserted check is ``period`` in ``run_validation.py``).
+Recorded, not asserted (the asserted check is ``period`` in ``scoring.py``).
 
 Run from the repository root (an hour on a slow 2-core machine, ten minutes on a fast one)::
 

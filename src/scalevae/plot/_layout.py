@@ -1,0 +1,151 @@
+"""Shared figure machinery: fixed-grid figures, colorbars, window axes, point maps.
+
+Every figure of :mod:`scalevae.plot` is built from these helpers, without ``pyplot``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+
+from ..analysis import grid_layout
+from ..io.units import physical_pixel
+
+def window_label(window, pixel_size=None, unit=None):
+    """``"16 px"``, or ``"16 px (62.4 nm)"`` when the pixel size and unit are known.
+
+    Examples
+    --------
+    >>> window_label(16, 3.9, "nm")
+    '16 px (62.4 nm)'
+    >>> window_label(16)
+    '16 px'
+    """
+    ps, un = physical_pixel(pixel_size, unit)
+    text = f"{int(window)} px"
+    return text if ps is None else f"{text} ({float(window) * ps:.3g} {un})"
+
+
+def _window_axis(ax, pixel_size, unit, which="x", secondary=True):
+    """Label a window axis in px, with a secondary axis in physical units when known."""
+    getattr(ax, f"set_{which}label")("window (px)")
+    ps, un = physical_pixel(pixel_size, unit)
+    if ps is not None and secondary:
+        fwd, inv = (lambda w: w * ps), (lambda v: v / ps)
+        if which == "x":
+            sec = ax.secondary_xaxis("top", functions=(fwd, inv))
+            sec.set_xlabel(f"window ({un})", fontsize=9)
+        else:
+            sec = ax.secondary_yaxis("right", functions=(fwd, inv))
+            sec.set_ylabel(f"window ({un})", fontsize=9)
+        sec.tick_params(labelsize=8)
+
+
+def pick_panels(values, max_panels):
+    """At most ``max_panels`` of ``values``, evenly spread, first and last included."""
+    values = list(values)
+    if len(values) <= max_panels:
+        return values
+    idx = np.unique(np.round(np.linspace(0, len(values) - 1, max_panels)).astype(int))
+    return [values[i] for i in idx]
+
+
+def _figure(ncols, nrows, panel=2.4, dpi=90, left=0.75, right=0.25, bottom=0.6, top=0.55,
+            wgap=0.75, hgap=0.75, width_ratios=None, aspect=1.0):
+    """Figure with a fixed grid of panels (``panel`` inches high, ``aspect`` times as wide),
+    margins and gaps in inches.
+
+    A fixed layout instead of matplotlib's constrained layout: the figure draws once, and no
+    tick label is measured to place the panels.
+    """
+    ratios = np.ones(ncols) if width_ratios is None else np.asarray(width_ratios, float)
+    ratios = ratios * aspect
+    inner = panel * ratios.sum() + wgap * (ncols - 1)
+    width = left + inner + right
+    height = bottom + panel * nrows + hgap * (nrows - 1) + top
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    axes = fig.subplots(nrows, ncols, squeeze=False, width_ratios=list(ratios))
+    fig.subplots_adjust(left=left / width, right=(left + inner) / width, bottom=bottom / height,
+                        top=1 - top / height, wspace=wgap / (panel * ratios.mean()),
+                        hspace=hgap / panel)
+    return fig, axes
+
+
+def _suptitle(fig, text):
+    fig.suptitle(text, fontsize=10, y=1 - 0.08 / fig.get_figheight(), va="top")
+
+
+def _colorbar(fig, im, axes, label=None, gap=0.12, width=0.12):
+    """Colorbar right of ``axes`` (one axes or a row of them), sized to them, in inches."""
+    axes = np.atleast_1d(axes)
+    pos = [a.get_position() for a in axes]
+    x1 = max(p.x1 for p in pos)
+    y0, y1 = min(p.y0 for p in pos), max(p.y1 for p in pos)
+    w = fig.get_figwidth()
+    cax = fig.add_axes([x1 + gap / w, y0, width / w, y1 - y0])
+    cb = fig.colorbar(im, cax=cax)
+    cb.ax.tick_params(labelsize=8)
+    if label:
+        cb.set_label(label, fontsize=9)
+    return cb
+
+
+def _frame_image(image, frame=0):
+    if image is None:
+        return None
+    image = np.asarray(image)
+    return image if image.ndim == 2 else image[min(int(frame), len(image) - 1)]
+
+
+def _show_image(ax, img):
+    lo, hi = np.percentile(img, [1, 99])
+    ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
+
+
+def _point_map(ax, values, y, x, image=None, cmap="viridis", vmin=None, vmax=None):
+    """Values at keypoints over the image: a tiled image for a regular grid, else dots."""
+    if image is not None:
+        _show_image(ax, image)
+    else:
+        ax.set_xlabel("x (px)")
+        ax.set_ylabel("y (px)")
+    pts = xr.Dataset(coords={"y": ("point", y), "x": ("point", x)})
+    layout = grid_layout(pts)
+    if layout is not None:
+        _, _, iy, ix, uy, ux = layout
+        grid = np.full((len(uy), len(ux)), np.nan)
+        grid[iy, ix] = values
+        dy = uy[1] - uy[0]
+        dx = ux[1] - ux[0]
+        im = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
+                       alpha=0.75 if image is not None else 1.0,
+                       extent=(ux[0] - dx / 2, ux[-1] + dx / 2, uy[-1] + dy / 2, uy[0] - dy / 2))
+    else:
+        span = max(image.shape) if image is not None else max(np.ptp(y), np.ptp(x), 1.0)
+        area = max(np.ptp(y) * np.ptp(x), span)
+        s = _dot_size(len(values), area, ax.get_position().width * ax.figure.get_figwidth()
+                      / span)
+        im = ax.scatter(x, y, c=values, s=s, cmap=cmap, vmin=vmin, vmax=vmax, linewidths=0)
+        if image is None:
+            ax.invert_yaxis()
+            ax.set_aspect("equal")
+    return im
+
+
+def _dot_size(n, area_px, inch_per_px, fill=0.8):
+    """Marker area (pt^2) so that ``n`` dots spread over ``area_px`` pixels are ``fill`` of
+    their spacing wide (0.8: nearly touching, a map; 0.35: sparse marks on an image)."""
+    spacing_pt = np.sqrt(area_px / max(n, 1)) * inch_per_px * 72
+    return float(np.clip((fill * spacing_pt) ** 2, 0.3, 60.0))
+
+
+def _robust_limits(v):
+    v = np.asarray(v, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(v, [1, 99])
+    return (lo, hi) if hi > lo else (lo - 1, hi + 1)

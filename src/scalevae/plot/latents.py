@@ -1,0 +1,380 @@
+"""Figures of the latent space: distributions, decoded manifolds, latent images, KDE-PCA,
+trajectory PCA (paper Figs. 3-6), density peaks and outlier scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ScaleVAEError
+from ._layout import (_colorbar, _figure, _frame_image, _point_map, _robust_limits, _suptitle,
+                      _window_axis, pick_panels, window_label)
+
+def _latent_row(ax, j, xlabel, ylabel):
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel if j == 0 else "", fontsize=9)
+    ax.tick_params(labelsize=8)
+
+
+def plot_latent_distributions(density, max_panels=6, pixel_size=None, unit=None):
+    """Latent density per window, a row of panels on the shared grid (paper Figs. 3a-c, 5a-d).
+
+    Parameters
+    ----------
+    density : xarray.DataArray
+        From :func:`scalevae.analysis.latent_density`.
+
+    Examples
+    --------
+    >>> from scalevae.testing import make_fake_result
+    >>> from scalevae.analysis import latent_density
+    >>> fig = plot_latent_distributions(latent_density(make_fake_result(), grid_size=16))
+    """
+    wins = pick_panels(density["window"].values, max_panels)
+    grid_dims = [d for d in density.dims if d != "window"]
+    fig, axes = _figure(len(wins), 1, panel=2.1, left=0.55, wgap=0.35, bottom=0.5)
+    for j, (ax, w) in enumerate(zip(axes[0], wins)):
+        d = density.sel(window=w)
+        g = [density[k].values for k in grid_dims]
+        if len(grid_dims) == 1:
+            ax.plot(g[0], d.values)
+            _latent_row(ax, j, "z1", "density")
+        else:
+            ax.imshow(d.values.T, origin="lower", aspect="auto", cmap="magma",
+                      extent=(g[0][0], g[0][-1], g[1][0], g[1][-1]))
+            _latent_row(ax, j, grid_dims[0].replace("_grid", ""),
+                        grid_dims[1].replace("_grid", ""))
+        ax.set_title(window_label(w, pixel_size, unit), fontsize=9)
+    _suptitle(fig, f"latent distribution (KDE), {density.attrs.get('state', '')} state")
+    return fig
+
+
+def _mosaic(rep):
+    """n x n decoded patches -> one image; z1 left to right, z2 bottom to top."""
+    v = rep.values
+    if v.ndim == 3:  # one latent: a single row
+        v = v[:, None]
+    n1, n2, r, _ = v.shape
+    return v[:, ::-1].transpose(1, 2, 0, 3).reshape(n2 * r, n1 * r)
+
+
+def plot_latent_manifolds(manifolds, max_panels=6, state="", pixel_size=None, unit=None):
+    """Decoded grids of latent points per window (paper Figs. 3d-f, 5e-h).
+
+    Parameters
+    ----------
+    manifolds : dict
+        ``{window: DataArray}`` from :func:`scalevae.analysis.latent_representation`.
+
+    Examples
+    --------
+    >>> from scalevae.testing import FakeModel
+    >>> from scalevae.analysis import latent_representation
+    >>> fig = plot_latent_manifolds({8: latent_representation(FakeModel(), [[-1, 1], [-1, 1]], 4)})
+    """
+    wins = pick_panels(sorted(manifolds), max_panels)
+    fig, axes = _figure(len(wins), 1, panel=2.5, left=0.8, wgap=0.85, bottom=0.5)
+    for j, (ax, w) in enumerate(zip(axes[0], wins)):
+        rep = manifolds[w]
+        g1 = rep["z1_grid"].values
+        g2 = rep["z2_grid"].values if "z2_grid" in rep.dims else np.array([-0.5, 0.5])
+        h1 = (g1[1] - g1[0]) / 2 if len(g1) > 1 else 0.5
+        h2 = (g2[1] - g2[0]) / 2 if len(g2) > 1 else 0.5
+        ax.imshow(_mosaic(rep), cmap="gray", aspect="auto", interpolation="nearest",
+                  extent=(g1[0] - h1, g1[-1] + h1, g2[0] - h2, g2[-1] + h2))
+        _latent_row(ax, 0, "z1", "z2" if "z2_grid" in rep.dims else "")
+        ax.set_title(window_label(w, pixel_size, unit), fontsize=9)
+    _suptitle(fig, "latent representation (decoded latent grid)"
+              + (f", {state} state" if state else ""))
+    return fig
+
+
+def plot_latent_images(images, image=None, max_panels=5, pixel_size=None, unit=None):
+    """Each keypoint coloured by its latent value (and angle), per window, over the image.
+
+    Parameters
+    ----------
+    images : xarray.Dataset
+        From :func:`scalevae.analysis.latent_images`; stacks show their first frame.
+    image : array, optional
+        The input image or stack, drawn underneath.
+
+    Examples
+    --------
+    >>> from scalevae.testing import make_fake_result
+    >>> from scalevae.analysis import latent_images
+    >>> fig = plot_latent_images(latent_images(make_fake_result()))
+    """
+    wins = pick_panels(images["window"].values, max_panels)
+    rows = [str(k) for k in images["latent"].values] + (["angle"] if "angle" in images else [])
+    fig, axes = _figure(len(wins), len(rows), panel=2.3, left=0.7, right=1.0, wgap=0.95,
+                        hgap=0.35)
+    grid = images.attrs.get("layout") == "grid"
+    frame0 = None
+    bg = _frame_image(image, 0)
+    for i, row in enumerate(rows):
+        var = images["angle"] if row == "angle" else images["z"].sel(latent=row)
+        if "frame" in var.dims:
+            frame0 = var["frame"].values[0]
+            var = var.isel(frame=0)
+        elif not grid and "frame" in var.coords:
+            frame0 = var["frame"].values.min()
+            var = var.isel(point=np.flatnonzero(var["frame"].values == frame0))
+        cmap, (lo, hi) = "twilight", (-np.pi, np.pi)
+        for j, w in enumerate(wins):
+            ax = axes[i, j]
+            v = var.sel(window=w)
+            if row != "angle":
+                # Own colour range per window: the spread of a latent often changes by orders
+                # of magnitude between windows, and one shared range would flatten all but one.
+                cmap, (lo, hi) = "viridis", _robust_limits(v.values)
+            if grid:
+                gy, gx = np.meshgrid(v["gy"].values, v["gx"].values, indexing="ij")
+                im = _point_map(ax, v.values.ravel(), gy.ravel(), gx.ravel(), bg, cmap, lo, hi)
+            else:
+                im = _point_map(ax, v.values, v["y"].values, v["x"].values, bg, cmap, lo, hi)
+            ax.tick_params(labelsize=8)
+            if i == 0:
+                ax.set_title(window_label(w, pixel_size, unit), fontsize=9)
+            if j > 0:
+                ax.set_ylabel("")
+                ax.set_yticklabels([])
+            if i < len(rows) - 1:
+                ax.set_xlabel("")
+                ax.set_xticklabels([])
+            if row != "angle":
+                _colorbar(fig, im, ax, row if j == len(wins) - 1 else None, gap=0.06)
+        if row == "angle":
+            _colorbar(fig, im, axes[i], "angle (rad)", gap=0.06)
+    title = f"latent images, {images.attrs.get('state', '')} state"
+    _suptitle(fig, title + (f" (frame {frame0})" if frame0 is not None else ""))
+    return fig
+
+
+def plot_kde_pca(pca, pixel_size=None, unit=None):
+    """KDE-PCA: scores vs window and the components as latent-space images (paper Fig. 4).
+
+    Examples
+    --------
+    >>> from scalevae.testing import make_fake_result
+    >>> from scalevae.analysis import latent_density, kde_pca
+    >>> fig = plot_kde_pca(kde_pca(latent_density(make_fake_result(), grid_size=16)))
+    """
+    comps = pca["component"].values
+    fig, axes = _figure(len(comps) + 1, 1, panel=2.2, left=0.65, top=0.95, wgap=0.5,
+                        width_ratios=[1.6] + [1] * len(comps))
+    axes = axes[0]
+    evr = pca["explained_variance_ratio"].values
+    w = pca["window"].values
+    for c, e in zip(comps, evr):
+        axes[0].plot(w, pca["scores"].sel(component=c), "o-", ms=3, label=f"PC{c} ({e:.0%})")
+    axes[0].set_ylabel("PCA score")
+    axes[0].legend(fontsize=8)
+    _window_axis(axes[0], pixel_size, unit)
+    grid_dims = [d for d in pca["components"].dims if d != "component"]
+    for j, (ax, c) in enumerate(zip(axes[1:], comps)):
+        comp = pca["components"].sel(component=c)
+        if len(grid_dims) == 1:
+            ax.plot(pca[grid_dims[0]], comp)
+            _latent_row(ax, j, "z1", "weight")
+        else:
+            g1, g2 = pca[grid_dims[0]].values, pca[grid_dims[1]].values
+            m = float(np.abs(comp).max()) or 1.0
+            ax.imshow(comp.values.T, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-m,
+                      vmax=m, extent=(g1[0], g1[-1], g2[0], g2[-1]))
+            _latent_row(ax, j, "z1", "z2")
+        ax.set_title(f"PC{c}", fontsize=9)
+    _suptitle(fig, "PCA of the latent densities across windows, "
+              f"{pca.attrs.get('state', '')} state")
+    return fig
+
+
+def plot_trajectory_pca(tpca, image=None, pixel_size=None, unit=None):
+    """Trajectory PCA: component curves vs window and loading maps (paper Fig. 6).
+
+    Examples
+    --------
+    >>> from scalevae.testing import make_fake_result
+    >>> from scalevae.analysis import trajectory_pca
+    >>> fig = plot_trajectory_pca(trajectory_pca(make_fake_result()))
+    """
+    comps = tpca["component"].values
+    fig, axes = _figure(len(comps), 2, panel=2.6, left=0.8, right=1.0, top=1.05, wgap=1.8,
+                        hgap=0.75)
+    w = tpca["window"].values
+    frame = tpca["frame"].values if "frame" in tpca.coords else np.zeros(tpca.sizes["point"])
+    f0 = frame.min()
+    on = frame == f0
+    bg = _frame_image(image, f0)
+    for j, c in enumerate(comps):
+        ax = axes[0, j]
+        for lat in tpca["latent"].values:
+            ax.plot(w, tpca["components"].sel(component=c, latent=lat), "o-", ms=3, label=lat)
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.set_ylabel("component weight")
+        e = float(tpca["explained_variance_ratio"].sel(component=c))
+        ax.set_title(f"PC{c} ({e:.0%} of variance)", fontsize=9)
+        ax.legend(fontsize=8)
+        _window_axis(ax, pixel_size, unit)
+        load = tpca["loadings"].sel(component=c).values[on]
+        m = float(np.nanmax(np.abs(load))) or 1.0
+        im = _point_map(axes[1, j], load, tpca["y"].values[on], tpca["x"].values[on], bg,
+                        "RdBu_r", -m, m)
+        _colorbar(fig, im, axes[1, j], f"PC{c} loading")
+    _suptitle(fig, "PCA of per-keypoint latent trajectories, "
+              f"{tpca.attrs.get('state', '')} state"
+              + (f" (maps: frame {f0})" if len(np.unique(frame)) > 1 else ""))
+    return fig
+
+
+def _patch_mosaic(patches, gap=1):
+    """(k, r, r) patches -> one image, ``ceil(sqrt(k))`` per row, NaN gaps between them;
+    returns the image and each patch's centre (x, y) in mosaic pixels."""
+    k, r = len(patches), patches.shape[-1]
+    cols = int(np.ceil(np.sqrt(k)))
+    rows = int(np.ceil(k / cols))
+    step = r + gap
+    mos = np.full((rows * step - gap, cols * step - gap), np.nan, np.float32)
+    centres = []
+    for i, p in enumerate(patches):
+        y0, x0 = (i // cols) * step, (i % cols) * step
+        mos[y0:y0 + r, x0:x0 + r] = p
+        centres.append((x0, y0))
+    return mos, centres
+
+
+def plot_kde_peaks(peaks, density, max_panels=5, max_peaks=6, pixel_size=None, unit=None):
+    """Peaks of the latent density (candidate structural elements) and the patch at each.
+
+    Top row: each window's latent density with its peaks numbered, highest first. Bottom row
+    (when ``peaks`` holds decoded patches): the patch the decoder draws at each numbered peak,
+    in the model's canonical orientation, on one grey scale per window, so that each window's
+    distinct structural elements can be read off directly.
+
+    Parameters
+    ----------
+    peaks : xarray.Dataset
+        From :func:`scalevae.analysis.kde_peaks` (with a model for the patches).
+    density : xarray.DataArray
+        The densities the peaks were found on (:func:`scalevae.analysis.latent_density`).
+    max_panels : int
+        At most this many windows, evenly spread.
+    max_peaks : int
+        At most this many peaks per window (the highest).
+
+    Examples
+    --------
+    >>> from scalevae.testing import FakeModel, make_fake_result
+    >>> from scalevae.analysis import latent_density, kde_peaks
+    >>> d = latent_density(make_fake_result(), grid_size=24)
+    >>> fig = plot_kde_peaks(kde_peaks(d, FakeModel()), d)
+    """
+    pw = peaks["window"].values
+    wins = pick_panels([w for w in density["window"].values if np.any(pw == w)], max_panels)
+    if not wins:
+        raise ScaleVAEError("the latent densities have no peaks to show")
+    has_patch = "patch" in peaks
+    grid_dims = [d for d in density.dims if d != "window"]
+    fig, axes = _figure(len(wins), 2 if has_patch else 1, panel=2.1, left=0.55, wgap=0.35,
+                        hgap=0.55, bottom=0.5)
+    for j, w in enumerate(wins):
+        ax = axes[0, j]
+        sel = np.flatnonzero(pw == w)
+        sel = sel[np.argsort(-peaks["height"].values[sel])][:max_peaks]
+        zp = peaks["z"].values[sel]
+        d = density.sel(window=w)
+        g = [density[k].values for k in grid_dims]
+        if len(grid_dims) == 1:
+            ax.plot(g[0], d.values, color="0.3")
+            ax.plot(zp[:, 0], peaks["height"].values[sel], "o", color="tab:red", ms=4)
+            _latent_row(ax, j, "z1", "density")
+            pos = np.column_stack([zp[:, 0], peaks["height"].values[sel]])
+        else:
+            ax.imshow(d.values.T, origin="lower", aspect="auto", cmap="magma",
+                      extent=(g[0][0], g[0][-1], g[1][0], g[1][-1]))
+            ax.plot(zp[:, 0], zp[:, 1], "o", mfc="none", mec="#37e0ff", ms=7, mew=1.2)
+            _latent_row(ax, j, "z1", "z2")
+            pos = zp[:, :2]
+        for n, (px, py) in enumerate(pos, 1):
+            ax.annotate(str(n), (px, py), xytext=(4, 3), textcoords="offset points",
+                        color="#37e0ff" if len(grid_dims) > 1 else "tab:red", fontsize=8,
+                        fontweight="bold")
+        ax.set_title(f"{window_label(w, pixel_size, unit)}: {len(sel)} peak(s)", fontsize=9)
+        if has_patch:
+            ax = axes[1, j]
+            mos, centres = _patch_mosaic(peaks["patch"].values[sel])
+            ax.imshow(mos, cmap="gray", interpolation="nearest")
+            for n, (x0, y0) in enumerate(centres, 1):
+                ax.text(x0 + 0.3, y0 + 0.3, str(n), color="#37e0ff", fontsize=8,
+                        fontweight="bold", va="top", ha="left")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel("decoded patch at each peak", fontsize=8)
+    _suptitle(fig, "peaks of the latent density (candidate structural elements), "
+              f"{density.attrs.get('state', '')} state")
+    return fig
+
+
+def plot_outlier_scores(scores, image=None, n_mark=10, pixel_size=None, unit=None):
+    """Per-keypoint outlier score (-log latent density) as a map over the image.
+
+    One map per window given, with the ``n_mark`` most unusual keypoints circled and numbered
+    (1 = rarest), and a histogram of the scores of every window (right): a long right tail
+    means rare structures (defects, contamination, scan artefacts) the map locates. For a
+    stack, the maps show the frame that holds the rarest keypoint of the first window.
+
+    Parameters
+    ----------
+    scores : xarray.DataArray or list of them
+        From :func:`scalevae.analysis.outlier_scores` (its ``window`` attribute labels it).
+    image : array, optional
+        The input image or stack, drawn underneath.
+    n_mark : int
+        Number of keypoints to circle per window.
+
+    Examples
+    --------
+    >>> from scalevae.testing import make_fake_result
+    >>> from scalevae.analysis import outlier_scores
+    >>> fig = plot_outlier_scores(outlier_scores(make_fake_result()))
+    """
+    scores = [scores] if not isinstance(scores, (list, tuple)) else list(scores)
+    if not scores:
+        raise ScaleVAEError("no outlier scores to plot")
+    first = scores[0]
+    frame = first["frame"].values if "frame" in first.coords else np.zeros(first.size, int)
+    v0 = np.where(np.isfinite(first.values), first.values, -np.inf)
+    f0 = frame[int(np.argmax(v0))]
+    on = frame == f0
+    bg = _frame_image(image, f0)
+    fig, axes = _figure(len(scores) + 1, 1, panel=2.9, left=0.7, right=0.3, wgap=1.45,
+                        top=0.75)
+    axes = axes[0]
+    for ax, sc in zip(axes[:-1], scores):
+        v = sc.values[on]
+        y, x = sc["y"].values[on], sc["x"].values[on]
+        lo, hi = _robust_limits(v)
+        im = _point_map(ax, v, y, x, bg, "inferno", lo, hi)
+        order = np.argsort(-np.where(np.isfinite(v), v, -np.inf))[:n_mark]
+        ax.scatter(x[order], y[order], s=70, facecolors="none", edgecolors="#37e0ff",
+                   linewidths=1.2)
+        for n, i in enumerate(order, 1):
+            ax.annotate(str(n), (x[i], y[i]), xytext=(5, 4), textcoords="offset points",
+                        color="#37e0ff", fontsize=7, fontweight="bold")
+        ax.tick_params(labelsize=8)
+        ax.set_title(window_label(sc.attrs.get("window", 0), pixel_size, unit), fontsize=9)
+        _colorbar(fig, im, ax, "outlier score", gap=0.06)
+    hx = axes[-1]
+    for sc in scores:
+        v = sc.values[np.isfinite(sc.values)]
+        hx.hist(v, bins=50, histtype="step", lw=1.2,
+                label=window_label(sc.attrs.get("window", 0), pixel_size, unit))
+    hx.set_yscale("log")
+    hx.set_xlabel("outlier score (-ln latent density)", fontsize=9)
+    hx.set_ylabel("keypoints", fontsize=9)
+    hx.tick_params(labelsize=8)
+    hx.legend(fontsize=8)
+    multi = len(np.unique(frame)) > 1
+    _suptitle(fig, "how unusual each keypoint's latent is (circled: the rarest), "
+              f"{first.attrs.get('state', '')} state" + (f" (maps: frame {f0})" if multi else ""))
+    return fig
