@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import as_frames
 from ..errors import ScaleVAEError
 from ..io.units import physical_pixel
 from ..keypoints import inside_mask
@@ -49,8 +50,7 @@ def plot_example_patches(stack, points, windows, n=4, seed=0, max_windows=6, pix
     >>> fig = plot_example_patches(np.random.rand(1, 64, 64), np.array([[0, 32.0, 32.0]]),
     ...                            [8, 16])
     """
-    stack = np.asarray(stack, np.float32)
-    stack = stack[None] if stack.ndim == 2 else stack
+    stack = as_frames(stack).astype(np.float32, copy=False)
     points = np.asarray(points, float)
     if len(points) == 0:
         raise ScaleVAEError("no keypoints to show patches for")
