@@ -154,7 +154,10 @@ def test_channels_command(tmp_path, capsys):
     path = tmp_path / "two.npz"
     np.savez(path, height=image(), phase=image(seed=1))
     assert main(["channels", str(path)]) == 0
-    assert capsys.readouterr().out.split() == ["height", "phase"]
+    lines = capsys.readouterr().out.splitlines()  # name, shape, pixel size and unit
+    assert [line.split()[0] for line in lines] == ["height", "phase"]
+    shape = " x ".join(str(n) for n in (1,) + image().shape)
+    assert all(shape in line and "pixel size unknown" in line for line in lines)
 
 
 def test_version(capsys):

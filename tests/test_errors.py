@@ -217,7 +217,8 @@ def test_channel_not_in_file_lists_the_channels(files, tmp_path, capsys, name, c
 
 def test_channels_command_lists_and_errors(files, capsys):
     assert main(["channels", str(files / "two.npz")]) == 0
-    assert capsys.readouterr().out.split() == ["height", "phase"]
+    lines = capsys.readouterr().out.splitlines()  # name, shape, pixel size, unit per channel
+    assert [ln.split()[0] for ln in lines] == ["height", "phase"]
     line = cli_error(capsys, ["channels", files / "missing.h5"])
     assert "file not found" in line
 

@@ -392,3 +392,86 @@ def test_normalize_unit():
     assert [normalize_unit(u) for u in ["µm", "μm", "micron", "Å", "nm", "NM", "m", "",
                                         None, "1/nm"]] == \
         ["um", "um", "um", "A", "nm", "nm", "m", None, None, "1/nm"]
+
+
+# ----------------------------------------------------------------------------- scan-size metadata
+
+def _h5_with(tmp_path, name, where, attrs, dataset_extra=None):
+    """A 2-D dataset 'img' (32 x 64: ny x nx) with `attrs` on the dataset, its group or the root."""
+    path = tmp_path / name
+    with h5py.File(path, "w") as f:
+        g = f.create_group("Measurement_000")
+        d = g.create_dataset("img", data=np.random.default_rng(0).random((32, 64)))
+        target = {"dataset": d, "group": g, "root": f}[where]
+        for k, v in attrs.items():
+            target.attrs[k] = v
+        for k, v in (dataset_extra or {}).items():
+            g.create_dataset(k, data=v)
+    return path
+
+
+@pytest.mark.parametrize("where", ["dataset", "group", "root"])
+def test_h5_asylum_scan_size_attributes(tmp_path, where):
+    # Asylum-style keys in metres with points and lines matching the image
+    p = _h5_with(tmp_path, "a.h5", where, {"FastScanSize": 1.28e-6, "SlowScanSize": 0.64e-6,
+                                           "ScanPoints": 64, "ScanLines": 32})
+    s = read_image(p)
+    assert s.pixel_size == pytest.approx(20.0) and s.unit == "nm"
+    assert "ScanSize" in s.metadata["pixel_size_source"]
+
+
+def test_h5_scan_size_array_attribute_in_metres(tmp_path):
+    p = _h5_with(tmp_path, "b.h5", "dataset", {"scan_size": np.array([6.4e-9, 3.2e-9])})
+    s = read_image(p)
+    assert s.pixel_size == pytest.approx(1.0) and s.unit == "A" or \
+        (s.pixel_size == pytest.approx(100.0) and s.unit == "pm")
+
+
+def test_h5_scan_size_dataset_with_unit(tmp_path):
+    p = _h5_with(tmp_path, "c.h5", "group", {"scan_size_unit": "um"},
+                 dataset_extra={"ScanSize": np.array([3.2, 1.6])})
+    s = read_image(p)
+    assert s.pixel_size == pytest.approx(0.05) and s.unit == "um"
+
+
+def test_h5_x_dimension_scale(tmp_path):
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("img", data=np.random.default_rng(0).random((32, 64)))
+        x = f.create_dataset("x", data=np.arange(64) * 0.5)
+        x.attrs["units"] = "nm"
+        x.make_scale("x")
+        d.dims[1].attach_scale(x)
+    s = read_image(path)
+    assert s.pixel_size == pytest.approx(0.5) and s.unit == "nm"
+
+
+def test_h5_without_scan_size_has_no_pixel_size(tmp_path):
+    s = read_image(_h5_with(tmp_path, "e.h5", "dataset", {"ScanPoints": 64}))
+    assert s.pixel_size is None
+
+
+def test_dm3_channel_listing_keeps_the_unitless_scale():
+    from scalevae.io.channels import describe_channels, format_channels
+
+    path = REAL / "SI-HAADF.dm3"
+    if not path.exists():
+        pytest.skip("real data not available")
+    (ch,) = describe_channels(path)
+    assert ch["name"] == "06-HAADF" and ch["shape"] == (1, 1568, 192)
+    assert ch["pixel_size"] is None and "0.03125" in ch["note"]
+    with pytest.warns(UserWarning, match="0.03125 per px but no unit"):
+        read_image(path)
+    line = format_channels([ch])
+    assert "1 x 1568 x 192" in line and "without a unit" in line
+
+
+def test_channels_lines_for_real_h5():
+    from scalevae.io.channels import describe_channels
+
+    path = REAL / "PTO_Funakubo0004.h5"
+    if not path.exists():
+        pytest.skip("real data not available")
+    chans = describe_channels(path)
+    assert [c["name"] for c in chans] == NSID_CHANNELS
+    assert all(c["unit"] == "nm" and c["pixel_size"] > 0 for c in chans)

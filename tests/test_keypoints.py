@@ -51,7 +51,7 @@ def _lattice(seed=0, n=128, a=10.0, s=1.6, noise=0.05, jitter=0.3):
     return img, true
 
 
-@pytest.mark.parametrize("size", [None, 5.0])
+@pytest.mark.parametrize("size", [None, 10.0])  # the nearest-neighbour spacing, a = 10
 def test_atoms_found_on_noisy_lattice(size):
     img, true = _lattice()
     pts = atom_keypoints(np.stack([img, img[::-1]]), size=size)
@@ -68,7 +68,7 @@ def test_atoms_found_on_noisy_lattice(size):
 
 def test_atom_size_error_and_no_atoms():
     img, _ = _lattice()
-    with pytest.raises(ScaleVAEError, match="atom size"):
+    with pytest.raises(ScaleVAEError, match="atom spacing"):
         atom_keypoints(img, size=-1)
     with pytest.raises(ScaleVAEError, match="no atoms"):
         atom_keypoints(np.ones((40, 40)), size=4)
@@ -138,7 +138,7 @@ def test_make_keypoints_specs(tmp_path):
     stack = np.zeros((2, 40, 40))
     assert np.array_equal(make_keypoints("grid:4", stack), grid_keypoints(stack.shape, 4))
     img, _ = _lattice(n=64)
-    assert len(make_keypoints("atoms:5", img)) > 20
+    assert len(make_keypoints("atoms:10", img)) > 20  # SIZE: the nearest-neighbour spacing
     assert len(make_keypoints("atoms", img, threshold=0.2)) > 20
     fn = tmp_path / "kp.csv"
     fn.write_text("frame,y,x\n1,3,4\n")

@@ -159,10 +159,9 @@ def _cmd_report(a):
 
 
 def _cmd_channels(a):
-    from .io import list_channels
+    from .io.channels import describe_channels, format_channels
 
-    for name in list_channels(a.input):
-        print(name)
+    print(format_channels(describe_channels(a.input)))
 
 
 def _format_warning(message, category, filename, lineno, line=None):

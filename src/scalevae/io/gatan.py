@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,13 @@ def read_dm(path, channel, names_only=False):
                                         for ax in axes]}
     if unit is None or not math.isfinite(size) or size <= 0:
         meta["uncalibrated"] = "the file gives no spatial unit; pixel size left unset"
+        if math.isfinite(size) and size > 0 and size != 1.0:
+            # a scale without a unit is a calibration the user should see, not lose
+            meta["scale_without_unit"] = size
+            warnings.warn(
+                f"{Path(path).name} gives a pixel scale of {size:g} per px but no unit; the pixel "
+                f"size is left unset: give it with --pixel-size {size:g} --unit UNIT (e.g. nm) "
+                "if that is its calibration", stacklevel=2)
         size, unit = None, None
     else:
         size, unit, _ = calibrate(size, unit, None, meta)

@@ -38,6 +38,90 @@ def _h5_images(h5):
     return names, [obj for _, obj in found]
 
 
+_SCAN_ARRAY_KEYS = ("scan_size", "ScanSize", "scan_range", "ScanRange")
+_SCAN_UNIT_KEYS = ("scan_size_unit", "scan_size_units", "ScanSizeUnit", "units", "unit")
+
+
+def _attrs_of(obj, keys):
+    """The attributes of `obj` among `keys` (reading only those: Igor notes hold ~850)."""
+    return {k: obj.attrs[k] for k in keys if k in obj.attrs}
+
+
+def _text(v):
+    if isinstance(v, bytes):
+        return v.decode("latin-1")
+    if isinstance(v, np.ndarray) and v.dtype.kind in "SUO" and v.size == 1:
+        return _text(v.ravel()[0])
+    return str(v) if isinstance(v, str) else None
+
+
+def _scan_array_pixel_size(obj, nx, ny):
+    """Pixel size from a 2-value scan size ``(x, y)`` (an attribute or a small dataset of `obj`).
+
+    The values are in metres unless an attribute (``scan_size_unit``, ``units``) gives a length
+    unit. Returns ``(size_x, size_y, unit)`` or ``(None, None, None)``.
+    """
+    import h5py
+
+    for key in _SCAN_ARRAY_KEYS:
+        holder = obj
+        if key in obj.attrs:
+            value = obj.attrs[key]
+        elif isinstance(obj, h5py.Group) and isinstance(obj.get(key), h5py.Dataset) \
+                and obj[key].size <= 3:
+            holder = obj[key]
+            value = holder[()]
+        else:
+            continue
+        try:
+            v = np.asarray(value, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            continue
+        if len(v) == 1:
+            v = np.array([v[0], v[0]])
+        if len(v) < 2 or not np.all(np.isfinite(v[:2])) or not np.all(v[:2] > 0):
+            continue
+        unit = "m"
+        for uk in _SCAN_UNIT_KEYS:
+            for src in (holder, obj):
+                u = normalize_unit(_text(src.attrs[uk])) if uk in src.attrs else None
+                if u in LENGTH_UNITS:
+                    unit = u
+                    break
+            else:
+                continue
+            break
+        return float(v[0]) / nx, float(v[1]) / ny, unit
+    return None, None, None
+
+
+def _scan_pixel_size(d, nx, ny):
+    """Pixel size from scan-size metadata near dataset `d`: ``(size_x, size_y, unit, source)``.
+
+    Looked for, in order, in the ``original_metadata`` group beside the dataset (pycroscopy
+    NSID), on the dataset, its parent group and the file's root: Asylum-style attributes
+    (``FastScanSize``/``ScanSize``, ``SlowScanSize`` in metres with ``ScanPoints``/``ScanLines``
+    matching the image), or a 2-value ``scan_size``/``ScanSize`` (x, y) attribute or dataset.
+    """
+    import h5py
+
+    places = []
+    meta = d.parent.get("original_metadata")
+    if isinstance(meta, h5py.Group):
+        places.append(("original_metadata", meta))
+    places += [("dataset attributes", d), ("group attributes", d.parent), ("file attributes", d.file)]
+    for where, obj in places:
+        scan = _attrs_of(obj, SCAN_KEYS)
+        if "ScanPoints" in scan:
+            size, size_y = asylum_pixel_size(scan, nx, ny)
+            if size:
+                return size, size_y, "m", f"ScanSize / ScanPoints ({where})"
+        size, size_y, unit = _scan_array_pixel_size(obj, nx, ny)
+        if size:
+            return size, size_y, unit, f"scan size / image shape ({where})"
+    return None, None, None, None
+
+
 def read_h5(path, channel, names_only=False):
     """Read one 2-D/3-D dataset of an HDF5 file, with the pixel size from the scan size or dimension scale."""
     import h5py
@@ -63,18 +147,13 @@ def read_h5(path, channel, names_only=False):
         for key in ("units", "quantity", "data_type"):
             if key in d.attrs:
                 meta["data_unit" if key == "units" else key] = d.attrs[key]
-        # pixel size: the instrument's scan size where the original metadata has it,
+        # pixel size: the instrument's scan size where the metadata has it,
         # else the step of the x dimension scale
-        scan = d.parent.get("original_metadata")
-        # only the keys needed: reading all ~850 Igor-note attributes takes 0.3 s
-        scan = {k: scan.attrs[k] for k in SCAN_KEYS if k in scan.attrs} \
-            if isinstance(scan, h5py.Group) else {}
         xi = labels.index("x") if "x" in labels else d.ndim - 1
         yi = labels.index("y") if "y" in labels else d.ndim - 2
-        size, size_y = asylum_pixel_size(scan, d.shape[xi], d.shape[yi])
-        unit = "m" if size else None
+        size, size_y, unit, source = _scan_pixel_size(d, d.shape[xi], d.shape[yi])
         if size:
-            meta["pixel_size_source"] = "ScanSize / ScanPoints (instrument metadata)"
+            meta["pixel_size_source"] = source
         elif len(d.dims[xi]):
             scale = d.dims[xi][0]
             su = normalize_unit(scale.attrs.get("units"))

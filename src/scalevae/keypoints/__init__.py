@@ -33,7 +33,7 @@ __all__ = [
     "inside_mask", "select_inside", "check_points", "check_in_image", "check_inside", "outside_image",
 ]
 
-_SPECS = "'grid:STEP' (e.g. grid:4), 'atoms', 'atoms:SIZE' (atom diameter in px), 'sift', " \
+_SPECS = "'grid:STEP' (e.g. grid:4), 'atoms', 'atoms:SIZE' (nearest-neighbour atom spacing in px, e.g. the C-C bond), 'sift', " \
          "a keypoint file (.csv with header frame,y,x, .npy, .txt), or an (n, 3) array"
 _FILE_SUFFIXES = (".csv", ".npy", ".txt", ".tsv")
 
@@ -44,8 +44,9 @@ def make_keypoints(spec, stack, **kw):
     Parameters
     ----------
     spec : str, Path or array
-        ``"grid:STEP"`` (grid spacing in px), ``"atoms"`` or ``"atoms:SIZE"`` (atom diameter in
-        px), ``"sift"``, a keypoint file (see :func:`read_keypoints`), or an ``(n, 3)`` array
+        ``"grid:STEP"`` (grid spacing in px), ``"atoms"`` or ``"atoms:SIZE"`` (nearest-neighbour
+        spacing of the atom columns in px, for graphene the C-C bond; measured from the image
+        when left out), ``"sift"``, a keypoint file (see :func:`read_keypoints`), or an ``(n, 3)`` array
         ``frame, y, x`` (``(n, 2)``: ``y, x`` in frame 0).
     stack : (frame, y, x) or (y, x) array
     **kw
@@ -81,7 +82,8 @@ def make_keypoints(spec, stack, **kw):
                 try:
                     kw["size"] = float(arg)
                 except ValueError:
-                    raise ScaleVAEError(f"in {spec!r} the atom size must be a number of px, e.g. 'atoms:3.5'") from None
+                    raise ScaleVAEError(f"in {spec!r} the atom size must be a number of px (the nearest-neighbour spacing "
+                                      "of the atom columns), e.g. 'atoms:12'") from None
             return atom_keypoints(data, **kw)
         if arg:
             raise ScaleVAEError(f"'sift' takes no argument, got {spec!r}")

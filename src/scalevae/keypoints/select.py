@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..errors import ScaleVAEError
+
+#: Fewer keypoints than this (after dropping those too close to the edge) are too few to
+#: train a VAE on: :func:`select_inside` warns, stating the number.
+MIN_KEYPOINTS = 100
 
 
 def outside_image(points, frame_shape):
@@ -111,6 +117,11 @@ def select_inside(points, frame_shape, window, padding=None):
     ScaleVAEError
         If a keypoint is outside the image altogether, or no keypoint is left.
 
+    Warns
+    -----
+    UserWarning
+        If fewer than ``MIN_KEYPOINTS`` (100) keypoints are kept: too few to learn from.
+
     Examples
     --------
     >>> from scalevae.keypoints import grid_keypoints
@@ -124,6 +135,7 @@ def select_inside(points, frame_shape, window, padding=None):
     ny, nx = (int(s) for s in frame_shape[-2:])
     check_in_image(points, (ny, nx), "the keypoints")
     if padding is not None:
+        _warn_if_few(len(points), len(points), window)
         return points.copy(), 0
     mask = inside_mask(points, (ny, nx), window)
     if not mask.any():
@@ -132,4 +144,17 @@ def select_inside(points, frame_shape, window, padding=None):
             f"no keypoint lies far enough inside the {ny} x {nx} frame for a window of {window} px "
             f"(its centre must be at least {margin:g} px from the edge pixels); use smaller "
             "windows, a finer grid, or padding='reflect'")
+    _warn_if_few(int(mask.sum()), len(points), window)
     return points[mask], int((~mask).sum())
+
+
+def _warn_if_few(n_kept, n_given, window):
+    """Warn, stating the numbers, when too few keypoints are left to train on."""
+    if n_kept >= MIN_KEYPOINTS:
+        return
+    dropped = (f" ({n_given - n_kept} of {n_given} dropped as too close to the edge for a "
+               f"window of {window} px)") if n_kept < n_given else ""
+    warnings.warn(
+        f"only {n_kept} keypoints to learn from{dropped}; fewer than {MIN_KEYPOINTS} is too few "
+        "to train a VAE on: use a finer grid, check the atom spacing ('atoms:SIZE'), smaller "
+        "windows or a larger image", stacklevel=3)
