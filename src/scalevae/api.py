@@ -53,8 +53,9 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
         Default (:func:`scalevae.config.default_windows`): from 8 px to a quarter of the smaller
         frame side (at most 64), 12 steps at most.
     keypoints : str or array
-        ``"grid:STEP"``, ``"atoms"`` / ``"atoms:SIZE"``, ``"sift"``, a CSV/NumPy file with
-        ``frame,y,x``, or an ``(n, 3)`` array. Keypoints whose largest window does not fit inside
+        ``"grid:STEP"``, ``"atoms"`` / ``"atoms:SPACING"`` (nearest-neighbour spacing in px;
+        without it the spacing comes from the image's periodicity), ``"sift"``, a CSV/NumPy file
+        with ``frame,y,x``, or an ``(n, 3)`` array. Keypoints whose largest window does not fit inside
         the frame are dropped (and counted) unless ``padding`` is given.
     channel : str, optional
         Channel to read from a multi-channel file (e.g. ``"AmplitudeRetrace"``);

@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _training_options(p, windows_default=None, keypoints_default=config.KEYPOINTS):
     p.add_argument("--keypoints", default=keypoints_default,
-                   help="grid:STEP | atoms | atoms:SIZE | sift | FILE.csv (frame,y,x) (default: %(default)s)")
+                   help="grid:STEP | atoms | atoms:SPACING (nearest-neighbour atom spacing in px; found from the image's periodicity when omitted) | sift | FILE.csv (frame,y,x) "
+                        "(default: %(default)s)")
     p.add_argument("--windows", default=windows_default,
                    help="START:STOP:STEP in px or with units (20nm:200nm:20nm), or 8,16,32")
     p.add_argument("--invariance", default=config.INVARIANCE, choices=list(config.INVARIANCES))
