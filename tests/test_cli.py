@@ -96,10 +96,53 @@ def test_max_train_points_values(npy, tmp_path, capsys, value, ok):
         assert err.startswith("scalevae: error: argument --max-train-points") and "'all'" in err
 
 
-def test_quiet_prints_nothing(npy, tmp_path, capsys):
-    assert main(["run", str(npy), "--windows", "8,12", *FAST, "--out", str(tmp_path / "r")]) == 0
+def test_quiet_hides_the_progress_bar_but_not_the_summary(npy, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", str(npy), "--windows", "8,12", *FAST, "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == ""
+    assert captured.err == ""  # no progress bar
+    assert captured.out.splitlines() == [
+        "16 keypoints x 2 windows (8..12 px); 20 keypoints dropped at the border",
+        f"result: {out / 'result.nc'}"]
+
+
+def test_apply_encodes_a_new_image_with_a_finished_run(done, tmp_path, capsys):
+    new = tmp_path / "new.npy"
+    np.save(new, image(seed=4))
+    out = tmp_path / "applied"
+    assert main(["apply", str(done), str(new), "--quiet", "--no-report", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"applied the run in {done}"
+    assert lines[-1] == f"result: {out / 'result.nc'}"
+    ds = scalevae.load_result(out)
+    assert ds.window.values.tolist() == [8, 12, 16] and ds.sizes["point"] == 16
+    assert json.loads((out / "config.json").read_text())["applied_from"] == str(done)
+
+
+def test_apply_refuses_a_pixel_size_the_run_cannot_match(done, tmp_path, capsys):
+    new = tmp_path / "new.npy"
+    np.save(new, image(seed=4))
+    out = tmp_path / "applied"
+    # the run has no pixel size: a pixel size for the new image alone cannot be matched
+    assert main(["apply", str(done), str(new), "--pixel-size", "2", "--unit", "nm",
+                 "--no-report", "--out", str(out)]) == 2
+    assert "--pixel-size" in capsys.readouterr().err
+
+
+def test_summary_states_the_known_answer_beside_the_recommendation(tmp_path, capsys):
+    from argparse import Namespace
+
+    from scalevae.cli import _known_answer, _summary
+    from scalevae.datasets import load_example
+    from scalevae.testing import make_fake_result
+
+    ds = make_fake_result().assign_attrs(recommended_window=24,
+                                         recommended_window_range=[20, 28])
+    known = _known_answer(load_example("domains", shape=(64, 64), period=24))
+    assert known == "domain period 24 px"
+    _summary(ds, Namespace(out=tmp_path), known=known)
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("recommended")][0]
+    assert line.endswith("(known answer: domain period 24 px)")
 
 
 def test_physical_windows_with_a_pixel_size(npy, tmp_path):

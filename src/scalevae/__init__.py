@@ -2,8 +2,9 @@
 
 >>> import scalevae
 >>> ds = scalevae.run("image.tif", windows="8:64:4", keypoints="grid:4", out="runs/x")  # doctest: +SKIP
+>>> new = scalevae.load_run("runs/x").encode("other.tif")  # doctest: +SKIP
 
-``run``, ``load_result`` and ``load_model`` are imported on first use, so that ``import
+``run``, ``load_result``, ``load_model``, ``load_run`` and ``apply`` are imported on first use, so that ``import
 scalevae`` stays light (no torch) for code that only reads files or results.
 """
 
@@ -11,7 +12,8 @@ __version__ = "0.1.0"
 
 from .errors import ScaleVAEError  # noqa: E402
 
-_LAZY = {"run": "api", "load_result": "results", "load_model": "results"}
+_LAZY = {"run": "api", "load_result": "results", "load_model": "results",
+         "load_run": "runs", "apply": "runs"}
 
 
 def __getattr__(name):
@@ -22,4 +24,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'scalevae' has no attribute {name!r}")
 
 
-__all__ = ["ScaleVAEError", "run", "load_result", "load_model", "__version__"]
+__all__ = ["ScaleVAEError", "run", "load_result", "load_model", "load_run", "apply",
+           "__version__"]

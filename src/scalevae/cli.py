@@ -1,4 +1,5 @@
-"""Command line: ``scalevae run``, ``scalevae demo``, ``scalevae report``, ``scalevae channels``.
+"""Command line: ``scalevae run``, ``scalevae demo``, ``scalevae apply``, ``scalevae report``,
+``scalevae channels``.
 
 A thin layer over :func:`scalevae.run`. Mistakes in what the user gave exit with code 2 and one
 line that says what to fix, never a traceback.
@@ -7,10 +8,13 @@ line that says what to fix, never a traceback.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import json
 import logging
+from pathlib import Path
 import sys
 import warnings
+
+import numpy as np
 
 from . import __version__, config
 from .errors import ScaleVAEError
@@ -42,6 +46,22 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("name", nargs="?", default="domains",
                    help="example: domains (default), graphene, library, twoscale")
     _training_options(d, windows_default=None, keypoints_default=None)
+
+    ap = sub.add_parser("apply", help="encode a new image with a finished run's models")
+    ap.add_argument("run_dir", help="the --out folder of a finished `scalevae run`")
+    ap.add_argument("input", help="image file to encode (any format `scalevae run` reads)")
+    ap.add_argument("--channel", help="channel to read (e.g. AmplitudeRetrace)")
+    ap.add_argument("--keypoints", help="grid:STEP | atoms | atoms:SIZE | sift | FILE.csv "
+                    "(default: the run's, its grid step scaled with the pixel size)")
+    ap.add_argument("--pixel-size", type=float, help="pixel size of INPUT (overrides the "
+                    "file's); windows keep the run's physical lengths")
+    ap.add_argument("--unit", help="unit of --pixel-size (nm, um, A, ...)")
+    ap.add_argument("--device", default="cpu", help=" | ".join(config.DEVICES))
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
+    ap.add_argument("--no-report", action="store_true", help="do not write report.html")
+    ap.add_argument("--quiet", action="store_true", help="no progress output (the summary "
+                    "is printed)")
+    ap.add_argument("--out", required=True, help="folder for the applied result")
 
     rep = sub.add_parser("report", help="(re)write RUN_DIR/report.html from a finished run")
     rep.add_argument("run_dir")
@@ -117,12 +137,37 @@ def _cmd_demo(a):
     kw["windows"] = a.windows or ex.default_windows
     ds = run(ex.images, keypoints=keypoints, pixel_size=ex.pixel_size, unit=ex.unit,
              control=ex.control, control_name=ex.control_name, **kw)
+    _summary(ds, a, known=_known_answer(ex))
+
+
+def _cmd_apply(a):
+    from .runs import apply
+
+    ds = apply(a.run_dir, a.input, out=a.out, keypoints=a.keypoints, channel=a.channel,
+               pixel_size=a.pixel_size, unit=a.unit, device=a.device, overwrite=a.overwrite,
+               report=not a.no_report)
+    print(f"applied the run in {a.run_dir}")
     _summary(ds, a)
 
 
-def _summary(ds, a):
-    if a.quiet:
-        return
+# what each example's ground truth says the length scale is: (truth key, words, unit)
+_KNOWN = (("period", "domain period", "px"), ("critical_window", "critical window", "px"),
+          ("cc_distance", "C-C distance", "px"),
+          ("target_grain_size", "grain diameter", "px"))
+
+
+def _known_answer(ex) -> str | None:
+    """The example's ground-truth length scale in words, e.g. "domain period 24 px"."""
+    for key, words, unit in _KNOWN:
+        if key in ex.truth:
+            v = np.atleast_1d(np.asarray(ex.truth[key], dtype=float))
+            value = f"{v[0]:.3g}" if v.size == 1 else f"{v.min():.3g}-{v.max():.3g}"
+            return f"{words} {value} {unit}"
+    return None
+
+
+def _summary(ds, a, known=None):
+    """What the run found; printed with --quiet too (quiet only hides the progress bar)."""
     out = RunDir(a.out)
     n = ds.sizes["point"]
     dropped = ds.attrs.get("n_dropped", 0)
@@ -144,9 +189,17 @@ def _summary(ds, a):
         spread = ""
         if rng is not None and len(rng) == 2 and (int(rng[0]), int(rng[1])) != (w, w):
             spread = f"; range {int(rng[0])}-{int(rng[1])} px"
-        print(f"recommended descriptor size: {w} px{phys}{spread}")
+        answer = f" (known answer: {known})" if known else ""
+        print(f"recommended descriptor size: {w} px{phys}{spread}{answer}")
         if ds.attrs.get("recommended_window_note"):
             print(f"caution: {ds.attrs['recommended_window_note']}")
+    elif known:
+        print(f"known answer: {known}")
+    if "window_px" in ds.attrs:
+        px = json.loads(ds.attrs["window_px"])
+        if px != ds.window.values.tolist():
+            print(f"windows in px of this image: {', '.join(map(str, px))} (the run's "
+                  f"{', '.join(map(str, ds.window.values.tolist()))} px at its pixel size)")
     print(f"result: {out.result_path}")
     if out.report_path.exists():
         print(f"report: {out.report_path}")
@@ -175,7 +228,7 @@ def main(argv=None) -> int:
     logging.getLogger("tifffile").setLevel(logging.ERROR)
     try:
         args = _parser().parse_args(argv)
-        {"run": _cmd_run, "demo": _cmd_demo, "report": _cmd_report,
+        {"run": _cmd_run, "demo": _cmd_demo, "apply": _cmd_apply, "report": _cmd_report,
          "channels": _cmd_channels}[args.command](args)
     except ScaleVAEError as exc:
         # one line, whatever a wrapped library message looked like

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -159,6 +160,9 @@ class SIVAE(nn.Module):
     ['angle', 'angle_logvar', 'shift', 'shift_logvar', 'z_logvar', 'z_mean']
     >>> m.decode(torch.zeros(3, 2), angle=torch.zeros(3)).shape
     torch.Size([3, 8, 8])
+    >>> import numpy as np
+    >>> m.decode(np.zeros((3, 2)), angle=np.zeros(3)).shape  # NumPy or xarray work too
+    torch.Size([3, 8, 8])
     """
 
     def __init__(self, patch_size: int, latent_dim: int = 2, invariance: str = "rotation",
@@ -204,8 +208,11 @@ class SIVAE(nn.Module):
                     theta_prior=self.theta_prior, hidden=self.hidden,
                     n_orientations=self.n_orientations)
 
-    def encode(self, x: torch.Tensor) -> dict:
+    def encode(self, x) -> dict:
         """Posterior parameters for patches ``x`` (n, r, r); masked to the disk when rotating.
+
+        ``x`` may be a tensor, a NumPy array or an xarray DataArray (converted to a float
+        tensor on the model's device).
 
         In the rotation modes the encoder sees the patch de-rotated by each of ``n_orientations``
         evenly spaced angles ``phi_j`` (one batched pass). The ``z`` parameters are averaged over
@@ -215,7 +222,7 @@ class SIVAE(nn.Module):
         is exactly equivariant: rotating the input by ``phi_j`` adds ``phi_j`` to the angle.
         Rotations between the group's angles are learned (training augmentation).
         """
-        x = x * self.mask
+        x = self._as_tensor(x, "x") * self.mask
         k, n, K = self.latent_dim, x.shape[0], self.n_orientations
         out = {"angle": None, "angle_logvar": None, "shift": None, "shift_logvar": None}
         if self.rotation:
@@ -235,13 +242,16 @@ class SIVAE(nn.Module):
             out["shift_logvar"] = inv[:, 2 * k + 1:2 * k + 3].clamp(-12, 4)
         return out
 
-    def decode(self, z: torch.Tensor, angle: torch.Tensor | None = None,
-               shift: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, z, angle=None, shift=None) -> torch.Tensor:
         """Patches (n, r, r) for latent points ``z`` (n, k), rotated by ``angle`` and moved by ``shift``.
 
         One batched call for any latent points; ``angle`` / ``shift`` default to zero. In the
-        rotation modes the pixels outside the inscribed disk are 0 (not modelled).
+        rotation modes the pixels outside the inscribed disk are 0 (not modelled). Each input
+        may be a tensor, a NumPy array or an xarray DataArray (e.g. ``ds.z_mean.sel(...)``).
         """
+        z = self._as_tensor(z, "z")
+        angle = None if angle is None else self._as_tensor(angle, "angle")
+        shift = None if shift is None else self._as_tensor(shift, "shift")
         canon = self.decoder(z)
         n = z.shape[0]
         if self.rotation and angle is None:
@@ -262,6 +272,20 @@ class SIVAE(nn.Module):
         out = F.grid_sample(canon, grid, mode="bilinear", padding_mode="border",
                             align_corners=False)[:, 0]
         return out * self.mask
+
+    def _as_tensor(self, value, name) -> torch.Tensor:
+        """``value`` as a float tensor on the model's device; a tensor passes through unchanged
+        (so gradients still flow in training)."""
+        if isinstance(value, torch.Tensor):
+            return value
+        param = self.log_noise
+        try:
+            # np.asarray reads a DataArray's values (xarray's own __array__)
+            array = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a tensor, NumPy array or DataArray of numbers, "
+                            f"not {type(value).__name__}") from exc
+        return torch.as_tensor(array, device=param.device).to(param.dtype)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict:
         """Encode, sample with the reparameterisation trick, decode."""
