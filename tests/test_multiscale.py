@@ -6,7 +6,7 @@ import xarray as xr
 
 from scalevae.analysis.multiscale import find_scales, patch_statistics, spectral_period
 from scalevae.errors import ScaleVAEError
-from scalevae.patches.size import default_patch_size, fine_period, radial_power_spectrum
+from scalevae.patches.size import MAX_DEFAULT_PATCH, default_patch_size, fine_period, radial_power_spectrum
 from scalevae.testing import make_fake_result
 
 WINDOWS = np.arange(8, 65, 4)
@@ -144,7 +144,7 @@ def test_fine_texture_asks_for_a_larger_patch_up_to_the_bound():
     yy, xx = np.mgrid[:256, :256]
     img = np.sin(2 * np.pi * xx / 6) + 0.1 * rng.normal(size=xx.shape)
     r, why = default_patch_size(img, [8, 16, 32, 64])
-    assert r == 32 and "cost bound" in why
+    assert r == MAX_DEFAULT_PATCH and "cost bound" in why
     assert 32 < default_patch_size(img, [8, 16, 32, 64], max_size=64)[0] <= 64
 
 
