@@ -43,12 +43,21 @@ def test_two_rises_are_both_reported_strongest_first():
     assert abs(int(s["recommended_window"]) - 44) <= 4
 
 
-def test_a_rise_at_the_smallest_window_gives_way_to_a_later_one_of_half_its_strength():
-    # the first windows fill in the basic unit (a bond): strongest, but not the scale asked for
-    curve = 0.55 * np.minimum((WINDOWS - 8) / 8, 1) + 0.45 * _sigmoid(48)
+def test_a_one_step_jump_from_the_smallest_window_gives_way_to_a_later_rise():
+    # the smallest window cuts through the basic unit (a bond, a void) and the next fills it in:
+    # the curve jumps at once; the image's own larger scale is the later, weaker rise
+    curve = np.where(WINDOWS > 8, 0.6, 0.0) + 0.01 * (WINDOWS - 8) / 56 + 0.3 * _sigmoid(48)
+    curve -= curve[0]
     s = find_scales(_scales(curve))
-    assert int(s["onset"][0]) == 8
+    assert s.sizes["rise"] == 2
+    assert (int(s["onset"][0]), int(s["end"][0])) == (8, 12)
     assert abs(int(s["recommended_window"]) - 48) <= 4
+
+
+def test_a_gradual_rise_from_the_smallest_window_is_kept():
+    curve = 0.9 * np.minimum((WINDOWS - 8) / 24, 1) + 0.1 * _sigmoid(56)
+    s = find_scales(_scales(curve))
+    assert int(s["onset"][0]) == 8 and abs(int(s["recommended_window"]) - 20) <= 4
 
 
 def test_a_curve_still_rising_at_the_largest_window_says_extend_the_range():

@@ -51,22 +51,14 @@ def _curve(scales_or_result, state):
     return w, c, sig, ds
 
 
-def _rises(windows, curve, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
-    """Rises of ``curve`` over ``windows``: list of (onset, end, strength, peak slope) indices.
-
-    The curve is first made monotone (its running maximum: a dip that is later regained is
-    noise, not a scale). Its growth per unit of log-window, ``slope``, marks the windows where
-    the regrouping is under way; contiguous runs with ``slope >= slope_fraction * max(slope)``
-    (gaps of one window bridged) are the rises. A rise runs from the window before its first
-    growing step (onset) to its last growing window (end); its strength is what the curve adds
-    over it, as a share of the curve's maximum.
-    """
-    env = np.maximum.accumulate(curve)
+def _runs(windows, env, start, slope_fraction, min_strength):
+    """Rises of the monotone curve ``env`` among the steps from ``start`` on."""
     top = env[-1]
-    if top <= 0 or len(windows) < 2:
-        return [], env
     slope = np.diff(env) / np.log(windows[1:] / windows[:-1])
-    fast = slope >= slope_fraction * slope.max()
+    s = slope[start:]
+    if len(s) == 0 or s.max() <= 0:
+        return []
+    fast = s >= slope_fraction * s.max()
     # bridge single-window gaps: a rise that pauses for one step is still one rise
     for i in range(1, len(fast) - 1):
         if not fast[i] and fast[i - 1] and fast[i + 1]:
@@ -77,14 +69,37 @@ def _rises(windows, curve, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STREN
             j = i
             while j + 1 < len(fast) and fast[j + 1]:
                 j += 1
-            onset, end = i, j + 1  # step i goes from window i to window i + 1
+            onset, end = start + i, start + j + 1  # step k goes from window k to window k + 1
             strength = (env[end] - env[onset]) / top
             if strength >= min_strength:
-                rises.append((onset, end, float(strength), float(slope[i:j + 1].max())))
+                rises.append((onset, end, float(strength), float(s[i:j + 1].max())))
             i = j + 1
         else:
             i += 1
-    return rises, env
+    return rises
+
+
+def _rises(windows, curve, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
+    """Rises of ``curve`` over ``windows``: (list of (onset, end, strength, rate), envelope,
+    whether the first rise is a one-step jump from the smallest window).
+
+    The curve is first made monotone (its running maximum: a dip that is later regained is
+    noise, not a scale). Its growth per unit of log-window, ``slope``, marks the windows where
+    the regrouping is under way; contiguous runs with ``slope >= slope_fraction * max(slope)``
+    (gaps of one window bridged) are the rises. A rise runs from the window before its first
+    growing step (onset) to its last growing window (end); its strength is what the curve adds
+    over it, as a share of the curve's maximum. A one-step jump from the smallest window (the
+    smallest window cutting through the image's basic unit) is kept as a rise of its own, and
+    the others are found among the remaining steps, relative to their own fastest growth.
+    """
+    env = np.maximum.accumulate(curve)
+    if len(windows) < 2 or env[-1] <= 0:
+        return [], env, False
+    rises = _runs(windows, env, 0, slope_fraction, min_strength)
+    jump = bool(rises and rises[0][:2] == (0, 1) and len(windows) > 2)
+    if jump:
+        rises = rises[:1] + _runs(windows, env, 1, slope_fraction, min_strength)
+    return rises, env, jump
 
 
 def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
@@ -104,11 +119,15 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
     - ``strength``: the share of the curve's maximum the rise adds (rises sum to <= 1);
     - ``rate``: its fastest growth per unit of ``ln(window)``.
 
-    **Recommended window.** The middle of the strongest rise, leaving out a rise whose onset is
-    the smallest window when another rise holds at least half its strength: a rise that starts
-    at the smallest window is mostly the smallest windows filling in the basic unit of the
-    image (a bond, a grain), which the smallest window cuts through. ``recommended_low`` ..
-    ``recommended_high`` are that rise's onset and end.
+    **Start jump.** When the first step (smallest to second window) alone is a rise, the
+    smallest window cuts through the image's basic unit (a bond, a void, a grain) and the next
+    window fills it in: the curve jumps at once, then follows the image's larger structure. That
+    jump is kept as a rise of its own, and the other rises are found among the remaining steps,
+    relative to their own fastest growth (otherwise the jump's slope would hide them).
+
+    **Recommended window.** The middle of the strongest rise other than a start jump (the
+    start jump only when there is no other rise). ``recommended_low`` .. ``recommended_high``
+    are that rise's onset and end.
 
     **Range too short.** ``still_rising`` is True when the curve's last two steps still add
     more than ``STILL_RISING`` (10 %) of its maximum: the window range stops before the
@@ -148,7 +167,8 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
     if not 0 <= min_strength < 1:
         raise ScaleVAEError(f"min_strength must lie in [0, 1) (got {min_strength})")
     w, c, significant, _ = _curve(scales, state)
-    rises, env = _rises(w, c, slope_fraction, min_strength)
+    rises, env, jump = _rises(w, c, slope_fraction, min_strength)
+    start_jump = rises[0] if jump else None
     rises.sort(key=lambda r: -r[2])
     top = env[-1] if len(env) else 0.0
     middles = []
@@ -157,12 +177,8 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
         middles.append(onset + int(np.argmax(env[onset:end + 1] >= half)))
     note = []
     if rises:
-        pick = 0
-        strongest = rises[0][2]
-        if rises[0][0] == 0:
-            later = [i for i, r in enumerate(rises) if r[0] > 0 and r[2] >= 0.5 * strongest]
-            if later:
-                pick = later[0]
+        later = [i for i, r in enumerate(rises) if r is not start_jump]
+        pick = later[0] if later else 0
         onset, end = rises[pick][0], rises[pick][1]
         rec_i, lo_i, hi_i = middles[pick], onset, end
     else:
@@ -191,9 +207,9 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
         attrs={"rule": "rises: runs of windows where the running maximum of the latent "
                        f"regrouping grows >= {slope_fraction:g} x its fastest rate per "
                        f"ln(window) and adds >= {min_strength:g} of its maximum; recommended: "
-                       "the middle (half-way window) of the strongest rise, preferring a rise "
-                       "that starts after the smallest window when it holds at least half "
-                       "the strength",
+                       "the middle (half-way window) of the strongest rise other than a "
+                       "one-step jump from the smallest window (a basic unit the smallest "
+                       "window cuts through)",
                "note": "; ".join(note)})
 
 

@@ -148,9 +148,10 @@ def default_patch_size(stack, windows, max_size=MAX_DEFAULT_PATCH):
     Rule: the smallest patch ``r`` (a multiple of 4) at which the image's fine period ``p``
     (:func:`fine_period` with ``max_period`` = the largest window ``w_n``) keeps
     ``PIXELS_PER_PERIOD`` (4) px after the largest window is shrunk to ``r``:
-    ``r >= 4 * w_n / p``, clipped to ``[w_1, max(max_size, w_1)]``. A patch never exceeds the
-    smallest window's size by upsampling alone (``r = w_1`` when the structure is coarse), and
-    ``max_size`` bounds the training cost (it grows about as ``r ** 2``).
+    ``r >= 4 * w_n / p``, clipped to ``[w_1, max(max_size, w_1)]``.
+    ``max_size`` bounds the training cost (it grows about as ``r ** 2``). When the structure is
+    coarse the patch is the smallest window (no window is upsampled); when it is fine the
+    smaller windows are upsampled to ``r`` so that the largest keep their detail.
 
     Parameters
     ----------
