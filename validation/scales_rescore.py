@@ -39,7 +39,8 @@ def score(path):
     ds = load_result(path)
     ls = length_scales(ds)
     fs = find_scales(ls)
-    base = find_scales(patch_statistics(ex.images, ds))
+    ps = patch_statistics(ex.images, ds)
+    base = find_scales(ps)
     t = json.loads(ds.attrs["timings"]) if isinstance(ds.attrs["timings"], str) else {}
     rises = ", ".join(f"{int(a)}-{int(m)}-{int(b)} ({s:.2f})" for a, m, b, s in zip(
         fs["onset"].values, fs["middle"].values, fs["end"].values, fs["strength"].values))
@@ -48,7 +49,8 @@ def score(path):
                 new_range=(int(fs["recommended_low"]), int(fs["recommended_high"])),
                 rises=rises, still=bool(fs["still_rising"]), sig=bool(fs["significant"]),
                 fft=spectral_period(ex.images, max_period=64),
-                stats=int(base["recommended_window"]), train=t.get("train", np.nan),
+                stats=int(base["recommended_window"]),
+                agree=(float(ps["agreement"][0]), float(ps["agreement"][-1])), train=t.get("train", np.nan),
                 curve=np.round(ls["change_from_first"].values, 2).tolist(),
                 windows=ls["window"].values.tolist())
 
@@ -64,12 +66,13 @@ def main(argv=None):
         for p in sorted(args.folder.glob("*_r*_s*.nc")):
             rows.append(score(p))
     print("| run | patch | known | old rule | find_scales (range) | rises onset-middle-end "
-          "(strength) | still rising | FFT period | patch-stats | train (s) |")
-    print("| --- " * 10 + "|")
+          "(strength) | still rising | FFT period | patch-stats | agreement w1 / wn | train (s) |")
+    print("| --- " * 11 + "|")
     for d in rows:
         print(f"| {d['name']} s{d['seed']} | {d['patch']} | {d['known']:g} | {d['old']} | "
               f"{d['new']} ({d['new_range'][0]}-{d['new_range'][1]}) | {d['rises']} | "
               f"{'yes' if d['still'] else 'no'} | {d['fft']:.1f} | {d['stats']} | "
+              f"{d['agree'][0]:.2f} / {d['agree'][1]:.2f} | "
               f"{d['train']:.0f} |")
     for key in ("old", "new", "stats"):
         hits = {}
