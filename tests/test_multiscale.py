@@ -29,7 +29,7 @@ def test_one_rise_is_found_with_its_middle():
     assert s.sizes["rise"] == 1
     assert abs(int(s["recommended_window"]) - 24) <= 4
     assert int(s["onset"][0]) < 24 < int(s["end"][0])
-    assert not bool(s["still_rising"])
+    assert not bool(s["still_rising"]) and bool(s["conclusive"])
     assert s.attrs["note"] == ""
 
 
@@ -64,8 +64,15 @@ def test_a_curve_still_rising_at_the_largest_window_says_extend_the_range():
     curve = _sigmoid(80)  # the scale lies beyond the range
     curve -= curve[0]
     s = find_scales(_scales(curve))
-    assert bool(s["still_rising"])
+    assert bool(s["still_rising"]) and not bool(s["conclusive"])
     assert "extend the range" in s.attrs["note"]
+
+
+def test_a_finished_rise_stays_conclusive_when_a_new_one_starts_at_the_end():
+    curve = 0.8 * _sigmoid(20) + 0.2 * _sigmoid(90)
+    curve -= curve[0]
+    s = find_scales(_scales(curve))
+    assert bool(s["conclusive"]) and abs(int(s["recommended_window"]) - 20) <= 4
 
 
 def test_a_flat_curve_has_no_rise_and_says_so():

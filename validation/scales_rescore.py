@@ -47,7 +47,7 @@ def score(path):
     return dict(name=name, patch=int(r), seed=int(seed), known=float(known),
                 old=int(ls["recommended_window"]), new=int(fs["recommended_window"]),
                 new_range=(int(fs["recommended_low"]), int(fs["recommended_high"])),
-                rises=rises, still=bool(fs["still_rising"]), sig=bool(fs["significant"]),
+                rises=rises, still=bool(fs["still_rising"]), conclusive=bool(fs["conclusive"]), sig=bool(fs["significant"]),
                 fft=spectral_period(ex.images, max_period=64),
                 stats=int(base["recommended_window"]),
                 agree=(float(ps["agreement"][0]), float(ps["agreement"][-1])), train=t.get("train", np.nan),
@@ -71,13 +71,15 @@ def main(argv=None):
     for d in rows:
         print(f"| {d['name']} s{d['seed']} | {d['patch']} | {d['known']:g} | {d['old']} | "
               f"{d['new']} ({d['new_range'][0]}-{d['new_range'][1]}) | {d['rises']} | "
-              f"{'yes' if d['still'] else 'no'} | {d['fft']:.1f} | {d['stats']} | "
+              f"{'yes' if d['still'] else 'no'}{'' if d['conclusive'] else ' (inconclusive)'} | {d['fft']:.1f} | {d['stats']} | "
               f"{d['agree'][0]:.2f} / {d['agree'][1]:.2f} | "
               f"{d['train']:.0f} |")
-    for key in ("old", "new", "stats"):
+    for key in ("old", "new", "new_conclusive", "stats"):
         hits = {}
         for d in rows:
-            hits.setdefault(d["name"], []).append(abs(d[key] - d["known"]) <= 4)
+            v = d["new"] if key == "new_conclusive" else d[key]
+            ok = abs(v - d["known"]) <= 4 and (key != "new_conclusive" or d["conclusive"])
+            hits.setdefault(d["name"], []).append(ok)
         print(f"\n{key}: " + ", ".join(f"{n} {sum(h)}/{len(h)}" for n, h in hits.items()),
               end="")
     print()

@@ -132,7 +132,9 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
     **Range too short.** ``still_rising`` is True when the curve's last two steps still add
     more than ``STILL_RISING`` (10 %) of its maximum: the window range stops before the
     regrouping levels off, the strongest scale may lie beyond it, and ``attrs["note"]`` says to
-    extend the range instead of trusting the recommendation.
+    extend the range. ``conclusive`` is False when the recommended window's own rise is still
+    under way at the largest window (or there is no rise): the number is then no answer, only
+    the place to extend the range from.
 
     Parameters
     ----------
@@ -152,8 +154,8 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
         On dim ``rise`` (strongest first): ``onset``, ``middle``, ``end`` (px), ``strength``,
         ``rate``. On ``window``: ``curve`` (the regrouping) and ``envelope`` (its running
         maximum). 0-d: ``recommended_window``, ``recommended_low``, ``recommended_high`` (px),
-        ``still_rising`` and ``significant`` (bool, from length_scales). ``attrs["rule"]``
-        states the rule, ``attrs["note"]`` any caveat.
+        ``still_rising``, ``conclusive`` and ``significant`` (bool, the last from
+        length_scales). ``attrs["rule"]`` states the rule, ``attrs["note"]`` any caveat.
 
     Examples
     --------
@@ -186,10 +188,13 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
         note.append("the regrouping does not rise with the window: no length scale in this "
                     "window range")
     still = bool(len(w) >= 3 and top > 0 and (env[-1] - env[-3]) > STILL_RISING * top)
+    conclusive = bool(rises) and not (still and hi_i == len(w) - 1)
     if still:
         note.append(f"the regrouping still rises at the largest window ({w[-1]} px): the "
                     "window range stops before it levels off; extend the range (larger "
-                    "windows) before reading a length scale from it")
+                    "windows) before reading a length scale from it"
+                    + ("" if conclusive else ", the recommended window's own rise is "
+                       "unfinished"))
     if not significant:
         note.append("no window regroups the keypoints above their posterior noise (see "
                     "length_scales): the rises are weak evidence")
@@ -202,6 +207,7 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
          "curve": ("window", c), "envelope": ("window", env),
          "recommended_window": ((), int(w[rec_i])), "recommended_low": ((), int(w[lo_i])),
          "recommended_high": ((), int(w[hi_i])), "still_rising": ((), still),
+         "conclusive": ((), conclusive),
          "significant": ((), significant)},
         coords={"window": w, "rise": np.arange(len(rises))},
         attrs={"rule": "rises: runs of windows where the running maximum of the latent "
