@@ -1,0 +1,379 @@
+"""Every length scale the latent regrouping shows, and two baselines to compare it with.
+
+:func:`find_scales` reads the regrouping curve of :func:`scalevae.analysis.length_scales`
+(``change_from_first``: 1 - rank correlation of the keypoints' pairwise latent distances at each
+window against the smallest window, less the posterior-noise floor) and reports each *rise* of
+it (onset, middle, end window, strength), says when the window range stops before the curve
+levels off, and names the recommended window from the rises.
+
+Baselines that need no model: :func:`spectral_period` (the dominant period of the image's
+power spectrum) and :func:`patch_statistics` (the same regrouping curve computed from each
+patch's mean and standard deviation instead of the latents, and how far the latents' groups
+agree with those of these two numbers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from scipy import ndimage as ndi
+from scipy import stats
+
+from ..errors import ScaleVAEError
+
+__all__ = ["find_scales", "spectral_period", "patch_statistics"]
+
+#: A rise is a run of windows whose regrouping grows at least this share of the fastest growth.
+SLOPE_FRACTION = 0.25
+#: ... and adds at least this share of the curve's maximum (smaller rises are noise).
+MIN_STRENGTH = 0.1
+#: The curve "still rises" at the largest window when its last two steps added more than this
+#: share of its maximum.
+STILL_RISING = 0.1
+
+
+# --------------------------------------------------------------------------- rises
+
+
+def _curve(scales_or_result, state):
+    """(windows, change_from_first, significant, scales) from a result or length_scales()."""
+    ds = scales_or_result
+    if "change_from_first" not in ds:
+        if "z_mean" not in ds:
+            raise ScaleVAEError("find_scales needs a result Dataset (with z_mean) or the output "
+                                "of scalevae.analysis.length_scales (with change_from_first)")
+        from . import length_scales  # lazy: this module is imported by the package itself
+
+        ds = length_scales(ds, state=state)
+    w = ds["window"].values.astype(int)
+    c = np.nan_to_num(ds["change_from_first"].values.astype(float))
+    sig = bool(ds["significant"]) if "significant" in ds else True
+    return w, c, sig, ds
+
+
+def _runs(windows, env, start, slope_fraction, min_strength):
+    """Rises of the monotone curve ``env`` among the steps from ``start`` on."""
+    top = env[-1]
+    slope = np.diff(env) / np.log(windows[1:] / windows[:-1])
+    s = slope[start:]
+    if len(s) == 0 or s.max() <= 0:
+        return []
+    fast = s >= slope_fraction * s.max()
+    # bridge single-window gaps: a rise that pauses for one step is still one rise
+    for i in range(1, len(fast) - 1):
+        if not fast[i] and fast[i - 1] and fast[i + 1]:
+            fast[i] = True
+    rises, i = [], 0
+    while i < len(fast):
+        if fast[i]:
+            j = i
+            while j + 1 < len(fast) and fast[j + 1]:
+                j += 1
+            onset, end = start + i, start + j + 1  # step k goes from window k to window k + 1
+            strength = (env[end] - env[onset]) / top
+            if strength >= min_strength:
+                rises.append((onset, end, float(strength), float(s[i:j + 1].max())))
+            i = j + 1
+        else:
+            i += 1
+    return rises
+
+
+def _rises(windows, curve, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
+    """Rises of ``curve`` over ``windows``: (list of (onset, end, strength, rate), envelope,
+    whether the first rise is a one-step jump from the smallest window).
+
+    The curve is first made monotone (its running maximum: a dip that is later regained is
+    noise, not a scale). Its growth per unit of log-window, ``slope``, marks the windows where
+    the regrouping is under way; contiguous runs with ``slope >= slope_fraction * max(slope)``
+    (gaps of one window bridged) are the rises. A rise runs from the window before its first
+    growing step (onset) to its last growing window (end); its strength is what the curve adds
+    over it, as a share of the curve's maximum. A one-step jump from the smallest window (the
+    smallest window cutting through the image's basic unit) is kept as a rise of its own, and
+    the others are found among the remaining steps, relative to their own fastest growth.
+    """
+    env = np.maximum.accumulate(curve)
+    if len(windows) < 2 or env[-1] <= 0:
+        return [], env, False
+    rises = _runs(windows, env, 0, slope_fraction, min_strength)
+    jump = bool(rises and rises[0][:2] == (0, 1) and len(windows) > 2)
+    if jump:
+        rises = rises[:1] + _runs(windows, env, 1, slope_fraction, min_strength)
+    return rises, env, jump
+
+
+def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
+    """Every rise of the latent regrouping with the window, and the window it recommends.
+
+    The regrouping curve is ``change_from_first`` of :func:`scalevae.analysis.length_scales`:
+    how far the keypoints' latent relations have moved from the smallest window's, above the
+    posterior-noise floor. It rises while structure of a new size enters the windows and levels
+    off once larger windows only add more of the same; an image with several characteristic
+    sizes gives several rises. The curve is made monotone (running maximum), its growth per
+    unit of ``ln(window)`` is taken per step, and each contiguous run of steps growing at least
+    ``slope_fraction`` as fast as the fastest (one-step pauses bridged) that adds at least
+    ``min_strength`` of the curve's maximum is one rise:
+
+    - ``onset``: the last window before the rise, ``end``: the window where it levels off;
+    - ``middle``: the first window at which the curve has covered half of the rise;
+    - ``strength``: the share of the curve's maximum the rise adds (rises sum to <= 1);
+    - ``rate``: its fastest growth per unit of ``ln(window)``.
+
+    **Start jump.** When the first step (smallest to second window) alone is a rise, the
+    smallest window cuts through the image's basic unit (a bond, a void, a grain) and the next
+    window fills it in: the curve jumps at once, then follows the image's larger structure. That
+    jump is kept as a rise of its own, and the other rises are found among the remaining steps,
+    relative to their own fastest growth (otherwise the jump's slope would hide them).
+
+    **Recommended window.** The middle of the strongest rise other than a start jump (the
+    start jump only when there is no other rise). ``recommended_low`` .. ``recommended_high``
+    are that rise's onset and end.
+
+    **Range too short.** ``still_rising`` is True when the curve's last two steps still add
+    more than ``STILL_RISING`` (10 %) of its maximum: the window range stops before the
+    regrouping levels off, the strongest scale may lie beyond it, and ``attrs["note"]`` says to
+    extend the range. ``conclusive`` is False when the recommended window's own rise is still
+    under way at the largest window (or there is no rise): the number is then no answer, only
+    the place to extend the range from.
+
+    Parameters
+    ----------
+    scales : xarray.Dataset
+        A result Dataset (``z_mean``), or the output of
+        :func:`scalevae.analysis.length_scales` (``change_from_first``).
+    state : {"final", "instant"}
+        State analysed when ``scales`` is a result.
+    slope_fraction : float
+        Share of the fastest growth that still counts as rising, in (0, 1].
+    min_strength : float
+        Smallest rise reported, as a share of the curve's maximum, in [0, 1).
+
+    Returns
+    -------
+    xarray.Dataset
+        On dim ``rise`` (strongest first): ``onset``, ``middle``, ``end`` (px), ``strength``,
+        ``rate``. On ``window``: ``curve`` (the regrouping) and ``envelope`` (its running
+        maximum). 0-d: ``recommended_window``, ``recommended_low``, ``recommended_high`` (px),
+        ``still_rising``, ``conclusive`` and ``significant`` (bool, the last from
+        length_scales). ``attrs["rule"]`` states the rule, ``attrs["note"]`` any caveat.
+
+    Examples
+    --------
+    >>> from scalevae.testing import make_fake_result
+    >>> s = find_scales(make_fake_result(n_windows=8))
+    >>> s.sizes["rise"] >= 1, int(s["recommended_window"]) in s["window"].values
+    (True, True)
+    """
+    if not 0 < slope_fraction <= 1:
+        raise ScaleVAEError(f"slope_fraction must lie in (0, 1] (got {slope_fraction})")
+    if not 0 <= min_strength < 1:
+        raise ScaleVAEError(f"min_strength must lie in [0, 1) (got {min_strength})")
+    w, c, significant, _ = _curve(scales, state)
+    rises, env, jump = _rises(w, c, slope_fraction, min_strength)
+    start_jump = rises[0] if jump else None
+    rises.sort(key=lambda r: -r[2])
+    top = env[-1] if len(env) else 0.0
+    middles = []
+    for onset, end, strength, _ in rises:
+        half = env[onset] + 0.5 * (env[end] - env[onset])
+        middles.append(onset + int(np.argmax(env[onset:end + 1] >= half)))
+    note = []
+    if rises:
+        later = [i for i, r in enumerate(rises) if r is not start_jump]
+        pick = later[0] if later else 0
+        onset, end = rises[pick][0], rises[pick][1]
+        rec_i, lo_i, hi_i = middles[pick], onset, end
+    else:
+        rec_i = lo_i = hi_i = len(w) - 1
+        note.append("the regrouping does not rise with the window: no length scale in this "
+                    "window range")
+    still = bool(len(w) >= 3 and top > 0 and (env[-1] - env[-3]) > STILL_RISING * top)
+    conclusive = bool(rises) and not (still and hi_i == len(w) - 1)
+    if still:
+        note.append(f"the regrouping still rises at the largest window ({w[-1]} px): the "
+                    "window range stops before it levels off; extend the range (larger "
+                    "windows) before reading a length scale from it"
+                    + ("" if conclusive else ", the recommended window's own rise is "
+                       "unfinished"))
+    if not significant:
+        note.append("no window regroups the keypoints above their posterior noise (see "
+                    "length_scales): the rises are weak evidence")
+    i = np.array([r[0] for r in rises], int)
+    j = np.array([r[1] for r in rises], int)
+    return xr.Dataset(
+        {"onset": ("rise", w[i]), "middle": ("rise", w[np.array(middles, int)]),
+         "end": ("rise", w[j]), "strength": ("rise", np.array([r[2] for r in rises], float)),
+         "rate": ("rise", np.array([r[3] for r in rises], float)),
+         "curve": ("window", c), "envelope": ("window", env),
+         "recommended_window": ((), int(w[rec_i])), "recommended_low": ((), int(w[lo_i])),
+         "recommended_high": ((), int(w[hi_i])), "still_rising": ((), still),
+         "conclusive": ((), conclusive),
+         "significant": ((), significant)},
+        coords={"window": w, "rise": np.arange(len(rises))},
+        attrs={"rule": "rises: runs of windows where the running maximum of the latent "
+                       f"regrouping grows >= {slope_fraction:g} x its fastest rate per "
+                       f"ln(window) and adds >= {min_strength:g} of its maximum; recommended: "
+                       "the middle (half-way window) of the strongest rise other than a "
+                       "one-step jump from the smallest window (a basic unit the smallest "
+                       "window cuts through)",
+               "note": "; ".join(note)})
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def spectral_period(image, min_period=2.0, max_period=None):
+    """Dominant period of an image from its radially averaged power spectrum (a baseline).
+
+    The spectrum (:func:`scalevae.patches.size.radial_power_spectrum`) is divided by a
+    power-law fit of itself (a straight line in log-log, the scale-free background of most
+    images), and the period of the highest remaining peak between ``min_period`` and
+    ``max_period`` is returned, refined by a parabola through the peak and its neighbours.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image or ``(frame, y, x)`` stack.
+    min_period, max_period : float
+        Periods searched, px (default: 2 px to a quarter of the smaller frame side).
+
+    Returns
+    -------
+    float
+        Period in px.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[:256, :256]
+    >>> img = np.sin(2 * np.pi * xx / 32) + 0.1 * yy / 256
+    >>> abs(spectral_period(img) - 32) < 2
+    True
+    """
+    from ..patches.size import radial_power_spectrum
+
+    k, p = radial_power_spectrum(image)
+    n = round(1 / k[0])
+    max_period = float(max_period or n / 4)
+    if not 2 <= min_period < max_period:
+        raise ScaleVAEError(f"need 2 <= min_period < max_period (got {min_period}, {max_period})")
+    logp = np.log(np.maximum(p, 1e-300))
+    fit = np.polyfit(np.log(k), logp, 1)
+    resid = logp - np.polyval(fit, np.log(k))
+    band = (k >= 1 / max_period) & (k <= 1 / min_period)
+    if not band.any():
+        raise ScaleVAEError("no frequency between min_period and max_period; widen the range")
+    idx = np.flatnonzero(band)
+    i = idx[np.argmax(resid[idx])]
+    kk = k[i]
+    if 0 < i < len(k) - 1:  # parabolic refinement of the peak position
+        a, b, c = resid[i - 1], resid[i], resid[i + 1]
+        d = a - 2 * b + c
+        if d < 0:
+            kk = k[i] + 0.5 * (a - c) / d * (k[1] - k[0])
+    return float(1 / kk)
+
+
+def _keypoint_stats(frames, frame, y, x, w):
+    """Mean and std of the w x w box around each keypoint (nearest pixel centre)."""
+    out = np.empty((len(frame), 2))
+    iy = np.clip(np.rint(y).astype(int), 0, frames.shape[1] - 1)
+    ix = np.clip(np.rint(x).astype(int), 0, frames.shape[2] - 1)
+    for f in np.unique(frame):
+        img = frames[int(f)].astype(float)
+        m = ndi.uniform_filter(img, w, mode="reflect")
+        m2 = ndi.uniform_filter(img * img, w, mode="reflect")
+        sel = frame == f
+        out[sel, 0] = m[iy[sel], ix[sel]]
+        out[sel, 1] = np.sqrt(np.clip(m2 - m * m, 0, None))[iy[sel], ix[sel]]
+    return out
+
+
+def _ranks(v):
+    from scipy.spatial.distance import pdist
+
+    return stats.rankdata(pdist(v)).astype(float)
+
+
+def _one_minus_rho(ra, rb):
+    if np.ptp(ra) == 0 or np.ptp(rb) == 0:
+        return 0.0 if np.ptp(ra) == np.ptp(rb) else 1.0
+    return float(np.clip(1.0 - np.corrcoef(ra, rb)[0, 1], 0.0, 1.0))
+
+
+def patch_statistics(image, result, state="final", n_points=500, seed=1):
+    """Patch mean and std as a descriptor: the baseline the latents should beat.
+
+    For each window, every keypoint is described by the mean and the standard deviation of the
+    ``w x w`` box around it (standardised over the keypoints). From these two numbers the same
+    regrouping curve as :func:`scalevae.analysis.length_scales` is computed (1 - Spearman
+    correlation of pairwise distances against the smallest window, no noise floor: the
+    statistics are exact), and per window ``agreement``: the Spearman correlation between the
+    keypoints' pairwise distances in (mean, std) and in the latents. High agreement means the
+    latents mostly group keypoints by brightness and contrast; :func:`find_scales` on the
+    returned curve gives the baseline's length scales.
+
+    Parameters
+    ----------
+    image : array_like
+        The 2-D image or ``(frame, y, x)`` stack the result was computed from.
+    result : xarray.Dataset
+        Result Dataset of that image (keypoints ``frame``, ``y``, ``x`` and ``z_mean``).
+    state : {"final", "instant"}
+    n_points : int
+        Keypoints compared (a fixed random subset).
+    seed : int
+        Seed of that subset.
+
+    Returns
+    -------
+    xarray.Dataset
+        On ``window``: ``change_from_first`` (the baseline's regrouping curve), ``agreement``;
+        0-d ``significant`` (True: the statistics are exact).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scalevae.testing import make_fake_result
+    >>> ds = make_fake_result(n_windows=4)
+    >>> img = np.random.default_rng(0).normal(size=(80, 80))
+    >>> b = patch_statistics(img, ds)
+    >>> b["agreement"].dims, float(b["change_from_first"][0])
+    (('window',), 0.0)
+    """
+    frames = np.asarray(getattr(image, "data", image), dtype=float)
+    if frames.ndim == 2:
+        frames = frames[None]
+    if frames.ndim != 3:
+        raise ScaleVAEError(f"image must be 2-D or (frame, y, x) (got shape {frames.shape})")
+    if "z_mean" not in result:
+        raise ScaleVAEError("result must be a scalevae result Dataset (with z_mean)")
+    z = result["z_mean"]
+    if "state" in z.dims:
+        z = z.sel(state=state)
+    z = z.transpose("window", "point", "latent")
+    windows = z["window"].values.astype(int)
+    frame = result["frame"].values.astype(int) if "frame" in result else np.zeros(z.sizes["point"], int)
+    if frame.max() >= len(frames):
+        raise ScaleVAEError(f"the result has keypoints on frame {frame.max()} but the image has "
+                            f"{len(frames)} frame(s); pass the image the result was computed from")
+    zz = z.values
+    ok = np.flatnonzero(np.isfinite(zz).all(axis=(0, 2)))
+    rng = np.random.default_rng(seed)
+    sub = np.sort(rng.choice(ok, min(len(ok), int(n_points)), replace=False))
+    y, x = result["y"].values[sub], result["x"].values[sub]
+    ranks, agree = [], []
+    for i, w in enumerate(windows):
+        s = _keypoint_stats(frames, frame[sub], y, x, int(w))
+        s = (s - s.mean(0)) / np.where(s.std(0) > 0, s.std(0), 1.0)
+        r = _ranks(s)
+        ranks.append(r)
+        agree.append(1.0 - _one_minus_rho(r, _ranks(zz[i, sub])))
+    curve = np.array([_one_minus_rho(ranks[0], r) for r in ranks])
+    curve[0] = 0.0
+    return xr.Dataset({"change_from_first": ("window", curve),
+                       "agreement": ("window", np.array(agree)),
+                       "significant": ((), True)},
+                      coords={"window": windows},
+                      attrs={"rule": "patch mean and std per keypoint; regrouping = 1 - Spearman "
+                                     "of pairwise distances vs the smallest window"})

@@ -1,0 +1,189 @@
+"""Length scales from the regrouping curve (find_scales), the baselines, and the default patch size."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from scalevae.analysis.multiscale import find_scales, patch_statistics, spectral_period
+from scalevae.errors import ScaleVAEError
+from scalevae.patches.size import MAX_DEFAULT_PATCH, default_patch_size, fine_period, radial_power_spectrum
+from scalevae.testing import make_fake_result
+
+WINDOWS = np.arange(8, 65, 4)
+
+
+def _scales(curve, windows=WINDOWS, significant=True):
+    """A length_scales()-shaped Dataset holding only what find_scales reads."""
+    return xr.Dataset({"change_from_first": ("window", np.asarray(curve, float)),
+                       "significant": ((), significant)}, coords={"window": windows})
+
+
+def _sigmoid(centre, width=0.08, windows=WINDOWS):
+    return 1 / (1 + np.exp(-(np.log(windows) - np.log(centre)) / width))
+
+
+def test_one_rise_is_found_with_its_middle():
+    curve = _sigmoid(24)
+    curve -= curve[0]
+    s = find_scales(_scales(curve))
+    assert s.sizes["rise"] == 1
+    assert abs(int(s["recommended_window"]) - 24) <= 4
+    assert int(s["onset"][0]) < 24 < int(s["end"][0])
+    assert not bool(s["still_rising"]) and bool(s["conclusive"])
+    assert s.attrs["note"] == ""
+
+
+def test_two_rises_are_both_reported_strongest_first():
+    curve = 0.3 * _sigmoid(16) + 0.7 * _sigmoid(44)
+    curve -= curve[0]
+    s = find_scales(_scales(curve))
+    assert s.sizes["rise"] == 2
+    assert float(s["strength"][0]) > float(s["strength"][1])
+    assert abs(int(s["middle"][0]) - 44) <= 4 and abs(int(s["middle"][1]) - 16) <= 4
+    assert abs(int(s["recommended_window"]) - 44) <= 4
+
+
+def test_a_one_step_jump_from_the_smallest_window_gives_way_to_a_later_rise():
+    # the smallest window cuts through the basic unit (a bond, a void) and the next fills it in:
+    # the curve jumps at once; the image's own larger scale is the later, weaker rise
+    curve = np.where(WINDOWS > 8, 0.6, 0.0) + 0.01 * (WINDOWS - 8) / 56 + 0.3 * _sigmoid(48)
+    curve -= curve[0]
+    s = find_scales(_scales(curve))
+    assert s.sizes["rise"] == 2
+    assert (int(s["onset"][0]), int(s["end"][0])) == (8, 12)
+    assert abs(int(s["recommended_window"]) - 48) <= 4
+
+
+def test_a_gradual_rise_from_the_smallest_window_is_kept():
+    curve = 0.9 * np.minimum((WINDOWS - 8) / 24, 1) + 0.1 * _sigmoid(56)
+    s = find_scales(_scales(curve))
+    assert int(s["onset"][0]) == 8 and abs(int(s["recommended_window"]) - 20) <= 4
+
+
+def test_a_curve_still_rising_at_the_largest_window_says_extend_the_range():
+    curve = _sigmoid(80)  # the scale lies beyond the range
+    curve -= curve[0]
+    s = find_scales(_scales(curve))
+    assert bool(s["still_rising"]) and not bool(s["conclusive"])
+    assert "extend the range" in s.attrs["note"]
+
+
+def test_a_finished_rise_stays_conclusive_when_a_new_one_starts_at_the_end():
+    curve = 0.8 * _sigmoid(20) + 0.2 * _sigmoid(90)
+    curve -= curve[0]
+    s = find_scales(_scales(curve))
+    assert bool(s["conclusive"]) and abs(int(s["recommended_window"]) - 20) <= 4
+
+
+def test_a_flat_curve_has_no_rise_and_says_so():
+    s = find_scales(_scales(np.zeros(len(WINDOWS))))
+    assert s.sizes["rise"] == 0
+    assert "no length scale" in s.attrs["note"]
+    assert int(s["recommended_window"]) in WINDOWS
+
+
+def test_dips_that_are_regained_do_not_split_a_rise():
+    curve = _sigmoid(28)
+    curve -= curve[0]
+    curve[5] -= 0.15  # a noisy dip inside the rise
+    s = find_scales(_scales(curve))
+    assert s.sizes["rise"] == 1
+
+
+def test_insignificant_curve_is_flagged():
+    curve = _sigmoid(24)
+    s = find_scales(_scales(curve - curve[0], significant=False))
+    assert not bool(s["significant"]) and "weak evidence" in s.attrs["note"]
+
+
+def test_find_scales_runs_length_scales_on_a_result():
+    s = find_scales(make_fake_result(n_windows=6))
+    assert set(s["window"].values) == set(make_fake_result(n_windows=6)["window"].values)
+    assert int(s["recommended_low"]) <= int(s["recommended_window"]) <= int(s["recommended_high"])
+
+
+@pytest.mark.parametrize("kw", [dict(slope_fraction=0), dict(min_strength=1.0)])
+def test_find_scales_rejects_bad_parameters(kw):
+    with pytest.raises(ScaleVAEError):
+        find_scales(_scales(_sigmoid(24)), **kw)
+
+
+def test_find_scales_rejects_other_datasets():
+    with pytest.raises(ScaleVAEError, match="length_scales"):
+        find_scales(xr.Dataset({"a": ("x", [1.0])}))
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+@pytest.mark.parametrize("period", [12, 20, 32])
+def test_spectral_period_finds_stripes_under_noise_and_a_gradient(period):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:256, :256]
+    img = np.sign(np.sin(2 * np.pi * xx / period)) + 0.5 * rng.normal(size=xx.shape) + yy / 100
+    assert abs(spectral_period(img) - period) <= 0.1 * period
+
+
+def test_spectral_period_rejects_an_empty_range():
+    with pytest.raises(ScaleVAEError):
+        spectral_period(np.random.default_rng(0).normal(size=(64, 64)), min_period=10,
+                        max_period=5)
+
+
+def test_patch_statistics_curve_and_agreement():
+    ds = make_fake_result(n_windows=4)
+    img = np.random.default_rng(0).normal(size=(80, 80))
+    b = patch_statistics(img, ds)
+    assert b["change_from_first"].values[0] == 0.0
+    assert np.all((b["agreement"].values >= -1) & (b["agreement"].values <= 1))
+    assert find_scales(b).sizes["window"] == 4
+
+
+def test_patch_statistics_rejects_an_image_with_too_few_frames():
+    ds = make_fake_result(n_windows=3, n_frames=2)
+    with pytest.raises(ScaleVAEError, match="frame"):
+        patch_statistics(np.zeros((80, 80)), ds)
+
+
+# --------------------------------------------------------------------------- patch size
+
+
+def test_radial_spectrum_of_a_stack_averages_frames():
+    yy, xx = np.mgrid[:64, :64]
+    stack = np.stack([np.sin(2 * np.pi * xx / 8), np.sin(2 * np.pi * yy / 8)])
+    k, p = radial_power_spectrum(stack)
+    assert round(1 / k[np.argmax(p)]) == 8
+
+
+def test_fine_texture_asks_for_a_larger_patch_up_to_the_bound():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:256, :256]
+    img = np.sin(2 * np.pi * xx / 6) + 0.1 * rng.normal(size=xx.shape)
+    r, why = default_patch_size(img, [8, 16, 32, 64])
+    assert r == MAX_DEFAULT_PATCH and "cost bound" in why
+    assert 32 < default_patch_size(img, [8, 16, 32, 64], max_size=64)[0] <= 64
+
+
+def test_coarse_structure_keeps_the_smallest_window():
+    yy, xx = np.mgrid[:256, :256]
+    img = np.sin(2 * np.pi * xx / 64)
+    r, why = default_patch_size(img, [16, 24, 32])
+    assert r == 16 and "smallest window" in why
+
+
+def test_patch_size_keeps_four_pixels_per_fine_period():
+    yy, xx = np.mgrid[:256, :256]
+    img = np.sin(2 * np.pi * xx / 16)
+    r, _ = default_patch_size(img, [8, 32, 64])
+    assert r % 4 == 0 and fine_period(img, 64) * r / 64 >= 4
+
+
+@pytest.mark.parametrize("bad", [np.zeros(5), np.full((10, 10), np.nan)])
+def test_default_patch_size_rejects_bad_images(bad):
+    with pytest.raises(ScaleVAEError):
+        default_patch_size(bad, [8, 16])
+
+
+def test_default_patch_size_rejects_bad_windows():
+    with pytest.raises(ScaleVAEError):
+        default_patch_size(np.zeros((32, 32)), [0, 8])
