@@ -43,7 +43,9 @@ def test_result_has_the_names_dims_and_coords_of_the_design(small_run):
     # every kept keypoint has its whole largest window inside the 64 x 64 frame
     half = (16 - 1) / 2
     assert float(ds.y.min()) >= half and float(ds.y.max()) <= 63 - half
-    assert ds.attrs["patch_size"] == 8
+    # the patch size comes from the image's spectrum, between the smallest window and the bound
+    assert 8 <= ds.attrs["patch_size"] <= 16 and ds.attrs["patch_size"] % 4 == 0
+    assert "px" in ds.attrs["patch_size_reason"]
     cfg = json.loads(ds.attrs["config"])
     assert cfg["windows"] == [8, 12, 16] and cfg["seed"] == 3
     assert json.loads(ds.attrs["normalization"])["scale"] > 0
@@ -60,10 +62,12 @@ def test_result_carries_the_recommended_window_and_its_evidence(small_run):
         assert int(d.attrs["recommended_window_significant"]) in (0, 1)
         lo, hi = (int(v) for v in d.attrs["recommended_window_range"])
         assert lo <= int(d.attrs["recommended_window"]) <= hi
-        assert "posterior width" in d.attrs["recommended_window_rule"]
-        # the note is empty exactly when the recommendation is significant
-        assert (d.attrs["recommended_window_note"] == "") == bool(
-            int(d.attrs["recommended_window_significant"]))
+        assert "rise" in d.attrs["recommended_window_rule"]
+        # a weak answer (not significant, or not conclusive) always says why
+        weak = not (int(d.attrs["recommended_window_significant"])
+                    and int(d.attrs["recommended_window_conclusive"]))
+        assert not weak or d.attrs["recommended_window_note"] != ""
+        assert isinstance(json.loads(d.attrs["length_scales"]), list)
 
 
 def test_last_window_instant_equals_final(small_run):
@@ -90,7 +94,7 @@ def test_load_result_and_model_decode_any_latent_point(small_run):
     img = model.decode(torch.zeros(5, 2), angle=torch.zeros(5))
     assert img.shape == (5, ds.attrs["patch_size"], ds.attrs["patch_size"])
     first = load_model(out, window=8)
-    assert first.patch_size == 8
+    assert first.patch_size == ds.attrs["patch_size"]
 
 
 def test_stack_with_control_values_and_grid_shape():

@@ -70,7 +70,10 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     control_name : str, optional
         What ``control`` is (its ``long_name``).
     patch_size : int, optional
-        Common size every window is resampled to; default the smallest window.
+        Common size every window is resampled to. Default: chosen from the image's spectrum so
+        that the finest structure the largest window holds keeps about 4 px per period after
+        shrinking, between the smallest window and ``config.MAX_DEFAULT_PATCH`` (16 px); the
+        result's ``patch_size_reason`` says why.
     invariance : {"rotation", "none", "rotation+translation"}
     latent_dim, epochs, batch_size, lr, seed :
         Model size, cap on epochs per window (training stops earlier on convergence), batch
@@ -117,7 +120,7 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     config.check_invariance(invariance)
     latent_dim = config.check_latent_dim(latent_dim)
     windows = _windows(windows, stack, padding)
-    r = config.check_patch_size(patch_size, windows)
+    r, patch_reason = config.check_patch_size(patch_size, windows, stack.data)
     cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                       **(train_options or {}))
     dev = resolve_device(device)
@@ -128,7 +131,7 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
 
     normalization = fit_normalization(stack.data)
     settings = _settings(stack, windows, keypoints, keypoint_options, padding, points, n_dropped,
-                         r, invariance, latent_dim, seed, dev, cfg)
+                         r, patch_reason, invariance, latent_dim, seed, dev, cfg)
     run_dir = _prepare_run_dir(out, stack, points, settings, resume, overwrite)
     patches = _Patches(stack, points, windows, r, padding, normalization)
     model = _new_model(r, latent_dim, invariance, seed)
@@ -188,13 +191,13 @@ def _keypoints(keypoints, stack, windows, padding, options):
 
 
 def _settings(stack, windows, keypoints, keypoint_options, padding, points, n_dropped, r,
-              invariance, latent_dim, seed, dev, cfg) -> dict:
+              patch_reason, invariance, latent_dim, seed, dev, cfg) -> dict:
     """The run's configuration as stored in config.json and the result (with its fingerprint)."""
     settings = {
         "input": stack.source, "channel": stack.channel, "windows": windows.tolist(),
         "keypoints": _spec(keypoints), "keypoint_options": keypoint_options or {},
         "padding": padding, "n_keypoints": int(len(points)), "n_dropped": int(n_dropped),
-        "patch_size": r, "invariance": invariance, "latent_dim": int(latent_dim),
+        "patch_size": r, "patch_size_reason": patch_reason, "invariance": invariance, "latent_dim": int(latent_dim),
         "seed": int(seed), "device": str(dev), "train": cfg.__dict__, "version": __version__,
     }
     settings["fingerprint"] = fingerprint(stack.data, points, settings)
@@ -267,7 +270,8 @@ def _record(stack, points, windows, per_window, final, invariance, r, settings, 
              "image_shape": list(stack.data.shape),
              "window_seconds": [res.seconds for res in per_window],
              # what was done to the input (e.g. colour -> grayscale), shown by the CLI
-             "input_note": stack.metadata.get("converted", "")}
+             "input_note": stack.metadata.get("converted", ""),
+             "patch_size_reason": settings.get("patch_size_reason", "")}
     return RunRecord(windows, points, per_window, final, invariance=invariance, patch_size=r,
                      config=settings, normalization=normalization, pixel_size=stack.pixel_size,
                      unit=stack.unit, control=stack.control, control_name=stack.control_name,
@@ -324,16 +328,24 @@ def _final_scales(ds):
 
 
 def _recommendation(scales) -> dict:
-    """The recommended descriptor size, stored with the result for automated pipelines."""
+    """The recommended descriptor size and every length scale, stored with the result."""
     if scales is None:
         return {}
+    rises = [{"onset": int(o), "middle": int(m), "end": int(e), "strength": round(float(s), 3)}
+             for o, m, e, s in zip(scales["rise_onset"].values, scales["rise_middle"].values,
+                                   scales["rise_end"].values, scales["rise_strength"].values)]
     # pipelines read the window; `recommended_window_significant` == 0 means no window
-    # regrouped the keypoints above the posterior noise (weak evidence, see the note)
+    # regrouped the keypoints above the posterior noise, `_conclusive` == 0 that the range
+    # stops before the recommended rise levels off (weak evidence either way, see the note)
     return {"recommended_window": int(scales["recommended_window"]),
-            # the windows the evidence allows (analysis.length_scales): how sharp the answer is
+            # the windows the evidence allows: how sharp the answer is
             "recommended_window_range": [int(scales["recommended_low"]),
                                          int(scales["recommended_high"])],
             "recommended_window_significant": int(bool(scales["significant"])),
+            "recommended_window_conclusive": int(bool(scales["conclusive"])),
+            "length_scales_still_rising": int(bool(scales["still_rising"])),
+            # every rise of the regrouping, strongest first (JSON text: netCDF-safe)
+            "length_scales": json.dumps(rises),
             "recommended_window_rule": scales.attrs.get("rule", ""),
             "recommended_window_note": scales.attrs.get("note", "")}
 

@@ -179,6 +179,9 @@ def _summary(ds, a, known=None):
               "--max-train-points); all of them are encoded")
     if ds.attrs.get("input_note"):
         print(f"note: the input was converted: {ds.attrs['input_note']}")
+    if (ds.attrs.get("patch_size_reason") not in (None, "", "given")
+            and int(ds.attrs["patch_size"]) != int(ds.window[0])):
+        print(ds.attrs["patch_size_reason"])  # why the smallest windows are upsampled
     if "recommended_window" in ds.attrs:
         from .io.units import physical_pixel
 
@@ -190,7 +193,17 @@ def _summary(ds, a, known=None):
         if rng is not None and len(rng) == 2 and (int(rng[0]), int(rng[1])) != (w, w):
             spread = f"; range {int(rng[0])}-{int(rng[1])} px"
         answer = f" (known answer: {known})" if known else ""
-        print(f"recommended descriptor size: {w} px{phys}{spread}{answer}")
+        if int(ds.attrs.get("recommended_window_conclusive", 1)):
+            print(f"recommended descriptor size: {w} px{phys}{spread}{answer}")
+        else:
+            print(f"no conclusive descriptor size: the regrouping still rises at the largest "
+                  f"window; extend the range (--windows) beyond {int(ds.window[-1])} px "
+                  f"(best so far {w} px{phys}{spread}){answer}")
+        rises = json.loads(ds.attrs.get("length_scales", "[]"))
+        if len(rises) > 1:
+            print("length scales (regrouping rises, strongest first): " + "; ".join(
+                f"{r['middle']} px (from {r['onset']} to {r['end']} px, "
+                f"{100 * r['strength']:.0f} % of the regrouping)" for r in rises))
         if ds.attrs.get("recommended_window_note"):
             print(f"caution: {ds.attrs['recommended_window_note']}")
     elif known:

@@ -177,18 +177,25 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
     for onset, end, strength, _ in rises:
         half = env[onset] + 0.5 * (env[end] - env[onset])
         middles.append(onset + int(np.argmax(env[onset:end + 1] >= half)))
-    note = []
+    note, later = [], []
     if rises:
         later = [i for i, r in enumerate(rises) if r is not start_jump]
         pick = later[0] if later else 0
         onset, end = rises[pick][0], rises[pick][1]
         rec_i, lo_i, hi_i = middles[pick], onset, end
+        if not later:
+            # only the smallest window differs (it cuts through the basic unit): nothing in
+            # the range singles out a size, so the range is all of it
+            lo_i, hi_i = 0, len(w) - 1
+            note.append("the regrouping only jumps from the smallest to the next window and "
+                        "stays flat after it: no length scale above the smallest window's unit "
+                        "in this window range")
     else:
         rec_i = lo_i = hi_i = len(w) - 1
         note.append("the regrouping does not rise with the window: no length scale in this "
                     "window range")
     still = bool(len(w) >= 3 and top > 0 and (env[-1] - env[-3]) > STILL_RISING * top)
-    conclusive = bool(rises) and not (still and hi_i == len(w) - 1)
+    conclusive = bool(rises) and bool(later) and not (still and hi_i == len(w) - 1)
     if still:
         note.append(f"the regrouping still rises at the largest window ({w[-1]} px): the "
                     "window range stops before it levels off; extend the range (larger "

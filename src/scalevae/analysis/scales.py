@@ -109,24 +109,23 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
     window (the same rank measure), less the larger of the two windows' noise floors: how far
     the keypoints' latent relations have moved from their finest-scale description. It rises
     while structure of the image's own scale enters the patches and levels off once larger
-    windows only add more of the same. ``recommended_window`` is the first window at which it
-    reaches half of its maximum over the window range, the middle of that rise: the size
-    at which the descriptor has moved halfway from the local description to the large-window
-    one. The middle of the rise is used rather than the peak of ``score`` because the rise
-    follows the structure of the image's own scale while the fastest step can sit at any
-    window of it. The recommendation depends on the window range: a range that stops
-    before the rise levels off moves it down. If no window
+    windows only add more of the same; an image with several characteristic sizes gives several
+    rises. Every rise is reported (``rise_onset``, ``rise_middle``, ``rise_end``,
+    ``rise_strength``, ``rise_rate`` on dim ``rise``, strongest first; see
+    :func:`scalevae.analysis.multiscale.find_scales`), and ``recommended_window`` is the middle
+    (half-way window) of the strongest rise other than a one-step jump from the smallest window
+    (a basic unit - bond, void - that the smallest window cuts through and the next one fills
+    in). ``still_rising`` says the curve still climbs at the largest window (extend the range);
+    ``conclusive`` is False when the recommended rise itself is unfinished there, and the number
+    is then only where to extend the range from. If no window
     regroups the keypoints above the noise floor, ``significant`` is False and the rule runs on
     the raw regrouping: read it as "no length scale in this window range" (``attrs["note"]``
     says so). ``score`` and its ``peak`` flags stay as evidence of where the regrouping is
     fastest (other scales).
 
-    **Range.** ``recommended_low`` .. ``recommended_high`` span the first windows at which
-    ``change_from_first`` reaches a quarter and three quarters of its maximum (the rise from
-    local to large-window description), widened to the contiguous windows around the
-    fastest regrouping whose ``score`` is at least half of its maximum (a change that keeps its
-    pace instead of levelling off). A narrow range is a sharp change of scale; a range that
-    spans most of the windows means the evidence for one size is weak.
+    **Range.** ``recommended_low`` .. ``recommended_high`` are the recommended rise's onset
+    and end: a narrow range is a sharp change of scale; a range that spans most of the windows
+    means the evidence for one size is weak.
 
     Parameters
     ----------
@@ -148,7 +147,8 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
         ``change``, ``score``, ``peak`` (bool) and ``prominence`` on ``window`` (NaN / False
         for the first window; ``noise_floor`` and ``change_from_first`` are per window), the
         0-d ints ``recommended_window``, ``recommended_low`` and ``recommended_high`` (px) and
-        the 0-d bool ``significant``. ``attrs["rule"]`` states the rule.
+        the 0-d bools ``significant``, ``still_rising`` and ``conclusive``, and the rises on dim
+        ``rise``. ``attrs["rule"]`` states the rule, ``attrs["note"]`` any caveat.
 
     Examples
     --------
@@ -209,7 +209,7 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
     rec = int(windows[rec_i])
 
     nan = np.array([np.nan])
-    return xr.Dataset(
+    out = xr.Dataset(
         {"density_change": ("window", np.concatenate([nan, hell])),
          "structure_change": ("window", np.concatenate([nan, struct])),
          "noise_floor": ("window", floor),
@@ -237,3 +237,22 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
                    "does not change with the window (e.g. a perfect lattice, structure finer "
                    "than the patches resolve, or latents that carry little information); the "
                    "recommended window comes from the raw regrouping and is weak evidence")})
+    return _with_rises(out)
+
+
+def _with_rises(out):
+    """Every rise of ``change_from_first`` (multiscale.find_scales) joins the evidence, and the
+    recommendation becomes the middle of the strongest rise: the half-maximum of the whole
+    curve lands right after a one-step jump from the smallest window (a bond or void the
+    smallest window cuts through) when an image holds a finer unit than its structure."""
+    from .multiscale import find_scales
+
+    fs = find_scales(out)
+    out = out.assign(
+        recommended_window=fs["recommended_window"], recommended_low=fs["recommended_low"],
+        recommended_high=fs["recommended_high"], still_rising=fs["still_rising"],
+        conclusive=fs["conclusive"], rise_onset=fs["onset"], rise_middle=fs["middle"],
+        rise_end=fs["end"], rise_strength=fs["strength"], rise_rate=fs["rate"])
+    out.attrs["rule"] = fs.attrs["rule"]
+    out.attrs["note"] = "; ".join(n for n in (out.attrs.get("note", ""), fs.attrs["note"]) if n)
+    return out
