@@ -12,6 +12,7 @@ import xarray as xr
 from scalevae.testing import make_fake_result
 
 from scalevae.report import explorer
+from scalevae.report import page as report_page
 
 PTO = (Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
        / "PTO_Funakubo0004.h5")
@@ -49,7 +50,8 @@ def test_explorer_without_image_or_model_still_draws_latents(monkeypatch):
 
 @pytest.fixture(scope="module")
 def pto_run(tmp_path_factory):
-    """A small, fast real run: a crop of the PTO PFM image, 3 windows, 2 epochs."""
+    """A small, fast real run: a crop of the PTO PFM image, 3 windows, 2 epochs; the report
+    written with coarse figures (the explorer is what is tested here)."""
     if not PTO.exists():
         pytest.skip(f"real data {PTO} is absent (it lives in shared/ beside the repo)")
     import scalevae
@@ -59,12 +61,14 @@ def pto_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("pto") / "run"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scalevae.run(np.asarray(stack.data)[:, :96, :96], windows=[8, 12, 16],
+        scalevae.run(np.asarray(stack.data)[:, :72, :72], windows=[8, 12, 16],
                      keypoints="grid:4", epochs=2, out=out, quiet=True, report=False)
     from scalevae.report import write_report
 
     lines = []
-    write_report(out, progress=lambda d, t, label: lines.append((d, t, label)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report_page, "_DPI", 30)
+        write_report(out, progress=lambda d, t, label: lines.append((d, t, label)))
     return out, lines
 
 

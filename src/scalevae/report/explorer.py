@@ -217,7 +217,7 @@ def _figures(ds, image, data, recommended):
     for fig, rend in ((img_fig, img_pts), (lat_fig, lat_pts)):
         fig.add_tools(BoxSelectTool(renderers=[rend]), LassoSelectTool(renderers=[rend]),
                       TapTool(renderers=[rend]))
-    img_fig.add_layout(_colorbar(cmap))
+    img_fig.add_layout(_colorbar(cmap), "right")
 
     traj = ColumnDataSource({"w": [], **{k: [] for k in data["latents"]}}, name="sv_traj")
     traj_fig = figure(title="Trajectory z(w) of the clicked keypoint", width=420, height=250,
@@ -232,7 +232,7 @@ def _figures(ds, image, data, recommended):
 
     js = "window.scalevaeExplorer && window.scalevaeExplorer._sync();"
     slider = Slider(start=0, end=max(len(windows) - 1, 1), value=start, step=1,
-                    title=f"window: {windows[start]} px (index)", name="sv_slider",
+                    title=f"window: {windows[start]} px", name="sv_slider", show_value=False,
                     disabled=len(windows) < 2, width=420)
     toggle = RadioButtonGroup(labels=data["states"], active=data["states"].index(state),
                               name="sv_state")
@@ -251,7 +251,7 @@ def _figures(ds, image, data, recommended):
 def _colorbar(cmap):
     from bokeh.models import ColorBar
 
-    return ColorBar(color_mapper=cmap, width=8, location=(0, 0), name="sv_colorbar")
+    return ColorBar(color_mapper=cmap, width=8, name="sv_colorbar")
 
 
 _JS = r"""
@@ -330,8 +330,8 @@ _JS = r"""
     box.innerHTML = '';
     if (k === undefined || !SEEN) {
       box.textContent = 'No patches stored for keypoint ' + p + (SEEN ?
-        ' (the page stores them for the ' + D.patch_points.length + ' keypoints ' +
-        'listed above the views)' : ' (' + D.patch_note + ')') + '.';
+        ' (the page stores them for ' + D.patch_points.length + ' keypoints, an even ' +
+        'subsample: scalevaeExplorer.data.patch_points)' : ' (' + D.patch_note + ')') + '.';
       return 0;
     }
     var r = D.patch_size, np_ = D.patch_points.length, shown = 0;
@@ -473,8 +473,9 @@ def explorer_html(ds, image=None, models=None, recommended=None):
         caps.append(f"Patches are stored for {len(stored)} keypoint(s)"
                     + (f" (an even subsample of the drawn ones; at most {MAX_PATCH_POINTS})"
                        if len(stored) < m else "")
-                    + f": {esc(', '.join(map(str, stored[:40])))}"
-                    + (" ..." if len(stored) > 40 else "") + ".")
+                    + f": point {esc(', '.join(map(str, stored[:8])))}"
+                    + (" ... (all listed in the page's data as patch_points)"
+                       if len(stored) > 8 else "") + ".")
     out = ["<h2 id='explorer'>Explorer</h2>", f"<style>{_CSS}</style>", intro,
            "<p class='sub'>" + " ".join(caps) + "</p>"]
     if data.get("patch_note"):
