@@ -108,7 +108,7 @@ def test_report_without_image_or_checkpoints_notes_what_it_skipped(tmp_path, mon
     report.write_report(tmp_path)
     lines = capsys.readouterr().err.splitlines()  # one progress line per part, on stderr
     assert lines[0].startswith("report: 1/") and "explorer" in "".join(lines)
-    assert lines[-1].startswith(f"report: {len(lines)}/{len(lines)} written")
+    assert lines[-1].startswith(f"report: {len(lines)}/{len(lines)} writing")
     path = tmp_path / "report.html"
     page = path.read_text(encoding="utf-8")
     assert "no model checkpoints" in page and "input.npy" in page

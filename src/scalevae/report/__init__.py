@@ -40,7 +40,8 @@ def _load_image(run_dir, image):
 
 
 class _Progress:
-    """Counts the report's steps and hands ``(done, total, label)`` to a callback."""
+    """Counts the report's steps and hands ``(step, total, label)`` to a callback as each
+    step starts."""
 
     def __init__(self, total, callback):
         self.done, self.total, self.callback = 0, total, callback
@@ -77,9 +78,9 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     quiet : bool
         No progress lines.
     progress : callable, optional
-        Called as ``progress(done, total, label)`` as each part of the report is written;
-        default (unless ``quiet``): one line ``report: 3/28 Latent distributions (final)`` per
-        part on stderr.
+        Called as ``progress(step, total, label)`` as each part of the report starts;
+        default (unless ``quiet``): one line ``report: 3/26 Latent representations (final)``
+        per part on stderr.
 
     Examples
     --------
@@ -111,8 +112,8 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     # and the recommended window is one of the panels of every figure.
     state_parts, final_scales = [], None
     for state in states:
+        step(f"latent density and length scales ({state})")
         state_ctx = ctx.for_state(state)
-        step(f"length scales ({state})")
         if state == "final":
             final_scales = state_ctx.scales
             if final_scales is not None:
@@ -124,16 +125,16 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     elif ds.sizes["window"] < 2:
         body.append(note("Only one window: length scales need at least two."))
 
-    body += explorer_html(ds, ctx.image, ctx.models, ctx.recommended)
     step("explorer")
+    body += explorer_html(ds, ctx.image, ctx.models, ctx.recommended)
     body += ["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
     for section in DATA_SECTIONS:
-        body += section.render(ctx)
         step(section.label)
+        body += section.render(ctx)
     body.append("<h2 id='training'>Training</h2>")
     for section in TRAINING_SECTIONS:
-        body += section.render(ctx)
         step(section.label)
+        body += section.render(ctx)
     body += training_text(ds, ctx.phys)
     body += state_parts
 
@@ -148,6 +149,6 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
             body.append(note(f"Decoded figures skipped: {ctx.models.error}"))
 
     page = html_page(run_dir.name, body)
+    step(f"writing {run_dir / 'report.html'} ({len(page.encode('utf-8')) / 1e6:.1f} MB)")
     atomic_write(run_dir / "report.html",
                  lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))
-    step(f"written {run_dir / 'report.html'} ({len(page.encode('utf-8')) / 1e6:.1f} MB)")

@@ -155,7 +155,8 @@ class Section:
     def label(self):
         """A short name for progress lines: the title, or the caption's first words."""
         text = self.title or (self.caption if isinstance(self.caption, str) else "figure")
-        return text.split(".")[0].split(" (")[0][:60]
+        text = text.split(".")[0].split(" (")[0].split(";")[0]
+        return text if len(text) <= 50 else text[:text.rfind(" ", 0, 50)] + " ..."
 
     def render(self, ctx):
         """The section's HTML parts (heading, then the figure or a note)."""
@@ -299,7 +300,7 @@ STATE_SECTIONS = [
 
 def state_part(ctx, step=None):
     """The HTML of one state (``ctx`` from :meth:`Context.for_state`): heading, then figures;
-    ``step(label)`` is called after each figure (progress)."""
+    ``step(label)`` is called as each figure starts (progress)."""
     out = [f"<h2 id='{ctx.state}'>Latent space, {ctx.state} state</h2>",
            "<p class='sub'>" + (
                "Each window encoded by the final model (trained on all windows): latent "
@@ -307,9 +308,9 @@ def state_part(ctx, step=None):
                "Each window encoded right after training on it: how the model saw that scale.")
            + "</p>"]
     for section in STATE_SECTIONS:
-        out += section.render(ctx)
         if step is not None:
             step(f"{section.label} ({ctx.state})")
+        out += section.render(ctx)
     return out
 
 
