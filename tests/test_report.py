@@ -16,6 +16,7 @@ from scalevae import report
 from scalevae.report import page as report_page
 from scalevae.report import sections
 
+SCRIPT = re.compile(r"<script\b([^>]*)>.*?</script>", re.S | re.I)
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"')
 
 # Caption beginnings of every figure the report must hold (per state where marked).
@@ -66,7 +67,7 @@ def test_report_holds_every_figure_for_both_states(full_run):
     assert path.name == "report.html" and path.exists()
     page = path.read_text(encoding="utf-8")
     imgs = IMG.findall(page)
-    assert len(imgs) == page.count("<img")  # every image is an embedded PNG
+    assert len(imgs) == SCRIPT.sub("", page).count("<img")  # every image is an embedded PNG
     for data, _ in imgs:
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     alts = [alt for _, alt in imgs]
@@ -90,17 +91,24 @@ def test_report_states_the_run_and_its_recommendation(full_run):
 
 def test_report_is_self_contained(full_run):
     page = full_run[0].read_text(encoding="utf-8")
-    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//|file:)""", page, re.I)
-    assert "<link" not in page and "@import" not in page and "url(" not in page
-    assert "<script" not in page
+    # scripts (BokehJS, the explorer) are inline: none names a source to fetch
+    assert all("src" not in attrs for attrs in SCRIPT.findall(page)) and SCRIPT.findall(page)
+    html = SCRIPT.sub("", page)
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//|file:)""", html, re.I)
+    assert "<link" not in html and "@import" not in html and "url(" not in html
+    assert "<script" not in html
     assert list(full_run[0].parent.glob("*.tmp")) == []  # atomic write left no temp file
 
 
-def test_report_without_image_or_checkpoints_notes_what_it_skipped(tmp_path, monkeypatch):
+def test_report_without_image_or_checkpoints_notes_what_it_skipped(tmp_path, monkeypatch,
+                                                                      capsys):
     make_fake_result(n_windows=3, grid=(8, 9)).to_netcdf(tmp_path / "result.nc",
                                                          engine="h5netcdf")
     monkeypatch.setattr(report_page, "_DPI", 40)
     report.write_report(tmp_path)
+    lines = capsys.readouterr().err.splitlines()  # one progress line per part, on stderr
+    assert lines[0].startswith("report: 1/") and "explorer" in "".join(lines)
+    assert lines[-1].startswith(f"report: {len(lines)}/{len(lines)} writing")
     path = tmp_path / "report.html"
     page = path.read_text(encoding="utf-8")
     assert "no model checkpoints" in page and "input.npy" in page
@@ -113,7 +121,8 @@ def test_report_without_image_or_checkpoints_notes_what_it_skipped(tmp_path, mon
     old = path.read_bytes()
     monkeypatch.setattr(an, "latent_density", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        report.write_report(tmp_path, image=make_image())
+        report.write_report(tmp_path, image=make_image(), quiet=True)
+    assert capsys.readouterr().err == ""  # quiet: no progress lines
     assert path.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "result.nc"]
 
@@ -145,7 +154,7 @@ def test_report_renders_every_image_in_a_headless_browser(full_run, tmp_path):
     m = re.search(r'<div id="imgcheck">(\d+)/(\d+)</div>', out)
     assert m, "the page's load check did not run: " + out[-500:]
     loaded, total = int(m.group(1)), int(m.group(2))
-    assert total == page.count("<img") > 0 and loaded == total
+    assert total == SCRIPT.sub("", page).count("<img") > 0 and loaded == total
 
 
 def test_an_image_given_replaces_input_npy(tmp_path):
@@ -194,3 +203,20 @@ def test_sections_skip_with_a_note_and_leave_out_what_does_not_apply():
     missing = sections.Section(None, lambda c: None, None, "cap", missing=lambda c: "absent")
     assert missing.render(ctx) == ['<p class="note">absent</p>']
     assert sections.Section("T", fail, None, "c", when=lambda c: False).render(ctx) == []
+
+
+def test_the_recommended_window_is_one_of_the_panels():
+    ctx = sections.Context(make_fake_result(n_windows=12), None, None, (None, None))
+    assert 16 not in ctx.panel_windows and len(ctx.panel_windows) == 5
+    ctx.recommended = 16
+    for n in (3, 4, 5, 6):
+        panels = ctx.panels(n)
+        assert 16 in panels and len(panels) == n and panels == sorted(panels)
+        assert panels[0] == 8 and panels[-1] == 52  # the ends stay
+    assert ctx.panel_windows == ctx.panels(5)
+
+
+def test_the_explorer_is_in_the_report(full_run):
+    page = full_run[0].read_text(encoding="utf-8")
+    assert "<h2 id='explorer'>Explorer</h2>" in page and "window.scalevaeExplorer" in page
+    assert "Drawn: 288 of 288 keypoints." in page and "Patches are stored for" in page

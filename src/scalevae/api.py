@@ -142,7 +142,7 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     _flag_epoch_cap(ds, per_window, cfg)
     ds.attrs.update(_recommendation(_final_scales(ds)))
     if run_dir is not None:
-        _save(run_dir, ds, report, timings)
+        _save(run_dir, ds, report, timings, quiet)
     return ds
 
 
@@ -290,7 +290,7 @@ def _flag_epoch_cap(ds, per_window, cfg) -> None:
                       f"--epochs {2 * cfg.epochs})", stacklevel=3)
 
 
-def _save(run_dir: RunDir, ds, report: bool, timings: dict) -> None:
+def _save(run_dir: RunDir, ds, report: bool, timings: dict, quiet: bool) -> None:
     """Save the result, write the report, and save again with the report's time."""
     # saved before the report, so a failing report never costs the result; saved again
     # after it only to add the report's time to `timings` (a small file, atomic writes)
@@ -299,7 +299,7 @@ def _save(run_dir: RunDir, ds, report: bool, timings: dict) -> None:
         from .report import write_report
 
         t = time.perf_counter()
-        write_report(run_dir.path, result=ds)
+        write_report(run_dir.path, result=ds, quiet=quiet)  # quiet: no progress lines
         timings["report"] = time.perf_counter() - t
         ds.attrs["timings"] = json.dumps(timings)
         run_dir.save_result(ds)

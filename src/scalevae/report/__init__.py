@@ -2,9 +2,11 @@
 
 :func:`write_report` reads ``RUN_DIR/result.nc`` (and ``input.npy`` and the checkpoints when
 present) and writes ``RUN_DIR/report.html``: the recommended length scale with its evidence,
-every figure of :mod:`scalevae.plot` for the instant and final states, the training curves, the
-per-latent KL (posterior-collapse check), timings and the full configuration. Figures are
-embedded as PNG (base64), styles are inline, nothing is fetched from the network.
+an interactive explorer (:mod:`.explorer`: linked image and latent views, a window slider,
+each keypoint's patches and trajectory), every figure of :mod:`scalevae.plot` for the instant
+and final states, the training curves, the per-latent KL (posterior-collapse check), timings and
+the full configuration. Figures are embedded as PNG (base64), BokehJS and styles are inline,
+nothing is fetched from the network.
 
 What lives where: :mod:`.page` is the HTML shell (styles, escaping, tables, embedded figures);
 :mod:`.sections` is the content, the report as a list of figure sections (title, compute from
@@ -13,6 +15,7 @@ the Dataset, draw, caption) and the text blocks between them; this module puts t
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +23,10 @@ import numpy as np
 from .._atomic import atomic_write
 from ..io.units import physical_pixel
 from ..results import load_result
+from .explorer import explorer_html
 from .page import esc, html_page, json_attr, json_block, note
-from .sections import (DATA_SECTIONS, TRAINING_SECTIONS, Context, Models, recommendation_card,
-                       state_part, summary_table, training_text)
+from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
+                       recommendation_card, state_part, summary_table, training_text)
 
 __all__ = ["write_report"]
 
@@ -35,7 +39,24 @@ def _load_image(run_dir, image):
     return np.load(path).astype(np.float32) if path.exists() else None
 
 
-def write_report(run_dir, image=None, result=None) -> None:
+class _Progress:
+    """Counts the report's steps and hands ``(step, total, label)`` to a callback as each
+    step starts."""
+
+    def __init__(self, total, callback):
+        self.done, self.total, self.callback = 0, total, callback
+
+    def __call__(self, label):
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total, label)
+
+
+def _print_progress(done, total, label):
+    print(f"report: {done}/{total} {label}", file=sys.stderr, flush=True)
+
+
+def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -> None:
     """Write ``run_dir/report.html``: one self-contained HTML report of a run.
 
     The report reads the result Dataset only (it computes the length scales it shows from it)
@@ -54,6 +75,12 @@ def write_report(run_dir, image=None, result=None) -> None:
     result : xarray.Dataset, optional
         The run's result, when the caller holds it already (``scalevae.run`` does), instead of
         reading ``result.nc`` again.
+    quiet : bool
+        No progress lines.
+    progress : callable, optional
+        Called as ``progress(step, total, label)`` as each part of the report starts;
+        default (unless ``quiet``): one line ``report: 3/26 Latent representations (final)``
+        per part on stderr.
 
     Examples
     --------
@@ -61,7 +88,7 @@ def write_report(run_dir, image=None, result=None) -> None:
     >>> from scalevae.testing import make_fake_result
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> make_fake_result().to_netcdf(d / "result.nc", engine="h5netcdf")
-    >>> write_report(d)
+    >>> write_report(d, quiet=True)
     >>> (d / "report.html").exists()
     True
     """
@@ -70,29 +97,43 @@ def write_report(run_dir, image=None, result=None) -> None:
     ctx = Context(ds, _load_image(run_dir, image), Models(run_dir),
                   physical_pixel(ds.attrs.get("pixel_size"), ds.attrs.get("unit")))
 
+    states = [s for s in ("final", "instant") if s in [str(v) for v in ds["state"].values]]
+    step = _Progress(len(DATA_SECTIONS) + len(TRAINING_SECTIONS) + 2
+                     + len(states) * (len(STATE_SECTIONS) + 1),
+                     None if quiet else (progress or _print_progress))
+
     body = ["<h1>SI-VAE report</h1>",
             f"<p class='sub'>{esc(run_dir.resolve())}</p>",
-            "<nav><a href='#data'>Data</a><a href='#training'>Training</a>"
+            "<nav><a href='#explorer'>Explorer</a><a href='#data'>Data</a>"
+            "<a href='#training'>Training</a>"
             "<a href='#final'>Final state</a><a href='#instant'>Instant state</a>"
             "<a href='#config'>Configuration</a></nav>"]
-    states = [s for s in ("final", "instant") if s in [str(v) for v in ds["state"].values]]
-    # Every state's figures first: the recommendation at the top needs the final state's scales.
+    # Every state's figures first: the recommendation at the top needs the final state's scales,
+    # and the recommended window is one of the panels of every figure.
     state_parts, final_scales = [], None
     for state in states:
+        step(f"latent density and length scales ({state})")
         state_ctx = ctx.for_state(state)
-        state_parts += state_part(state_ctx)
         if state == "final":
             final_scales = state_ctx.scales
+            if final_scales is not None:
+                ctx.recommended = int(final_scales["recommended_window"])
+        state_ctx.recommended = ctx.recommended
+        state_parts += state_part(state_ctx, step)
     if final_scales is not None:
         body.append(recommendation_card(final_scales, ctx.phys))
     elif ds.sizes["window"] < 2:
         body.append(note("Only one window: length scales need at least two."))
 
+    step("explorer")
+    body += explorer_html(ds, ctx.image, ctx.models, ctx.recommended)
     body += ["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
     for section in DATA_SECTIONS:
+        step(section.label)
         body += section.render(ctx)
     body.append("<h2 id='training'>Training</h2>")
     for section in TRAINING_SECTIONS:
+        step(section.label)
         body += section.render(ctx)
     body += training_text(ds, ctx.phys)
     body += state_parts
@@ -108,5 +149,6 @@ def write_report(run_dir, image=None, result=None) -> None:
             body.append(note(f"Decoded figures skipped: {ctx.models.error}"))
 
     page = html_page(run_dir.name, body)
+    step(f"writing {run_dir / 'report.html'} ({len(page.encode('utf-8')) / 1e6:.1f} MB)")
     atomic_write(run_dir / "report.html",
                  lambda tmp: Path(tmp).write_text(page, encoding="utf-8"))

@@ -72,6 +72,7 @@ class Context:
     state: str | None = None
     density: Any = None
     scales: Any = None
+    recommended: int | None = None  # the final state's recommended window, always a panel
 
     @property
     def windows(self):
@@ -84,8 +85,13 @@ class Context:
 
     @property
     def panel_windows(self):
-        """The windows shown as panels (at most ``_MAX_PANELS``, spread over the range)."""
-        return plot.pick_panels(self.windows, _MAX_PANELS)
+        """The windows shown as panels (at most ``_MAX_PANELS``, spread over the range, the
+        recommended window among them)."""
+        return self.panels(_MAX_PANELS)
+
+    def panels(self, n):
+        """At most ``n`` windows spread over the range, the recommended window among them."""
+        return panels_with(self.windows, n, self.recommended)
 
     @property
     def n_frames(self):
@@ -97,6 +103,29 @@ class Context:
         scales = an.length_scales(self.ds, state) if self.ds.sizes["window"] >= 2 else None
         return dataclasses.replace(self, state=state, density=an.latent_density(self.ds, state),
                                    scales=scales)
+
+
+def panels_with(windows, n, keep=None):
+    """At most ``n`` of ``windows`` spread over the range (:func:`scalevae.plot.pick_panels`),
+    with ``keep`` (when it is one of them) replacing the nearest pick that is not an end.
+
+    Examples
+    --------
+    >>> panels_with([8, 12, 16, 20, 24, 28, 32], 3)
+    [8, 20, 32]
+    >>> panels_with([8, 12, 16, 20, 24, 28, 32], 3, keep=12)
+    [8, 12, 32]
+    """
+    windows = [int(w) for w in windows]
+    picks = [int(w) for w in plot.pick_panels(windows, n)]
+    if keep is None or int(keep) not in windows or int(keep) in picks:
+        return picks
+    keep = int(keep)
+    inner = [i for i in range(len(picks)) if 0 < i < len(picks) - 1] or list(range(len(picks)))
+    at = windows.index(keep)
+    nearest = min(inner, key=lambda i: abs(windows.index(picks[i]) - at))
+    picks[nearest] = keep
+    return sorted(picks)
 
 
 def _skipped(exc, caption):
@@ -121,6 +150,13 @@ class Section:
     missing: Callable[[Context], str] | None = None
     errors: tuple = (ScaleVAEError,)
     skipped: Callable[[Exception, str], str] = _skipped
+
+    @property
+    def label(self):
+        """A short name for progress lines: the title, or the caption's first words."""
+        text = self.title or (self.caption if isinstance(self.caption, str) else "figure")
+        text = text.split(".")[0].split(" (")[0].split(";")[0]
+        return text if len(text) <= 50 else text[:text.rfind(" ", 0, 50)] + " ..."
 
     def render(self, ctx):
         """The section's HTML parts (heading, then the figure or a note)."""
@@ -150,8 +186,8 @@ DATA_SECTIONS = [
             missing=lambda c: "No input image (input.npy) in the run folder: the keypoint "
                               "overview and example patches are skipped."),
     Section(None, lambda c: c.points,
-            lambda pts, c: plot.plot_example_patches(c.image, pts, c.ds["window"].values, 4, 0,
-                                                     _MAX_PANELS + 1, *c.phys),
+            lambda pts, c: plot.plot_example_patches(c.image, pts, c.panels(_MAX_PANELS + 1), 4,
+                                                     0, _MAX_PANELS + 1, *c.phys),
             "Patches around four random keypoints at growing windows, each at its own size "
             "(before resampling).",
             when=lambda c: c.image is not None, errors=(ImportError, ScaleVAEError),
@@ -217,7 +253,8 @@ def _several_windows(c):
 
 STATE_SECTIONS = [
     Section("Latent distributions", lambda c: c.density,
-            lambda d, c: plot.plot_latent_distributions(d, _MAX_PANELS, *c.phys),
+            lambda d, c: plot.plot_latent_distributions(d.sel(window=c.panel_windows),
+                                                        _MAX_PANELS, *c.phys),
             "Kernel density of (z1, z2) per window, on one grid shared by all windows."),
     Section("Latent representations", _manifolds,
             lambda m, c: plot.plot_latent_manifolds(m, _MAX_PANELS, c.state, *c.phys),
@@ -225,7 +262,8 @@ STATE_SECTIONS = [
             "space (2-98 % quantiles), angle 0, shift 0.",
             missing=lambda c: f"Decoded latent grids skipped: {c.models.error}"),
     Section("Latent images", _latent_images,
-            lambda li, c: plot.plot_latent_images(li, c.image, _MAX_PANELS - 1, *c.phys),
+            lambda li, c: plot.plot_latent_images(li.sel(window=c.panels(_MAX_PANELS - 1)),
+                                                  c.image, _MAX_PANELS - 1, *c.phys),
             "Each keypoint coloured by its latent value and angle, per window."),
     Section("Candidate structural elements (peaks of the latent density)",
             lambda c: _peaks(c.density, c.panel_windows, c.models, c.state),
@@ -260,8 +298,9 @@ STATE_SECTIONS = [
 ]
 
 
-def state_part(ctx):
-    """The HTML of one state (``ctx`` from :meth:`Context.for_state`): heading, then figures."""
+def state_part(ctx, step=None):
+    """The HTML of one state (``ctx`` from :meth:`Context.for_state`): heading, then figures;
+    ``step(label)`` is called as each figure starts (progress)."""
     out = [f"<h2 id='{ctx.state}'>Latent space, {ctx.state} state</h2>",
            "<p class='sub'>" + (
                "Each window encoded by the final model (trained on all windows): latent "
@@ -269,6 +308,8 @@ def state_part(ctx):
                "Each window encoded right after training on it: how the model saw that scale.")
            + "</p>"]
     for section in STATE_SECTIONS:
+        if step is not None:
+            step(f"{section.label} ({ctx.state})")
         out += section.render(ctx)
     return out
 

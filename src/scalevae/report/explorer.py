@@ -1,0 +1,488 @@
+"""The report's interactive explorer: linked views of one run, drawn with Bokeh.
+
+:func:`explorer_html` returns the HTML of the explorer section: the input image with every drawn
+keypoint coloured by a chosen latent (or the angle), the latent scatter of the chosen window and
+state, a window slider, an instant/final toggle, the patches of one keypoint at every window (as
+the model saw them, and the final model's reconstruction) and its latent trajectory z(w).
+Selecting with the box or lasso tool in either view selects the same keypoints in the other
+(one shared Bokeh data source); a click on a keypoint shows its patches and trajectory.
+
+Everything is inline (BokehJS, the data as base64 float32 arrays), so the page works offline
+from ``file://``. The same actions are exposed to scripts and tests as
+``window.scalevaeExplorer``: ``setWindow(px)``, ``setState(name)``, ``selectPoint(i)`` and
+``selectLatentBox(z1min, z1max, z2min, z2max)`` (returns the selected point indices), where point
+indices are those of ``result.nc``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+
+from .page import esc, json_attr, note
+
+__all__ = ["explorer_html", "drawn_points", "patch_points"]
+
+#: Keypoints drawn at most; larger runs draw an even subsample (stated in the page).
+MAX_DRAWN = 20000
+#: Keypoints whose patches (input and reconstruction, every window) are stored in the page.
+MAX_PATCH_POINTS = 300
+#: Longest side of the background image, in pixels (larger frames are shown subsampled).
+MAX_IMAGE_SIDE = 512
+
+
+def drawn_points(n_points, max_drawn=MAX_DRAWN):
+    """Indices of the keypoints the explorer draws: all of them, or an even subsample.
+
+    Parameters
+    ----------
+    n_points : int
+        Keypoints in the run.
+    max_drawn : int
+        The most drawn.
+
+    Returns
+    -------
+    (m,) int array
+        Sorted point indices, ``m = min(n_points, max_drawn)``.
+
+    Examples
+    --------
+    >>> drawn_points(5, 10)
+    array([0, 1, 2, 3, 4])
+    >>> drawn_points(10, 4)
+    array([0, 3, 6, 9])
+    """
+    if n_points <= max_drawn:
+        return np.arange(n_points)
+    return np.unique(np.round(np.linspace(0, n_points - 1, max_drawn)).astype(int))
+
+
+def patch_points(drawn, max_patch_points=MAX_PATCH_POINTS):
+    """The drawn keypoints whose patches the page stores: all, or an even subsample.
+
+    Examples
+    --------
+    >>> patch_points(np.arange(0, 20, 2), 3)
+    array([ 0,  8, 18])
+    """
+    drawn = np.asarray(drawn)
+    if len(drawn) <= max_patch_points:
+        return drawn
+    return drawn[np.unique(np.round(np.linspace(0, len(drawn) - 1, max_patch_points))
+                           .astype(int))]
+
+
+def _b64(array, dtype):
+    return base64.b64encode(np.ascontiguousarray(array, dtype).tobytes()).decode("ascii")
+
+
+def _to_uint8(values, lo, hi):
+    scaled = (np.asarray(values, np.float64) - lo) / (hi - lo if hi > lo else 1.0)
+    return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
+
+
+def _background(image, frame):
+    """The frame under the keypoints as uint8 (1-99 % stretch) and its subsampling step."""
+    img = np.asarray(image[frame], np.float32)
+    step = int(np.ceil(max(img.shape) / MAX_IMAGE_SIDE))
+    small = img[::step, ::step]
+    lo, hi = np.nanpercentile(small, [1, 99])
+    return _to_uint8(np.nan_to_num(small, nan=float(lo)), lo, hi), step
+
+
+def _patches(ds, image, models, idx):
+    """Input patches (as the model saw them) and final-model reconstructions of points ``idx``
+    at every window, uint8 (window, point, r, r) each, on one shared grey scale; or the
+    reason they are missing."""
+    if image is None:
+        return None, "no input image (input.npy) in the run folder"
+    from ..patches import extract_patches
+
+    norm = json_attr(ds, "normalization")
+    config = json_attr(ds, "config") or {}
+    r = int(ds.attrs.get("patch_size", 0))
+    if not isinstance(norm, dict) or r < 1:
+        return None, "the result holds no normalisation or patch size"
+    pts = np.column_stack([ds["frame"].values, ds["y"].values, ds["x"].values])[idx]
+    windows = [int(w) for w in ds["window"].values]
+    seen = np.stack([extract_patches(image, pts, w, r, padding=config.get("padding"),
+                                     normalization=norm) for w in windows])
+    lo, hi = np.nanpercentile(seen, [0.5, 99.5])
+    model = models.get(None) if models is not None else None
+    recon = None
+    if model is not None:
+        recon = np.stack([_decode(model, ds, w, idx) for w in windows])
+    return (_to_uint8(seen, lo, hi), None if recon is None else _to_uint8(recon, lo, hi)), None
+
+
+def _decode(model, ds, window, idx):
+    """The final model's patches at the final state's z, angle and shift of ``idx``."""
+    import torch
+
+    sel = dict(state="final", window=window)
+    z = torch.as_tensor(ds["z_mean"].sel(**sel).values[idx], dtype=torch.float32)
+    extra = {}
+    for name in ("angle", "shift"):
+        if name in ds:
+            extra[name] = torch.as_tensor(ds[name].sel(**sel).values[idx], dtype=torch.float32)
+    with torch.inference_mode():
+        out = model.decode(z, **extra)
+    return out.detach().float().cpu().numpy().reshape(len(idx), *out.shape[-2:])
+
+
+def _payload(ds, image, models, drawn, stored):
+    """The arrays the page's script reads: latents per state, positions, patches."""
+    states = [str(s) for s in ds["state"].values]
+    latents = [str(k) for k in ds["latent"].values]
+    variables = latents + (["angle"] if "angle" in ds else [])
+    data = {"windows": [int(w) for w in ds["window"].values], "states": states,
+            "latents": latents, "variables": variables, "n_points": int(ds.sizes["point"]),
+            "drawn": drawn.tolist(), "patch_points": stored.tolist(),
+            "frame": ds["frame"].values[drawn].astype(int).tolist(),
+            "x": _b64(ds["x"].values[drawn], np.float32),
+            "y": _b64(ds["y"].values[drawn], np.float32),
+            "z": {}, "angle": {}, "range": {}}
+    for s in states:
+        z = ds["z_mean"].sel(state=s).transpose("window", "point", "latent").values[:, drawn]
+        data["z"][s] = _b64(z, np.float32)  # (window, drawn, latent), float32 like result.nc
+        ranges = {k: [float(np.nanmin(z[..., i])), float(np.nanmax(z[..., i]))]
+                  for i, k in enumerate(latents)}
+        if "angle" in ds:
+            a = ds["angle"].sel(state=s).transpose("window", "point").values[:, drawn]
+            data["angle"][s] = _b64(a, np.float32)
+            ranges["angle"] = [float(np.nanmin(a)), float(np.nanmax(a))]
+        data["range"][s] = ranges
+    patches, why = _patches(ds, image, models, stored)
+    if patches is not None:
+        seen, recon = patches
+        data["patch_size"] = int(seen.shape[-1])
+        data["seen"] = _b64(seen, np.uint8)  # (window, stored point, r, r)
+        data["recon"] = None if recon is None else _b64(recon, np.uint8)
+    data["patch_note"] = why or ("" if patches[1] is not None else
+                                 "reconstructions skipped: the final model did not load")
+    return data
+
+
+def _figures(ds, image, data, recommended):
+    """The Bokeh layout (image view, latent view, trajectory, widgets) and the frame shown."""
+    from bokeh.layouts import column, row
+    from bokeh.models import (BoxSelectTool, CDSView, ColumnDataSource, CustomJS, Div,
+                              IndexFilter, LassoSelectTool, LinearColorMapper, RadioButtonGroup,
+                              Range1d, Select, Slider, Span, TapTool)
+    from bokeh.palettes import Greys256, Viridis256
+    from bokeh.plotting import figure
+
+    windows = data["windows"]
+    frames = np.asarray(data["frame"])
+    frame = int(frames[0]) if len(frames) else 0
+    start = windows.index(recommended) if recommended in windows else len(windows) - 1
+    state = "final" if "final" in data["states"] else data["states"][0]
+    z = np.frombuffer(base64.b64decode(data["z"][state]), np.float32).reshape(
+        len(windows), len(data["drawn"]), len(data["latents"]))[start]
+    lo, hi = data["range"][state][data["variables"][0]]
+    src = ColumnDataSource({"x": np.frombuffer(base64.b64decode(data["x"]), np.float32),
+                            "y": np.frombuffer(base64.b64decode(data["y"]), np.float32),
+                            "z1": z[:, 0], "z2": z[:, 1] if z.shape[1] > 1 else z[:, 0] * 0,
+                            "c": z[:, 0], "point": np.asarray(data["drawn"])},
+                           name="sv_points")
+    cmap = LinearColorMapper(palette=Viridis256, low=lo, high=hi, name="sv_cmap")
+    tools = "pan,wheel_zoom,reset"
+    common = dict(tools=tools, width=420, height=400, toolbar_location="above")
+
+    if image is not None:
+        h, w = image.shape[-2:]
+    else:
+        h, w = float(np.max(ds["y"])) + 1, float(np.max(ds["x"])) + 1
+    img_fig = figure(title=f"Keypoints on frame {frame}", x_range=Range1d(-0.5, w - 0.5),
+                     y_range=Range1d(h - 0.5, -0.5), match_aspect=True, name="sv_image",
+                     **common)
+    if image is not None:
+        bg, step = _background(image, frame)
+        img_fig.image(image=[bg], x=-0.5, y=-0.5, dw=w, dh=h,
+                      color_mapper=LinearColorMapper(palette=Greys256[::-1], low=0, high=255))
+    on_frame = IndexFilter(np.flatnonzero(frames == frame).tolist())
+    img_pts = img_fig.scatter("x", "y", source=src, view=CDSView(filter=on_frame), size=5,
+                              fill_color={"field": "c", "transform": cmap}, line_color=None,
+                              nonselection_fill_alpha=0.15, selection_line_color="red")
+    lat_fig = figure(title="Latent space", x_axis_label=data["latents"][0],
+                     y_axis_label=data["latents"][min(1, len(data["latents"]) - 1)],
+                     name="sv_latent", **common)
+    lat_pts = lat_fig.scatter("z1", "z2", source=src, size=4, alpha=0.6,
+                              fill_color={"field": "c", "transform": cmap}, line_color=None,
+                              nonselection_fill_alpha=0.1, selection_line_color="red")
+    for fig, rend in ((img_fig, img_pts), (lat_fig, lat_pts)):
+        fig.add_tools(BoxSelectTool(renderers=[rend]), LassoSelectTool(renderers=[rend]),
+                      TapTool(renderers=[rend]))
+    img_fig.add_layout(_colorbar(cmap), "right")
+
+    traj = ColumnDataSource({"w": [], **{k: [] for k in data["latents"]}}, name="sv_traj")
+    traj_fig = figure(title="Trajectory z(w) of the clicked keypoint", width=420, height=250,
+                      x_axis_label="window (px)", tools="pan,wheel_zoom,reset",
+                      toolbar_location="above", name="sv_trajfig")
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b"]
+    for i, k in enumerate(data["latents"]):
+        traj_fig.line("w", k, source=traj, color=colours[i % 5], legend_label=k, line_width=2)
+        traj_fig.scatter("w", k, source=traj, color=colours[i % 5], size=4)
+    traj_fig.add_layout(Span(location=windows[start], dimension="height",
+                             line_dash="dashed", name="sv_span"))
+
+    js = "window.scalevaeExplorer && window.scalevaeExplorer._sync();"
+    slider = Slider(start=0, end=max(len(windows) - 1, 1), value=start, step=1,
+                    title=f"window: {windows[start]} px", name="sv_slider", show_value=False,
+                    disabled=len(windows) < 2, width=420)
+    toggle = RadioButtonGroup(labels=data["states"], active=data["states"].index(state),
+                              name="sv_state")
+    colour = Select(title="colour by", value=data["variables"][0], options=data["variables"],
+                    name="sv_colour", width=200)
+    for widget, attr in ((slider, "value"), (toggle, "active"), (colour, "value")):
+        widget.js_on_change(attr, CustomJS(code=js))
+    src.selected.js_on_change("indices", CustomJS(
+        code="window.scalevaeExplorer && window.scalevaeExplorer._selected();"))
+    status = Div(text="", name="sv_status", width=840)
+    layout = column(row(slider, toggle, colour), status, row(img_fig, lat_fig), traj_fig,
+                    name="sv_layout")
+    return layout, frame
+
+
+def _colorbar(cmap):
+    from bokeh.models import ColorBar
+
+    return ColorBar(color_mapper=cmap, width=8, name="sv_colorbar")
+
+
+_JS = r"""
+(function () {
+  var D = JSON.parse(document.getElementById('sv-data').textContent);
+  function dec(b64, T) {
+    var s = atob(b64), u = new Uint8Array(s.length);
+    for (var i = 0; i < s.length; i++) u[i] = s.charCodeAt(i);
+    return new T(u.buffer);
+  }
+  var nw = D.windows.length, nd = D.drawn.length, nk = D.latents.length;
+  var Z = {}, A = {};
+  D.states.forEach(function (s) {
+    Z[s] = dec(D.z[s], Float32Array);
+    if (D.angle[s]) A[s] = dec(D.angle[s], Float32Array);
+  });
+  var SEEN = D.seen ? dec(D.seen, Uint8Array) : null;
+  var RECON = D.recon ? dec(D.recon, Uint8Array) : null;
+  var rowOf = {}; D.drawn.forEach(function (p, j) { rowOf[p] = j; });
+  var storedOf = {}; D.patch_points.forEach(function (p, j) { storedOf[p] = j; });
+  var current = null;
+  function doc() { return window.Bokeh && Bokeh.documents.length ? Bokeh.documents[0] : null; }
+  function m(name) { return doc().get_model_by_name(name); }
+  function state() { return D.states[m('sv_state').active]; }
+  function wi() { return Math.round(m('sv_slider').value); }
+  function column(s, w, k) {
+    var out = new Float32Array(nd), z = Z[s], base = w * nd * nk;
+    for (var j = 0; j < nd; j++) out[j] = z[base + j * nk + k];
+    return out;
+  }
+  function colourValues(s, w, v) {
+    if (v === 'angle') return A[s].slice(w * nd, (w + 1) * nd);
+    return column(s, w, D.latents.indexOf(v));
+  }
+  function sync() {
+    if (!doc()) return;
+    var s = state(), w = wi(), v = m('sv_colour').value;
+    var src = m('sv_points');
+    var z1 = column(s, w, 0), z2 = nk > 1 ? column(s, w, 1) : new Float32Array(nd);
+    var data = {x: src.data.x, y: src.data.y, point: src.data.point, z1: z1, z2: z2,
+                c: colourValues(s, w, v)};
+    src.data = data;
+    var r = D.range[s][v]; var cm = m('sv_cmap'); cm.low = r[0]; cm.high = r[1];
+    m('sv_slider').title = 'window: ' + D.windows[w] + ' px (' + s + ' state)';
+    m('sv_span').location = D.windows[w];
+    if (current !== null) trajectory(current);
+    status();
+  }
+  function status() {
+    var n = m('sv_points').selected.indices.length;
+    var txt = 'Drawn: ' + nd + ' of ' + D.n_points + ' keypoints' +
+      (nd < D.n_points ? ' (an even subsample)' : '') + '. Selected: ' + n + '.';
+    if (current !== null) txt += ' Clicked keypoint: ' + current + '.';
+    m('sv_status').text = txt;
+  }
+  function trajectory(p) {
+    var j = rowOf[p], s = state(), t = {w: D.windows.slice()};
+    D.latents.forEach(function (k, ki) {
+      var v = [];
+      for (var w = 0; w < nw; w++) v.push(Z[s][w * nd * nk + j * nk + ki]);
+      t[k] = v;
+    });
+    m('sv_traj').data = t;
+  }
+  function drawPatch(canvas, arr, offset, r) {
+    canvas.width = r; canvas.height = r;
+    var ctx = canvas.getContext('2d'), im = ctx.createImageData(r, r);
+    for (var i = 0; i < r * r; i++) {
+      var g = arr[offset + i];
+      im.data[4 * i] = g; im.data[4 * i + 1] = g; im.data[4 * i + 2] = g; im.data[4 * i + 3] = 255;
+    }
+    ctx.putImageData(im, 0, 0);
+  }
+  function patches(p) {
+    var box = document.getElementById('sv-patches'), k = storedOf[p];
+    box.innerHTML = '';
+    if (k === undefined || !SEEN) {
+      box.textContent = 'No patches stored for keypoint ' + p + (SEEN ?
+        ' (the page stores them for ' + D.patch_points.length + ' keypoints, an even ' +
+        'subsample: scalevaeExplorer.data.patch_points)' : ' (' + D.patch_note + ')') + '.';
+      return 0;
+    }
+    var r = D.patch_size, np_ = D.patch_points.length, shown = 0;
+    [['as the model saw it', SEEN], ['final-model reconstruction', RECON]].forEach(function (e) {
+      if (!e[1]) return;
+      var line = document.createElement('div'); line.className = 'sv-row';
+      var lab = document.createElement('span'); lab.className = 'sv-lab'; lab.textContent = e[0];
+      line.appendChild(lab);
+      for (var w = 0; w < nw; w++) {
+        var cell = document.createElement('figure'); cell.className = 'sv-cell';
+        var c = document.createElement('canvas');
+        c.className = e[1] === SEEN ? 'sv-seen' : 'sv-recon';
+        c.dataset.window = D.windows[w];
+        drawPatch(c, e[1], (w * np_ + k) * r * r, r);
+        var cap = document.createElement('figcaption'); cap.textContent = D.windows[w] + ' px';
+        cell.appendChild(c); cell.appendChild(cap); line.appendChild(cell);
+        if (e[1] === SEEN) shown++;
+      }
+      box.appendChild(line);
+    });
+    return shown;
+  }
+  function selectPoint(p) {
+    if (rowOf[p] === undefined) throw new Error('keypoint ' + p + ' is not drawn');
+    current = p;
+    var src = m('sv_points');
+    if (src.selected.indices.length !== 1 || src.selected.indices[0] !== rowOf[p])
+      src.selected.indices = [rowOf[p]];
+    trajectory(p);
+    var n = patches(p);
+    status();
+    return n;
+  }
+  window.scalevaeExplorer = {
+    data: D,
+    ready: function () { return !!(doc() && m('sv_points')); },
+    windows: function () { return D.windows.slice(); },
+    setWindow: function (px) {
+      var w = D.windows.indexOf(Math.round(px));
+      if (w < 0) throw new Error('no window ' + px + ' px; windows: ' + D.windows.join(', '));
+      m('sv_slider').value = w; sync(); return D.windows[w];
+    },
+    setState: function (s) {
+      var i = D.states.indexOf(s);
+      if (i < 0) throw new Error('no state ' + s);
+      m('sv_state').active = i; sync(); return s;
+    },
+    selectPoint: selectPoint,
+    selectLatentBox: function (z1min, z1max, z2min, z2max) {
+      var s = state(), w = wi(), z1 = column(s, w, 0);
+      var z2 = nk > 1 ? column(s, w, 1) : new Float32Array(nd), rows = [], pts = [];
+      for (var j = 0; j < nd; j++) {
+        if (z1[j] >= z1min && z1[j] <= z1max && z2[j] >= z2min && z2[j] <= z2max) {
+          rows.push(j); pts.push(D.drawn[j]);
+        }
+      }
+      m('sv_points').selected.indices = rows;
+      status();
+      return pts;
+    },
+    selected: function () {
+      return m('sv_points').selected.indices.map(function (j) { return D.drawn[j]; });
+    },
+    _sync: sync,
+    _selected: function () {
+      var idx = m('sv_points').selected.indices;
+      if (idx.length === 1 && D.drawn[idx[0]] !== current) selectPoint(D.drawn[idx[0]]);
+      else status();
+    }
+  };
+  function start() {
+    if (window.scalevaeExplorer.ready()) { sync(); return; }
+    setTimeout(start, 50);
+  }
+  start();
+})();
+"""
+
+_CSS = """
+#sv-patches { background: #fff; border: 1px solid #d5dae3; border-radius: 6px; padding: 0.5em;
+              margin: 0.5em 0; min-height: 2em; font-size: 0.9em; }
+.sv-row { display: flex; flex-wrap: wrap; align-items: flex-end; margin: 0.2em 0; }
+.sv-lab { width: 11em; color: #3d4554; }
+.sv-cell { margin: 0 3px; padding: 0; border: 0; background: none; text-align: center; }
+.sv-cell canvas { width: 40px; height: 40px; image-rendering: pixelated; display: block; }
+.sv-cell figcaption { font-size: 0.7em; margin: 0; }
+"""
+
+
+def explorer_html(ds, image=None, models=None, recommended=None):
+    """The explorer section of the report: linked views of one run (see the module docs).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The run's result.
+    image : (frame, y, x) array, optional
+        The input stack: drawn under the keypoints and cut into the patches shown per keypoint
+        (with the run's normalisation and patch size). Without it the keypoints are drawn on
+        a blank canvas and no patches are shown.
+    models : object with ``get(window)``, optional
+        Gives the final model (``get(None)``) that decodes the reconstructions; None or a
+        model that does not load leaves them out, with a note.
+    recommended : int, optional
+        The window (px) shown first; default the largest.
+
+    Returns
+    -------
+    list of str
+        HTML parts: heading, explanation, the Bokeh views with BokehJS inline, the data and
+        the script that defines ``window.scalevaeExplorer``.
+
+    Examples
+    --------
+    >>> from scalevae.testing import make_fake_result
+    >>> parts = explorer_html(make_fake_result(n_windows=3))
+    >>> any("window.scalevaeExplorer" in p for p in parts)
+    True
+    """
+    from bokeh.embed import components
+    from bokeh.embed.bundle import bundle_for_objs_and_resources
+    from bokeh.resources import INLINE
+
+    drawn = drawn_points(ds.sizes["point"], MAX_DRAWN)
+    stored = patch_points(drawn, MAX_PATCH_POINTS)
+    data = _payload(ds, image, models, drawn, stored)
+    layout, frame = _figures(ds, image, data, recommended)
+    script, div = components(layout)
+    bundle = bundle_for_objs_and_resources([layout], INLINE)
+    n, m = ds.sizes["point"], len(drawn)
+    intro = (f"<p>Drag the window slider, switch instant/final, colour the keypoints by a latent "
+             f"or the angle. Box- or lasso-select in either view to select the same keypoints in "
+             f"the other; click a keypoint for its patch at every window and its trajectory "
+             f"z(w). The image shows the keypoints of frame {frame}; the latent view holds every "
+             f"drawn keypoint.</p>")
+    caps = [f"Drawn: {m} of {n} keypoints" + (f" (an even subsample; at most {MAX_DRAWN} are "
+                                               "drawn)." if m < n else ".")]
+    if "seen" in data:
+        caps.append(f"Patches are stored for {len(stored)} keypoint(s)"
+                    + (f" (an even subsample of the drawn ones; at most {MAX_PATCH_POINTS})"
+                       if len(stored) < m else "")
+                    + f": point {esc(', '.join(map(str, stored[:8])))}"
+                    + (" ... (all listed in the page's data as patch_points)"
+                       if len(stored) > 8 else "") + ".")
+    out = ["<h2 id='explorer'>Explorer</h2>", f"<style>{_CSS}</style>", intro,
+           "<p class='sub'>" + " ".join(caps) + "</p>"]
+    if data.get("patch_note"):
+        out.append(note(f"Explorer patches: {data['patch_note']}."))
+    out += [bundle.js_raw and "\n".join(f"<script>{js}</script>" for js in bundle.js_raw),
+            div, script, "<div id='sv-patches'>Click a keypoint to see its patches.</div>",
+            "<script type='application/json' id='sv-data'>"
+            + json.dumps(data).replace("</", "<\\/") + "</script>",
+            f"<script>{_JS}</script>"]
+    return out
