@@ -24,8 +24,9 @@ from .model import SIVAE
 from .patches import check_windows_fit, extract_patches, fit_normalization, parse_windows
 from .results import RunRecord, build_result
 from .rundir import RunDir, fingerprint
-from .training import (Progress, TrainConfig, cpu_threads, encode, resolve_device,
-                       train_progressive, training_subset)
+from .training import (Progress, TrainConfig, cpu_threads, encode, encode_sharded,
+                       resolve_device, setup_distributed, train_progressive, training_subset)
+from .training.distributed import broadcast_error
 
 # Keep each window's patches for the final encoding when they fit in this budget: cutting them
 # again costs as much as cutting them the first time.
@@ -120,6 +121,8 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                       **(train_options or {}))
     dev = resolve_device(device)
+    # under torchrun: join the process group; `train_dev` is this rank's device (cuda:LOCAL_RANK)
+    dist, train_dev = setup_distributed(dev)
 
     t = time.perf_counter()
     points, n_dropped = _keypoints(keypoints, stack, windows, padding, keypoint_options)
@@ -128,16 +131,16 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     normalization = fit_normalization(stack.data)
     settings = _settings(stack, windows, keypoints, keypoint_options, padding, points, n_dropped,
                          r, invariance, latent_dim, seed, dev, cfg)
-    run_dir = _prepare_run_dir(out, stack, points, settings, resume, overwrite)
+    run_dir = _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist)
     patches = _Patches(stack, points, windows, r, padding, normalization)
     model = _new_model(r, latent_dim, invariance, seed)
-    per_window, final = _train_and_encode(model, patches, windows, cfg, seed, dev, run_dir,
-                                          settings["fingerprint"], resume, quiet, timings)
+    per_window, final = _train_and_encode(model, patches, windows, cfg, seed, train_dev, run_dir,
+                                          settings["fingerprint"], resume, quiet, timings, dist)
     ds = build_result(_record(stack, points, windows, per_window, final, invariance, r, settings,
-                              normalization, n_dropped, cfg, seed, timings))
+                              normalization, n_dropped, cfg, seed, timings, dist))
     _flag_epoch_cap(ds, per_window, cfg)
     ds.attrs.update(_recommendation(_final_scales(ds)))
-    if run_dir is not None:
+    if run_dir is not None and (dist is None or dist.is_main):
         _save(run_dir, ds, report, timings)
     return ds
 
@@ -200,13 +203,26 @@ def _settings(stack, windows, keypoints, keypoint_options, padding, points, n_dr
     return settings
 
 
-def _prepare_run_dir(out, stack, points, settings, resume, overwrite) -> RunDir | None:
-    """The run folder, checked and holding config.json and input.npy; None without ``out``."""
+def _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist=None) -> RunDir | None:
+    """The run folder, checked and holding config.json and input.npy; None without ``out``.
+
+    In a distributed run rank 0 alone checks and writes it; its error, if any, is raised on
+    every rank."""
     if out is None:
         return None
     run_dir = RunDir(out)
-    run_dir.prepare(settings["fingerprint"], resume, overwrite)
-    run_dir.write_inputs(settings, stack.data)
+    if dist is None:
+        run_dir.prepare(settings["fingerprint"], resume, overwrite)
+        run_dir.write_inputs(settings, stack.data)
+        return run_dir
+    message = None
+    if dist.is_main:
+        try:
+            run_dir.prepare(settings["fingerprint"], resume, overwrite)
+            run_dir.write_inputs(settings, stack.data)
+        except ScaleVAEError as exc:
+            message = str(exc)
+    broadcast_error(message, dist)  # also the barrier: the folder is ready on every rank after it
     return run_dir
 
 
@@ -239,19 +255,36 @@ def _new_model(r, latent_dim, invariance, seed) -> SIVAE:
 
 
 def _train_and_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume, quiet,
-                      timings):
+                      timings, dist=None):
     """Train through the windows, then encode every window with the final model."""
+    if dist is None:
+        return _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume,
+                                  quiet, timings, None)
+    try:
+        return _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume,
+                                  quiet or not dist.is_main, timings, dist)
+    except RuntimeError as exc:  # gloo/NCCL: a peer process died or hung up
+        raise ScaleVAEError(
+            f"rank {dist.rank} of {dist.world_size} lost the other processes of the "
+            f"distributed run ({str(exc).splitlines()[0][:120]}); one of them stopped. "
+            "Finished windows are saved in --out: rerun the same command with --resume "
+            "to continue") from exc
+
+
+def _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume, quiet,
+                       timings, dist):
     t = time.perf_counter()
     with Progress(windows, quiet) as progress, cpu_threads(dev, patches.r):
         model, per_window = train_progressive(
             windows, patches, model, cfg, seed=seed, device=dev,
             checkpoint_dir=run_dir.checkpoints if run_dir is not None else None,
-            fingerprint=fp, resume=resume, progress=progress)
+            fingerprint=fp, resume=resume, progress=progress, dist=dist)
         timings["train"] = time.perf_counter() - t - patches.seconds
 
         t = time.perf_counter()
         patch_before = patches.seconds
-        final = [encode(model, torch.from_numpy(patches(w)).to(dev)) for w in windows]
+        enc = encode if dist is None else (lambda m, x: encode_sharded(m, x, dist))
+        final = [enc(model, torch.from_numpy(patches(w)).to(dev)) for w in windows]
     patches.cache = None
     timings["patches"] = patches.seconds
     timings["encode"] = time.perf_counter() - t - (patches.seconds - patch_before)
@@ -259,7 +292,7 @@ def _train_and_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resu
 
 
 def _record(stack, points, windows, per_window, final, invariance, r, settings, normalization,
-            n_dropped, cfg, seed, timings) -> RunRecord:
+            n_dropped, cfg, seed, timings, dist=None) -> RunRecord:
     """What goes into the result Dataset."""
     extra = {"n_dropped": int(n_dropped), "timings": timings,
              "n_train_points": _n_train_points(len(points), cfg, seed),
@@ -267,6 +300,8 @@ def _record(stack, points, windows, per_window, final, invariance, r, settings, 
              "window_seconds": [res.seconds for res in per_window],
              # what was done to the input (e.g. colour -> grayscale), shown by the CLI
              "input_note": stack.metadata.get("converted", "")}
+    if dist is not None:
+        extra["world_size"] = int(dist.world_size)  # processes that trained it (torchrun)
     return RunRecord(windows, points, per_window, final, invariance=invariance, patch_size=r,
                      config=settings, normalization=normalization, pixel_size=stack.pixel_size,
                      unit=stack.unit, control=stack.control, control_name=stack.control_name,
