@@ -35,7 +35,11 @@ def fingerprint(data, points, config: dict) -> str:
     False
     """
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(data).tobytes())
+    if getattr(data, "lazy", False):  # io.LazyFrames: hashed block by block, as read
+        for _, block in data.chunks():
+            h.update(np.ascontiguousarray(block).tobytes())
+    else:
+        h.update(np.ascontiguousarray(data).tobytes())
     h.update(np.ascontiguousarray(points).tobytes())
     keep = {k: v for k, v in config.items() if k not in ("device", "input")}
     h.update(json.dumps(keep, sort_keys=True, default=str).encode())
@@ -137,4 +141,11 @@ class RunDir:
 
 def _save_npy(tmp, data):
     with open(tmp, "wb") as fh:
-        np.save(fh, data)
+        if getattr(data, "lazy", False):  # io.LazyFrames: copied block by block
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                      "fortran_order": False, "shape": tuple(data.shape)}
+            np.lib.format.write_array_header_1_0(fh, header)
+            for _, block in data.chunks():
+                fh.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+        else:
+            np.save(fh, data)

@@ -18,6 +18,15 @@ def read_npy(path, channel, names_only=False):
         raise ScaleVAEError(
             f"{path} is not a NumPy .npy file (no NumPy header at its start); it may be "
             "corrupt, or a file of another format named .npy")
+    import os
+
+    from .lazy import LAZY_BYTES, LazyFrames
+
+    if os.path.getsize(path) > LAZY_BYTES:
+        try:
+            return {"array": LazyFrames(path)}
+        except ScaleVAEError:
+            pass  # not a plain (frame, y, x) stack: read it whole, as below
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:

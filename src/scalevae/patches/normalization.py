@@ -28,7 +28,10 @@ def fit_normalization(stack):
     >>> fit_normalization(np.array([1.0, 2.0, 3.0, 4.0, 100.0]))["offset"]
     3.0
     """
-    a = np.asarray(stack_array(stack), dtype=np.float64).ravel()
+    a = stack_array(stack)
+    if getattr(a, "lazy", False):
+        return _fit_lazy(a)
+    a = np.asarray(a, dtype=np.float64).ravel()
     if a.size == 0 or not np.isfinite(a).all():
         raise ScaleVAEError("cannot normalise: the image is empty or holds NaN/infinite values")
     med = float(np.median(a))
@@ -40,3 +43,18 @@ def fit_normalization(stack):
         raise ScaleVAEError("cannot normalise: the image is constant, there is no structure to learn")
     return {"offset": med, "scale": std,
             "rule": "(x - median) / std over all frames (MAD is 0: most pixels are equal)"}
+
+
+# pixels a lazily read stack is normalised from (an even sample of every frame)
+LAZY_SAMPLE = 2**24
+
+
+def _fit_lazy(frames):
+    """:func:`fit_normalization` of frames read from disk, on an even sample of their pixels."""
+    stride = max(1, int(np.ceil(frames.size / LAZY_SAMPLE)))
+    sample = np.concatenate([block.ravel()[::stride].astype(np.float64)
+                             for _, block in frames.chunks()])
+    out = fit_normalization(sample)
+    if stride > 1:
+        out["rule"] += f" (every {stride}th pixel of the stack, read from disk)"
+    return out

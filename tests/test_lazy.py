@@ -1,0 +1,72 @@
+"""Stacks larger than memory: .npy files above io.lazy.LAZY_BYTES are read frame by frame."""
+
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scalevae
+from scalevae.io import lazy, read_image
+from scalevae.patches import extract_patches, fit_normalization
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _stack(path, frames, side, rng=0):
+    rng = np.random.default_rng(rng)
+    y, x = np.mgrid[:side, :side]
+    base = (np.sin(x / 3.0) + np.cos(y / 5.0)).astype("float32")
+    a = np.lib.format.open_memmap(path, "w+", np.float32, (frames, side, side))
+    for f in range(frames):
+        a[f] = base + 0.3 * rng.normal(size=base.shape).astype("float32")
+    a.flush()
+    del a
+    return path
+
+
+def test_lazy_frames_read_like_the_array(tmp_path, monkeypatch):
+    path = _stack(tmp_path / "s.npy", 3, 32)
+    eager = np.load(path)
+    monkeypatch.setattr(lazy, "LAZY_BYTES", 1024)
+    stack = read_image(path)
+    assert lazy.is_lazy(stack.data) and stack.data.shape == eager.shape
+    np.testing.assert_array_equal(stack.data[1], eager[1])
+    np.testing.assert_array_equal(stack.data[0:2], eager[0:2])
+    pts = np.array([[0, 16, 16], [2, 10.5, 20]])
+    norm = fit_normalization(stack)
+    assert norm == fit_normalization(eager)  # all pixels sampled: the same numbers
+    np.testing.assert_array_equal(extract_patches(stack.data, pts, 8, 8, normalization=norm),
+                                  extract_patches(eager, pts, 8, 8, normalization=norm))
+
+
+def test_lazy_stack_runs_and_matches_the_eager_run(tmp_path, monkeypatch):
+    path = _stack(tmp_path / "s.npy", 2, 48)
+    kw = dict(windows=[8, 12], keypoints="grid:8", epochs=1, quiet=True, report=False)
+    eager = scalevae.run(np.load(path), **kw)
+    monkeypatch.setattr(lazy, "LAZY_BYTES", 1024)
+    lazily = scalevae.run(path, out=tmp_path / "run", **kw)
+    np.testing.assert_array_equal(eager.z_mean.values, lazily.z_mean.values)
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "input.npy"), np.load(path))
+
+
+def _peak_rss_mb(args):
+    code = ("import resource, subprocess, sys; "
+            "r = subprocess.run([sys.executable, '-m', 'scalevae', 'run', *sys.argv[1:]]); "
+            "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                         text=True, env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"}, timeout=1800)
+    rc, mb = out.stdout.split()[-2:]
+    assert rc == "0", out.stderr[-2000:]
+    return float(mb)
+
+
+@pytest.mark.slow  # writes and reads a 2 GB stack: minutes on 2 cores
+def test_2gb_stack_peak_rss_well_below_its_size(tmp_path):
+    path = _stack(tmp_path / "big.npy", 500, 1024)  # 500 x 1024 x 1024 float32 = 2.1 GB
+    args = ["--keypoints", "grid:128", "--windows", "8,16", "--epochs", "1", "--no-report",
+            "--quiet"]
+    peak = _peak_rss_mb([path, *args, "--out", tmp_path / "run"])
+    assert peak < 0.5 * path.stat().st_size / 2**20
