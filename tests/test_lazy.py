@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import scalevae
-from scalevae.io import lazy, read_image
+from scalevae.io import as_stack, lazy, read_image
 from scalevae.patches import extract_patches, fit_normalization
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -50,6 +50,54 @@ def test_lazy_stack_runs_and_matches_the_eager_run(tmp_path, monkeypatch):
     lazily = scalevae.run(path, out=tmp_path / "run", **kw)
     np.testing.assert_array_equal(eager.z_mean.values, lazily.z_mean.values)
     np.testing.assert_array_equal(np.load(tmp_path / "run" / "input.npy"), np.load(path))
+
+
+def _write(kind, path, a):
+    if kind == "h5":
+        import h5py
+
+        with h5py.File(path, "w") as h5:
+            h5.create_dataset("stack", data=a, chunks=(1,) + a.shape[1:])
+    elif kind == "zarr":
+        import zarr
+
+        z = zarr.open_array(str(path), mode="w", shape=a.shape, chunks=(1,) + a.shape[1:],
+                            dtype=a.dtype)
+        z[...] = a
+    else:
+        import tifffile
+
+        tifffile.imwrite(path, a, photometric="minisblack")  # 3 frames, not RGB
+    return path
+
+
+@pytest.mark.parametrize("kind", ["h5", "zarr", "tif"])
+def test_hdf5_zarr_tiff_stacks_are_read_frame_by_frame(tmp_path, monkeypatch, kind):
+    eager = np.load(_stack(tmp_path / "s.npy", 3, 32))
+    path = _write(kind, tmp_path / f"s.{kind}", eager)
+    monkeypatch.setattr(lazy, "LAZY_BYTES", 1024)
+    stack = read_image(path)
+    assert lazy.is_lazy(stack.data) and stack.data.shape == eager.shape
+    np.testing.assert_array_equal(stack.data[1], eager[1])
+    np.testing.assert_array_equal(stack.data[[0, 2]], eager[[0, 2]])
+    assert fit_normalization(stack) == fit_normalization(eager)
+    pts = np.array([[0, 16, 16], [2, 10.5, 20]])
+    np.testing.assert_array_equal(extract_patches(stack.data, pts, 8, 8),
+                                  extract_patches(eager, pts, 8, 8))
+
+
+def test_open_h5py_and_zarr_arrays_are_read_frame_by_frame(tmp_path, monkeypatch):
+    import h5py
+    import zarr
+
+    eager = np.load(_stack(tmp_path / "s.npy", 2, 16))
+    monkeypatch.setattr(lazy, "LAZY_BYTES", 1024)
+    z = zarr.open_array(str(_write("zarr", tmp_path / "s.zarr", eager)), mode="r")
+    assert lazy.is_lazy(as_stack(z).data)
+    with h5py.File(_write("h5", tmp_path / "s.h5", eager), "r") as h5:
+        s = as_stack(h5["stack"])
+        assert lazy.is_lazy(s.data)
+        np.testing.assert_array_equal(s.data[1], eager[1])
 
 
 def _peak_rss_mb(args):

@@ -20,11 +20,11 @@ def read_npy(path, channel, names_only=False):
             "corrupt, or a file of another format named .npy")
     import os
 
-    from .lazy import LAZY_BYTES, LazyFrames
+    from .lazy import NpyFrames, read_lazily
 
-    if os.path.getsize(path) > LAZY_BYTES:
+    if read_lazily(os.path.getsize(path)):
         try:
-            return {"array": LazyFrames(path)}
+            return {"array": NpyFrames(path)}
         except ScaleVAEError:
             pass  # not a plain (frame, y, x) stack: read it whole, as below
     try:

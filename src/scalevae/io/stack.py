@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ScaleVAEError
 from .formats import format_of, run_reader
-from .lazy import is_lazy
+from .lazy import is_lazy, lazy_array
 from .units import normalize_unit
 
 MIN_SIZE = 8  # smallest frame side; smaller images cannot hold even the smallest window
@@ -166,6 +166,7 @@ def _build(array, pixel_size=None, unit=None, control=None, control_name=None,
            source="array", channel=None, channels=(), metadata=None):
     """Validate an array and wrap it; shared by :func:`as_stack` and :func:`read_image`."""
     at = _where(source)
+    array = lazy_array(array)  # a large h5py dataset or zarr array is read frame by frame
     if is_lazy(array):
         return ImageStack(data=_check_lazy(array, at), source=str(source), channel=channel,
                           channels=tuple(str(c) for c in channels),
