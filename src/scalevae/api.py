@@ -22,7 +22,7 @@ from .io import ImageStack, as_stack, read_image
 from .keypoints import make_keypoints, select_inside
 from .model import SIVAE
 from .patches import check_windows_fit, extract_patches, fit_normalization, parse_windows
-from .results import RunRecord, build_result
+from .results import RESULT_FORMATS, RunRecord, build_result
 from .rundir import RunDir, fingerprint
 from .training import (Progress, TrainConfig, cpu_threads, encode, encode_sharded,
                        resolve_device, setup_distributed, train_progressive, training_subset)
@@ -39,7 +39,8 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
         invariance: str = config.INVARIANCE, latent_dim: int = config.LATENT_DIM,
         epochs: int = config.EPOCHS, batch_size: int = config.BATCH_SIZE, lr: float = config.LR,
         seed: int = config.SEED, device: str = config.DEVICE, padding: str | None = None,
-        out=None, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+        out=None, result_format: str = "auto", resume: bool = False,
+        overwrite: bool = False, quiet: bool = False,
         report: bool = True, keypoint_options: dict | None = None,
         train_options: dict | None = None):
     """Run the SI-VAE on an image or image stack and return the result Dataset.
@@ -81,6 +82,10 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     out : path, optional
         Run folder for ``result.nc``, ``config.json``, checkpoints and ``report.html``. Without
         it nothing is written and the run cannot be resumed.
+    result_format : {"auto", "netcdf", "zarr"}
+        How ``out`` stores the result: ``result.nc`` (netCDF), or ``result.zarr`` (a Zarr
+        store, for results that would not fit in one file); ``"auto"`` picks Zarr above
+        :data:`scalevae.results.ZARR_BYTES`. :func:`scalevae.load_result` opens either.
     resume : bool
         Continue the run in ``out`` from its last finished window.
     overwrite : bool
@@ -131,7 +136,8 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     normalization = fit_normalization(stack.data)
     settings = _settings(stack, windows, keypoints, keypoint_options, padding, points, n_dropped,
                          r, invariance, latent_dim, seed, dev, cfg)
-    run_dir = _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist)
+    run_dir = _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist,
+                               result_format)
     patches = _Patches(stack, points, windows, r, padding, normalization)
     model = _new_model(r, latent_dim, invariance, seed)
     per_window, final = _train_and_encode(model, patches, windows, cfg, seed, train_dev, run_dir,
@@ -203,14 +209,18 @@ def _settings(stack, windows, keypoints, keypoint_options, padding, points, n_dr
     return settings
 
 
-def _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist=None) -> RunDir | None:
+def _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist=None,
+                     result_format="auto") -> RunDir | None:
     """The run folder, checked and holding config.json and input.npy; None without ``out``.
 
     In a distributed run rank 0 alone checks and writes it; its error, if any, is raised on
     every rank."""
+    if result_format not in RESULT_FORMATS:
+        raise ScaleVAEError(f"unknown result format {result_format!r}; use one of "
+                            f"{', '.join(RESULT_FORMATS)}")
     if out is None:
         return None
-    run_dir = RunDir(out)
+    run_dir = RunDir(out, result_format)
     if dist is None:
         run_dir.prepare(settings["fingerprint"], resume, overwrite)
         run_dir.write_inputs(settings, stack.data)

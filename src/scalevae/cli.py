@@ -76,6 +76,9 @@ def _training_options(p, windows_default=None, keypoints_default=config.KEYPOINT
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="run folder (created if needed)")
+    p.add_argument("--format", dest="result_format", choices=("auto", "netcdf", "zarr"),
+                   default="auto", help="result file: result.nc (netcdf) or result.zarr (zarr); "
+                   "auto: Zarr for results above 2 GiB")
 
 
 def _max_points(text):
@@ -95,7 +98,8 @@ def _run_kwargs(a) -> dict:
                 latent_dim=a.latent_dim, epochs=a.epochs, batch_size=a.batch_size,
                 train_options={"max_train_points": a.max_train_points},
                 padding=a.padding, seed=a.seed, device=a.device, out=a.out, resume=a.resume,
-                overwrite=a.overwrite, quiet=a.quiet, report=not a.no_report)
+                overwrite=a.overwrite, quiet=a.quiet, report=not a.no_report,
+                result_format=getattr(a, "result_format", "auto"))
 
 
 def _cmd_run(a):
