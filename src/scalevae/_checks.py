@@ -25,6 +25,8 @@ def stack_array(stack):
     """
     if not isinstance(stack, np.ndarray) and hasattr(stack, "data"):
         stack = stack.data  # an io.ImageStack
+    if getattr(stack, "lazy", False):
+        return stack  # io.LazyFrames: frames are read when indexed
     return np.asarray(stack)
 
 

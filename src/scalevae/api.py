@@ -22,10 +22,11 @@ from .io import ImageStack, as_stack, read_image
 from .keypoints import make_keypoints, select_inside
 from .model import SIVAE
 from .patches import check_windows_fit, extract_patches, fit_normalization, parse_windows
-from .results import RunRecord, build_result
+from .results import RESULT_FORMATS, RunRecord, build_result
 from .rundir import RunDir, fingerprint
-from .training import (Progress, TrainConfig, cpu_threads, encode, resolve_device,
-                       train_progressive, training_subset)
+from .training import (Progress, TrainConfig, cpu_threads, encode, encode_sharded,
+                       resolve_device, setup_distributed, train_progressive, training_subset)
+from .training.distributed import broadcast_error
 
 # Keep each window's patches for the final encoding when they fit in this budget: cutting them
 # again costs as much as cutting them the first time.
@@ -38,7 +39,8 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
         invariance: str = config.INVARIANCE, latent_dim: int = config.LATENT_DIM,
         epochs: int = config.EPOCHS, batch_size: int = config.BATCH_SIZE, lr: float = config.LR,
         seed: int = config.SEED, device: str = config.DEVICE, padding: str | None = None,
-        out=None, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+        out=None, result_format: str = "auto", resume: bool = False,
+        overwrite: bool = False, quiet: bool = False,
         report: bool = True, keypoint_options: dict | None = None,
         train_options: dict | None = None):
     """Run the SI-VAE on an image or image stack and return the result Dataset.
@@ -84,6 +86,10 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     out : path, optional
         Run folder for ``result.nc``, ``config.json``, checkpoints and ``report.html``. Without
         it nothing is written and the run cannot be resumed.
+    result_format : {"auto", "netcdf", "zarr"}
+        How ``out`` stores the result: ``result.nc`` (netCDF), or ``result.zarr`` (a Zarr
+        store, for results that would not fit in one file); ``"auto"`` picks Zarr above
+        :data:`scalevae.results.ZARR_BYTES`. :func:`scalevae.load_result` opens either.
     resume : bool
         Continue the run in ``out`` from its last finished window.
     overwrite : bool
@@ -124,6 +130,8 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                       **(train_options or {}))
     dev = resolve_device(device)
+    # under torchrun: join the process group; `train_dev` is this rank's device (cuda:LOCAL_RANK)
+    dist, train_dev = setup_distributed(dev)
 
     t = time.perf_counter()
     points, n_dropped = _keypoints(keypoints, stack, windows, padding, keypoint_options)
@@ -132,16 +140,17 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     normalization = fit_normalization(stack.data)
     settings = _settings(stack, windows, keypoints, keypoint_options, padding, points, n_dropped,
                          r, patch_reason, invariance, latent_dim, seed, dev, cfg)
-    run_dir = _prepare_run_dir(out, stack, points, settings, resume, overwrite)
+    run_dir = _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist,
+                               result_format)
     patches = _Patches(stack, points, windows, r, padding, normalization)
     model = _new_model(r, latent_dim, invariance, seed)
-    per_window, final = _train_and_encode(model, patches, windows, cfg, seed, dev, run_dir,
-                                          settings["fingerprint"], resume, quiet, timings)
+    per_window, final = _train_and_encode(model, patches, windows, cfg, seed, train_dev, run_dir,
+                                          settings["fingerprint"], resume, quiet, timings, dist)
     ds = build_result(_record(stack, points, windows, per_window, final, invariance, r, settings,
-                              normalization, n_dropped, cfg, seed, timings))
+                              normalization, n_dropped, cfg, seed, timings, dist))
     _flag_epoch_cap(ds, per_window, cfg)
     ds.attrs.update(_recommendation(_final_scales(ds)))
-    if run_dir is not None:
+    if run_dir is not None and (dist is None or dist.is_main):
         _save(run_dir, ds, report, timings, quiet)
     return ds
 
@@ -204,13 +213,30 @@ def _settings(stack, windows, keypoints, keypoint_options, padding, points, n_dr
     return settings
 
 
-def _prepare_run_dir(out, stack, points, settings, resume, overwrite) -> RunDir | None:
-    """The run folder, checked and holding config.json and input.npy; None without ``out``."""
+def _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist=None,
+                     result_format="auto") -> RunDir | None:
+    """The run folder, checked and holding config.json and input.npy; None without ``out``.
+
+    In a distributed run rank 0 alone checks and writes it; its error, if any, is raised on
+    every rank."""
+    if result_format not in RESULT_FORMATS:
+        raise ScaleVAEError(f"unknown result format {result_format!r}; use one of "
+                            f"{', '.join(RESULT_FORMATS)}")
     if out is None:
         return None
-    run_dir = RunDir(out)
-    run_dir.prepare(settings["fingerprint"], resume, overwrite)
-    run_dir.write_inputs(settings, stack.data)
+    run_dir = RunDir(out, result_format)
+    if dist is None:
+        run_dir.prepare(settings["fingerprint"], resume, overwrite)
+        run_dir.write_inputs(settings, stack.data)
+        return run_dir
+    message = None
+    if dist.is_main:
+        try:
+            run_dir.prepare(settings["fingerprint"], resume, overwrite)
+            run_dir.write_inputs(settings, stack.data)
+        except ScaleVAEError as exc:
+            message = str(exc)
+    broadcast_error(message, dist)  # also the barrier: the folder is ready on every rank after it
     return run_dir
 
 
@@ -243,19 +269,36 @@ def _new_model(r, latent_dim, invariance, seed) -> SIVAE:
 
 
 def _train_and_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume, quiet,
-                      timings):
+                      timings, dist=None):
     """Train through the windows, then encode every window with the final model."""
+    if dist is None:
+        return _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume,
+                                  quiet, timings, None)
+    try:
+        return _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume,
+                                  quiet or not dist.is_main, timings, dist)
+    except RuntimeError as exc:  # gloo/NCCL: a peer process died or hung up
+        raise ScaleVAEError(
+            f"rank {dist.rank} of {dist.world_size} lost the other processes of the "
+            f"distributed run ({str(exc).splitlines()[0][:120]}); one of them stopped. "
+            "Finished windows are saved in --out: rerun the same command with --resume "
+            "to continue") from exc
+
+
+def _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume, quiet,
+                       timings, dist):
     t = time.perf_counter()
     with Progress(windows, quiet) as progress, cpu_threads(dev, patches.r):
         model, per_window = train_progressive(
             windows, patches, model, cfg, seed=seed, device=dev,
             checkpoint_dir=run_dir.checkpoints if run_dir is not None else None,
-            fingerprint=fp, resume=resume, progress=progress)
+            fingerprint=fp, resume=resume, progress=progress, dist=dist)
         timings["train"] = time.perf_counter() - t - patches.seconds
 
         t = time.perf_counter()
         patch_before = patches.seconds
-        final = [encode(model, torch.from_numpy(patches(w)).to(dev)) for w in windows]
+        enc = encode if dist is None else (lambda m, x: encode_sharded(m, x, dist))
+        final = [enc(model, torch.from_numpy(patches(w)).to(dev)) for w in windows]
     patches.cache = None
     timings["patches"] = patches.seconds
     timings["encode"] = time.perf_counter() - t - (patches.seconds - patch_before)
@@ -263,7 +306,7 @@ def _train_and_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resu
 
 
 def _record(stack, points, windows, per_window, final, invariance, r, settings, normalization,
-            n_dropped, cfg, seed, timings) -> RunRecord:
+            n_dropped, cfg, seed, timings, dist=None) -> RunRecord:
     """What goes into the result Dataset."""
     extra = {"n_dropped": int(n_dropped), "timings": timings,
              "n_train_points": _n_train_points(len(points), cfg, seed),
@@ -272,6 +315,8 @@ def _record(stack, points, windows, per_window, final, invariance, r, settings, 
              # what was done to the input (e.g. colour -> grayscale), shown by the CLI
              "input_note": stack.metadata.get("converted", ""),
              "patch_size_reason": settings.get("patch_size_reason", "")}
+    if dist is not None:
+        extra["world_size"] = int(dist.world_size)  # processes that trained it (torchrun)
     return RunRecord(windows, points, per_window, final, invariance=invariance, patch_size=r,
                      config=settings, normalization=normalization, pixel_size=stack.pixel_size,
                      unit=stack.unit, control=stack.control, control_name=stack.control_name,

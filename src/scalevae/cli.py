@@ -97,6 +97,9 @@ def _training_options(p, windows_default=None, keypoints_default=config.KEYPOINT
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="run folder (created if needed)")
+    p.add_argument("--format", dest="result_format", choices=("auto", "netcdf", "zarr"),
+                   default="auto", help="result file: result.nc (netcdf) or result.zarr (zarr); "
+                   "auto: Zarr for results above 2 GiB")
 
 
 def _max_points(text):
@@ -116,7 +119,8 @@ def _run_kwargs(a) -> dict:
                 latent_dim=a.latent_dim, epochs=a.epochs, batch_size=a.batch_size,
                 train_options={"max_train_points": a.max_train_points},
                 padding=a.padding, seed=a.seed, device=a.device, out=a.out, resume=a.resume,
-                overwrite=a.overwrite, quiet=a.quiet, report=not a.no_report)
+                overwrite=a.overwrite, quiet=a.quiet, report=not a.no_report,
+                result_format=getattr(a, "result_format", "auto"))
 
 
 def _cmd_run(a):
@@ -235,12 +239,51 @@ def _format_warning(message, category, filename, lineno, line=None):
     return f"scalevae: warning: {message}\n"
 
 
+def _distributed_rank():
+    """This process's rank under torchrun, or None; a rank stopped by torchrun (SIGTERM, after
+    another rank failed) says why in one line instead of dying silently."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    import signal
+
+    rank = os.environ.get("RANK", "?")
+
+    def stopped(signum, frame):
+        print(f"scalevae: error: rank {rank} was stopped because another process of the "
+              "distributed run failed (see its message above); finished windows are saved in "
+              "--out: rerun the same command with --resume to continue", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(143)
+
+    signal.signal(signal.SIGTERM, stopped)
+    return rank
+
+
+def _quiet_rank(args, rank):
+    """Only rank 0 of a distributed run prints its summary and progress."""
+    if rank not in (None, "0"):
+        warnings.simplefilter("ignore")  # rank 0 gives the same warnings once
+        if hasattr(args, "quiet"):
+            args.quiet = True
+
+
+def _leave_process_group():
+    import torch.distributed as tdist
+
+    if tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
 def main(argv=None) -> int:
     warnings.formatwarning = _format_warning  # one plain line, not the source line
+    rank = _distributed_rank()
     # tifffile logs its own warning about a broken file before raising; the user gets ours
     logging.getLogger("tifffile").setLevel(logging.ERROR)
     try:
         args = _parser().parse_args(argv)
+        _quiet_rank(args, rank)
         {"run": _cmd_run, "demo": _cmd_demo, "apply": _cmd_apply, "report": _cmd_report,
          "channels": _cmd_channels}[args.command](args)
     except ScaleVAEError as exc:
@@ -251,6 +294,9 @@ def main(argv=None) -> int:
         print("\nscalevae: interrupted; finished windows are saved in --out; add --resume to "
               "continue", file=sys.stderr)
         return 130
+    finally:
+        if rank is not None:
+            _leave_process_group()
     return 0
 
 

@@ -1,6 +1,8 @@
 """The result Dataset of a run (DESIGN.md, "What is stored"): build, save, load, validate.
 
-The file is plain netCDF4/HDF5: ``xarray.open_dataset("result.nc")`` reads it without scalevae.
+The file is plain netCDF4/HDF5: ``xarray.open_dataset("result.nc")`` reads it without scalevae;
+results too large for one file are a Zarr store, ``xarray.open_dataset("result.zarr",
+engine="zarr")``.
 Angles are in radians, shifts in pixels of the input image, windows in pixels.
 """
 
@@ -157,20 +159,83 @@ def build_result(record: RunRecord) -> xr.Dataset:
     return ds
 
 
+# results above this many bytes are written as Zarr (a folder of chunks) instead of netCDF
+ZARR_BYTES = 2 * 2**30
+RESULT_FORMATS = ("auto", "netcdf", "zarr")
+
+
+def result_format(ds: xr.Dataset, fmt: str = "auto") -> str:
+    """``"netcdf"`` or ``"zarr"``: the format asked, or for ``"auto"`` Zarr above :data:`ZARR_BYTES`.
+
+    Examples
+    --------
+    >>> from scalevae.testing import make_fake_result
+    >>> result_format(make_fake_result()), result_format(make_fake_result(), "zarr")
+    ('netcdf', 'zarr')
+    """
+    if fmt not in RESULT_FORMATS:
+        raise ScaleVAEError(f"unknown result format {fmt!r}; use one of {', '.join(RESULT_FORMATS)}")
+    if fmt == "auto":
+        return "zarr" if ds.nbytes > ZARR_BYTES else "netcdf"
+    return fmt
+
+
 def save_result(ds: xr.Dataset, path) -> Path:
-    """Write ``ds`` to ``path`` (netCDF4/HDF5) atomically: a crash never leaves a partial file."""
-    return atomic_write(Path(path), lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    """Write ``ds`` to ``path`` atomically: a crash never leaves a partial result.
+
+    A path ending in ``.zarr`` is written as a Zarr store (a folder; ``xr.open_dataset(path,
+    engine="zarr")`` reads it), anything else as netCDF4/HDF5.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from scalevae.testing import make_fake_result
+    >>> d = tempfile.mkdtemp()
+    >>> for name in ("result.nc", "result.zarr"):
+    ...     _ = save_result(make_fake_result(), os.path.join(d, name))
+    >>> load_result(os.path.join(d, "result.zarr")).z_mean.dims
+    ('state', 'window', 'point', 'latent')
+    """
+    path = Path(path)
+    if path.suffix == ".zarr":
+        return _save_zarr(ds, path)
+    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+
+
+def _save_zarr(ds: xr.Dataset, path: Path) -> Path:
+    """Write a Zarr store beside ``path`` and swap it in: readers see the old or the new store."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        # Zarr format 2: its string types and consolidated metadata are in the specification
+        # (format 3 has neither yet), so any Zarr reader opens it
+        ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+        old = None
+        if path.exists():  # a folder cannot be replaced in one rename: move the old one aside
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+        tmp.rename(path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 def load_result(path) -> xr.Dataset:
-    """Open a run's result: ``path`` is ``result.nc`` or the run folder holding it."""
+    """Open a run's result: ``path`` is ``result.nc``, ``result.zarr`` or the run folder holding one."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "result.nc"
+    if path.is_dir() and path.suffix != ".zarr":
+        path = path / ("result.zarr" if (path / "result.zarr").exists() else "result.nc")
     if not path.exists():
         raise ScaleVAEError(f"no result at {path}; run `scalevae run ... --out FOLDER` first")
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
+        engine = "zarr" if path.suffix == ".zarr" else "h5netcdf"
+        with xr.open_dataset(path, engine=engine) as ds:
             ds = ds.load()
     except Exception as exc:  # noqa: BLE001
         raise ScaleVAEError(f"{path} is not a readable scalevae result ({exc}); if it is a "

@@ -17,9 +17,9 @@ import numpy as np
 
 from ._atomic import atomic_write, check_writable, remove_leftovers
 from .errors import ScaleVAEError
-from .results import save_result
+from .results import result_format, save_result
 
-RUN_FILES = ("config.json", "result.nc", "report.html", "input.npy", "checkpoints")
+RUN_FILES = ("config.json", "result.nc", "result.zarr", "report.html", "input.npy", "checkpoints")
 
 
 def fingerprint(data, points, config: dict) -> str:
@@ -35,7 +35,11 @@ def fingerprint(data, points, config: dict) -> str:
     False
     """
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(data).tobytes())
+    if getattr(data, "lazy", False):  # io.LazyFrames: hashed block by block, as read
+        for _, block in data.chunks():
+            h.update(np.ascontiguousarray(block).tobytes())
+    else:
+        h.update(np.ascontiguousarray(data).tobytes())
     h.update(np.ascontiguousarray(points).tobytes())
     keep = {k: v for k, v in config.items() if k not in ("device", "input")}
     h.update(json.dumps(keep, sort_keys=True, default=str).encode())
@@ -62,8 +66,9 @@ class RunDir:
     ('result.nc', 'report.html')
     """
 
-    def __init__(self, path):
+    def __init__(self, path, result_format: str = "auto"):
         self.path = Path(path)
+        self.result_format = result_format  # "auto", "netcdf" or "zarr" (results.result_format)
 
     def __str__(self):
         return str(self.path)
@@ -75,7 +80,10 @@ class RunDir:
 
     @property
     def result_path(self) -> Path:
-        return self.path / "result.nc"
+        """``result.zarr`` when the run wrote (or was asked for) Zarr, else ``result.nc``."""
+        zarr = self.result_format == "zarr" or (self.result_format == "auto"
+                                                 and (self.path / "result.zarr").exists())
+        return self.path / ("result.zarr" if zarr else "result.nc")
 
     @property
     def report_path(self) -> Path:
@@ -126,15 +134,33 @@ class RunDir:
         # a killed run may have left half-written temporaries of its own files
         remove_leftovers(self.path, [n for n in RUN_FILES if "." in n])
         remove_leftovers(self.checkpoints, ["window_*.pt"])
+        for tmp in self.path.glob(".result.zarr.*"):  # a Zarr result's temporary is a folder
+            shutil.rmtree(tmp, ignore_errors=True)
         text = json.dumps(config, indent=2, default=str)
         atomic_write(self.path / "config.json", lambda tmp: Path(tmp).write_text(text))
         atomic_write(self.path / "input.npy", lambda tmp: _save_npy(tmp, data))
 
     def save_result(self, ds) -> Path:
-        """Write the result Dataset to ``result.nc`` atomically."""
-        return save_result(ds, self.result_path)
+        """Write the result Dataset atomically to ``result.nc``, or ``result.zarr`` when asked
+        or when it is large (:func:`scalevae.results.result_format`); the other one is removed."""
+        name = "result.zarr" if result_format(ds, self.result_format) == "zarr" else "result.nc"
+        path = save_result(ds, self.path / name)
+        other = self.path / ("result.nc" if name == "result.zarr" else "result.zarr")
+        if other.is_dir():
+            shutil.rmtree(other)
+        elif other.exists():
+            other.unlink()
+        self.result_format = "zarr" if name == "result.zarr" else "netcdf"
+        return path
 
 
 def _save_npy(tmp, data):
     with open(tmp, "wb") as fh:
-        np.save(fh, data)
+        if getattr(data, "lazy", False):  # io.LazyFrames: copied block by block
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                      "fortran_order": False, "shape": tuple(data.shape)}
+            np.lib.format.write_array_header_1_0(fh, header)
+            for _, block in data.chunks():
+                fh.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+        else:
+            np.save(fh, data)

@@ -22,7 +22,7 @@ _FORMATS = {
     ".tif": "TIFF", ".tiff": "TIFF", ".npy": "NumPy", ".npz": "NumPy archive",
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".h5": "HDF5", ".hdf5": "HDF5",
     ".hdf": "HDF5", ".nsid": "HDF5", ".ibw": "Igor binary wave", ".dm3": "DigitalMicrograph",
-    ".dm4": "DigitalMicrograph",
+    ".dm4": "DigitalMicrograph", ".zarr": "Zarr",
 }
 
 
@@ -101,11 +101,12 @@ from .igor import read_ibw  # noqa: E402
 from .numpy_files import read_npy, read_npz  # noqa: E402
 from .pillow import read_pil  # noqa: E402
 from .tiff import read_tiff  # noqa: E402
+from .zarr_files import read_zarr  # noqa: E402
 
 # format name -> reader; scalevae.io re-exports it as _READERS (tests patch it)
 READERS = {"TIFF": read_tiff, "NumPy": read_npy, "NumPy archive": read_npz,
            "PNG": read_pil, "JPEG": read_pil, "HDF5": read_h5,
-           "Igor binary wave": read_ibw, "DigitalMicrograph": read_dm}
+           "Igor binary wave": read_ibw, "DigitalMicrograph": read_dm, "Zarr": read_zarr}
 
 
 def format_of(path):
@@ -113,7 +114,7 @@ def format_of(path):
     path = Path(path)
     if not path.exists():
         raise ScaleVAEError(f"file not found: {path}")
-    if path.is_dir():
+    if path.is_dir() and path.suffix.lower() != ".zarr":  # a Zarr store is a folder
         raise ScaleVAEError(f"{path} is a folder; give an image file")
     ext = path.suffix.lower()
     if ext not in _FORMATS:

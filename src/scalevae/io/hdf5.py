@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import ScaleVAEError
 from .formats import SCAN_KEYS, asylum_pixel_size, calibrate, pick_channel
+from .lazy import h5_frames, is_lazy, read_lazily
 from .units import LENGTH_UNITS, normalize_unit
 
 
@@ -122,6 +123,15 @@ def _scan_pixel_size(d, nx, ny):
     return None, None, None, None
 
 
+def _whole_or_lazy(path, d, labels):
+    """The dataset in memory, or read frame by frame (io.lazy) when it is a large 3-D stack
+    already ordered (frame, y, x)."""
+    ordered = not labels or labels[-2:] == ["y", "x"] or {"x", "y"} - set(labels)
+    if d.ndim == 3 and read_lazily(d.size * d.dtype.itemsize) and ordered:
+        return h5_frames(path, d.name)
+    return d[()]
+
+
 def read_h5(path, channel, names_only=False):
     """Read one 2-D/3-D dataset of an HDF5 file, with the pixel size from the scan size or dimension scale."""
     import h5py
@@ -140,9 +150,9 @@ def read_h5(path, channel, names_only=False):
             raise ScaleVAEError(
                 f"could not read {path} as HDF5: dataset {d.name} claims {d.size} values but "
                 "its storage is smaller; the file may be truncated or corrupt")
-        data = d[()]
         labels = [str(x.decode() if isinstance(x, bytes) else x).lower()
                   for x in d.attrs.get("DIMENSION_LABELS", [])]
+        data = _whole_or_lazy(path, d, labels)
         meta = {"dataset": d.name}
         for key in ("units", "quantity", "data_type"):
             if key in d.attrs:
@@ -162,7 +172,7 @@ def read_h5(path, channel, names_only=False):
                 if math.isfinite(step) and step > 0:
                     size, unit = step, su
                     meta["pixel_size_source"] = f"step of dimension scale {scale.name}"
-    if labels and len(labels) == data.ndim and {"x", "y"} <= set(labels):
+    if not is_lazy(data) and labels and len(labels) == data.ndim and {"x", "y"} <= set(labels):
         other = [k for k in range(data.ndim) if k not in (xi, yi)]
         data = np.transpose(data, other + [yi, xi])  # -> (frame, y, x)
     size, unit, size_y = calibrate(size, unit, size_y, meta)

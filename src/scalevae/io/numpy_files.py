@@ -18,6 +18,15 @@ def read_npy(path, channel, names_only=False):
         raise ScaleVAEError(
             f"{path} is not a NumPy .npy file (no NumPy header at its start); it may be "
             "corrupt, or a file of another format named .npy")
+    import os
+
+    from .lazy import NpyFrames, read_lazily
+
+    if read_lazily(os.path.getsize(path)):
+        try:
+            return {"array": NpyFrames(path)}
+        except ScaleVAEError:
+            pass  # not a plain (frame, y, x) stack: read it whole, as below
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:

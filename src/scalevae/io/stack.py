@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ScaleVAEError
 from .formats import format_of, run_reader
+from .lazy import is_lazy, lazy_array
 from .units import normalize_unit
 
 MIN_SIZE = 8  # smallest frame side; smaller images cannot hold even the smallest window
@@ -115,6 +116,16 @@ def _check_values(a, at):
     return data
 
 
+def _check_lazy(frames, at):
+    """:func:`_check_values` block by block for frames read from disk; returns them unchanged."""
+    if min(frames.shape[1:]) < MIN_SIZE:
+        raise ScaleVAEError(f"{at}the frames are {frames.shape[1]} x {frames.shape[2]} pixels, "
+                            f"too small: at least {MIN_SIZE} x {MIN_SIZE} needed")
+    for start, block in frames.chunks():
+        _check_values(block, f"{at}frames from {start}: ")
+    return frames
+
+
 def _check_calibration(pixel_size, unit, at):
     unit = normalize_unit(unit)
     if pixel_size is None:
@@ -155,6 +166,14 @@ def _build(array, pixel_size=None, unit=None, control=None, control_name=None,
            source="array", channel=None, channels=(), metadata=None):
     """Validate an array and wrap it; shared by :func:`as_stack` and :func:`read_image`."""
     at = _where(source)
+    array = lazy_array(array)  # a large h5py dataset or zarr array is read frame by frame
+    if is_lazy(array):
+        return ImageStack(data=_check_lazy(array, at), source=str(source), channel=channel,
+                          channels=tuple(str(c) for c in channels),
+                          pixel_size=_check_calibration(pixel_size, unit, at)[0],
+                          unit=_check_calibration(pixel_size, unit, at)[1],
+                          control=_check_control(control, len(array), at),
+                          control_name=control_name, metadata=_jsonable(metadata or {}))
     try:
         a = np.asarray(array)
     except Exception as exc:  # ragged lists and the like

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import ScaleVAEError
 from .formats import calibrate, pick_channel, refuse_channel, rgb_to_gray
+from .lazy import read_lazily, tiff_frames
 from .units import LENGTH_UNITS, normalize_unit
 
 
@@ -55,8 +56,11 @@ def read_tiff(path, channel, names_only=False):
         names = [str(i) for i in range(n_c)] if n_c > 1 else []
         if names_only:
             return {"channels": names}
-        data = series.asarray()
         meta = {"axes": axes, "n_series": len(tif.series)}
+        lazy = (len(series.shape) == 3 and "S" not in axes and n_c == 1
+                and read_lazily(series.size * series.dtype.itemsize))
+        # a large (frame, y, x) series is read page by page when patches need it (io.lazy)
+        data = tiff_frames(path) if lazy else series.asarray()
         size, unit, how = _tiff_calibration(tif, series.pages[0] if series.pages else tif.pages[0])
     if "S" in axes:  # colour samples of RGB(A) pages
         if data.shape[axes.index("S")] not in (3, 4):

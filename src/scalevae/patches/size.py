@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from ..io.lazy import is_lazy
 from ..errors import ScaleVAEError
 
 __all__ = ["radial_power_spectrum", "fine_period", "default_patch_size",
@@ -34,6 +35,9 @@ _MAX_FRAMES = 8  # frames averaged for the spectrum (a stack's frames share thei
 
 def _frames(stack):
     data = getattr(stack, "data", stack)
+    if is_lazy(data):  # a stack read frame by frame: the spectrum needs only a few frames
+        idx = np.linspace(0, len(data) - 1, min(len(data), _MAX_FRAMES)).round().astype(int)
+        data = data[np.unique(idx)]
     a = np.asarray(data, dtype=float)
     if a.ndim == 2:
         a = a[None]

@@ -7,18 +7,22 @@ What lives where:
 - :mod:`.loop`: one window's training (:func:`train_window`), :func:`encode`,
   :func:`resolve_device` and the CPU thread rule (:func:`cpu_threads`).
 - :mod:`.progressive`: :func:`train_progressive`, window after window with instant latents.
+- :mod:`.distributed`: data-parallel training under torchrun (DDP, sharded keypoints).
 - :mod:`.checkpoints`: per-window checkpoints (:class:`WindowResult`, save, load, rebuild).
 - :mod:`.progress`: the run's progress bar.
 """
 
 from .checkpoints import (CHECKPOINT_FORMAT, WindowResult, checkpoint_path, load_checkpoint,
                           model_from_checkpoint, save_checkpoint)
+from .distributed import (DistInfo, encode_sharded, setup_distributed, shard_bounds,
+                          train_window_distributed)
 from .loop import cpu_threads, encode, resolve_device, train_window
 from .progress import Progress
 from .progressive import train_progressive
 from .schedule import TrainConfig, epoch_cap, steps_per_epoch, training_subset, warmup_steps
 
-__all__ = ["CHECKPOINT_FORMAT", "Progress", "TrainConfig", "WindowResult", "checkpoint_path",
+__all__ = ["CHECKPOINT_FORMAT", "DistInfo", "encode_sharded", "setup_distributed", "shard_bounds",
+           "train_window_distributed", "Progress", "TrainConfig", "WindowResult", "checkpoint_path",
            "cpu_threads", "encode", "epoch_cap", "load_checkpoint", "model_from_checkpoint",
            "resolve_device", "save_checkpoint", "steps_per_epoch", "train_progressive",
            "train_window", "training_subset", "warmup_steps"]

@@ -20,6 +20,7 @@ import torch
 from ..model import SIVAE
 from .checkpoints import (WindowResult, checkpoint_path, load_checkpoint, model_from_checkpoint,
                           save_checkpoint)
+from .distributed import encode_sharded, train_window_distributed
 from .loop import encode, train_window
 from .schedule import TrainConfig, epoch_cap, training_subset
 
@@ -27,7 +28,7 @@ from .schedule import TrainConfig, epoch_cap, training_subset
 def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.ndarray],
                       model: SIVAE, cfg: TrainConfig, seed: int = 0, device="cpu",
                       checkpoint_dir=None, fingerprint: str = "", resume: bool = False,
-                      progress=None) -> tuple[SIVAE, list[WindowResult]]:
+                      progress=None, dist=None) -> tuple[SIVAE, list[WindowResult]]:
     """Train one model through all ``windows`` in order (paper Table I).
 
     Parameters
@@ -44,6 +45,10 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         loaded instead of retrained.
     progress : object or None
         Optional callbacks ``start_window(i, w)``, ``epoch(i, w, epoch, loss)``, ``end_window(i, w)``.
+    dist : DistInfo or None
+        This process's rank in a torchrun run (:func:`~scalevae.training.setup_distributed`):
+        training is data-parallel, encodings are sharded and gathered, and rank 0 alone writes
+        the checkpoints. None: one process.
 
     Returns
     -------
@@ -75,12 +80,16 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         gen = torch.Generator(device=device).manual_seed(int(seed) * 100_003 + i)
         cb = (lambda e, loss, i=i, w=w: progress.epoch(i, w, e, loss)) if progress else None
         x_train = x if subset is None else x[torch.from_numpy(subset).to(device)]
-        losses, kl = train_window(model, x_train, cfg, gen, first=(i == 0), progress=cb)
+        if dist is None:
+            losses, kl = train_window(model, x_train, cfg, gen, first=(i == 0), progress=cb)
+        else:
+            losses, kl = train_window_distributed(model, x_train, cfg, int(seed) * 100_003 + i,
+                                                  dist, first=(i == 0), progress=cb)
         at_cap = len(losses) >= epoch_cap(cfg, len(x_train), first=(i == 0))
         del x_train
-        instant = encode(model, x)
+        instant = encode(model, x) if dist is None else encode_sharded(model, x, dist)
         res = WindowResult(int(w), instant, losses, kl, time.perf_counter() - t0, at_cap)
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and (dist is None or dist.is_main):
             save_checkpoint(checkpoint_dir, model, res, fingerprint)
         results.append(res)
         if progress is not None:
