@@ -120,7 +120,7 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     """
     timings = {}
     t = time.perf_counter()
-    stack = _read_input(images, channel, pixel_size, unit, control, control_name)
+    stack = read_input(images, channel, pixel_size, unit, control, control_name)
     timings["read"] = time.perf_counter() - t
 
     config.check_invariance(invariance)
@@ -149,7 +149,7 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     ds = build_result(_record(stack, points, windows, per_window, final, invariance, r, settings,
                               normalization, n_dropped, cfg, seed, timings, dist))
     _flag_epoch_cap(ds, per_window, cfg)
-    ds.attrs.update(_recommendation(_final_scales(ds)))
+    ds.attrs.update(recommendation(final_scales(ds)))
     if run_dir is not None and (dist is None or dist.is_main):
         _save(run_dir, ds, report, timings, quiet)
     return ds
@@ -157,7 +157,7 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
 
 # ----------------------------------------------------------------------------- the steps
 
-def _read_input(images, channel, pixel_size, unit, control, control_name) -> ImageStack:
+def read_input(images, channel, pixel_size, unit, control, control_name) -> ImageStack:
     """The input as a validated ImageStack, the user's calibration and control applied."""
     if unit is not None and pixel_size is None:
         raise ScaleVAEError(f"a unit ({unit!r}) was given without a pixel size; give both "
@@ -320,7 +320,7 @@ def _record(stack, points, windows, per_window, final, invariance, r, settings, 
     return RunRecord(windows, points, per_window, final, invariance=invariance, patch_size=r,
                      config=settings, normalization=normalization, pixel_size=stack.pixel_size,
                      unit=stack.unit, control=stack.control, control_name=stack.control_name,
-                     grid_shape=_grid_shape(settings["keypoints"], points), extra_attrs=extra)
+                     grid_shape=grid_shape(settings["keypoints"], points), extra_attrs=extra)
 
 
 def _flag_epoch_cap(ds, per_window, cfg) -> None:
@@ -363,7 +363,7 @@ def _n_train_points(n, cfg, seed) -> int:
     return n if subset is None else len(subset)
 
 
-def _final_scales(ds):
+def final_scales(ds):
     """Length scales of the final state (None below 3 windows: too few to recommend one)."""
     if ds.sizes["window"] < 3:
         return None
@@ -372,7 +372,7 @@ def _final_scales(ds):
     return length_scales(ds, state="final")
 
 
-def _recommendation(scales) -> dict:
+def recommendation(scales) -> dict:
     """The recommended descriptor size and every length scale, stored with the result."""
     if scales is None:
         return {}
@@ -395,7 +395,7 @@ def _recommendation(scales) -> dict:
             "recommended_window_note": scales.attrs.get("note", "")}
 
 
-def _grid_shape(spec, points):
+def grid_shape(spec, points):
     """(ny, nx) of the keypoint grid when the keypoints are one full grid per frame."""
     if not (isinstance(spec, str) and spec.startswith("grid")):
         return None

@@ -152,12 +152,12 @@ class Run:
         """
         import torch
 
-        from .api import _grid_shape, _read_input
+        from .api import grid_shape, read_input
         from .keypoints import make_keypoints, select_inside
         from .patches import extract_patches
         from .training import encode, resolve_device
 
-        stack = _read_input(images, channel, pixel_size, unit, None, None)
+        stack = read_input(images, channel, pixel_size, unit, None, None)
         if keypoint_options is None and keypoints is None:
             keypoint_options = self.config.get("keypoint_options") or {}
         window_px = self.window_px(stack.pixel_size, stack.unit)
@@ -184,7 +184,7 @@ class Run:
             instant.append(encode(self.model(int(w_run), dev), p))
             final.append(encode(final_model, p))
         return self._result(stack, points, n_dropped, spec, window_px, instant, final,
-                            _grid_shape(spec, points))
+                            grid_shape(spec, points))
 
     # ------------------------------------------------------------------ helpers
 
@@ -236,9 +236,9 @@ class Run:
             scale = xr.DataArray(window_px / self.windows, dims="window")
             ds["shift"] = (ds["shift"] * scale).astype(np.float32).transpose(*ds["shift"].dims)
             ds["shift"].attrs.update(units="px", long_name="latent translation (dy, dx)")
-        from .api import _final_scales, _recommendation
+        from .api import final_scales, recommendation
 
-        ds.attrs.update(_recommendation(_final_scales(ds)))
+        ds.attrs.update(recommendation(final_scales(ds)))
         return ds
 
 
@@ -312,7 +312,7 @@ def apply(run_dir, images, out=None, *, keypoints=None, channel: str | None = No
     >>> sorted(p.name for p in Path(new).iterdir())
     ['config.json', 'input.npy', 'result.nc']
     """
-    from .api import _read_input
+    from .api import read_input
     from .rundir import RunDir
 
     run = load_run(run_dir)
@@ -324,7 +324,7 @@ def apply(run_dir, images, out=None, *, keypoints=None, channel: str | None = No
                                 "the applied result")
         # a folder of ours is replaced only with overwrite; anything else is refused
         target.prepare("apply", resume=False, overwrite=overwrite)
-    stack = _read_input(images, channel, pixel_size, unit, None, None)
+    stack = read_input(images, channel, pixel_size, unit, None, None)
     ds = run.encode(stack, keypoints, keypoint_options=keypoint_options, device=device)
     if target is not None:
         _write(target, ds, stack.data, report)

@@ -83,10 +83,14 @@ def plot_length_scales(scales, pixel_size=None, unit=None):
         ax2.plot(w, scales["noise_floor"], ":", color="0.4", lw=1.2,
                  label="regrouping from the posterior width alone")
     if "change_from_first" in scales:
-        # the rule's curve: the recommendation is where it first reaches half its maximum
+        # the rule's curve: every rise of it is a length scale, the strongest one recommended
         c = scales["change_from_first"]
         ax2.plot(w, c, "o-", color="tab:green", ms=3, label="regrouping from the smallest window")
-        ax2.axhline(0.5 * float(c.max()), color="tab:green", lw=0.8, ls=":")
+        if "rise_onset" in scales:
+            for k, (o, e) in enumerate(zip(scales["rise_onset"].values,
+                                           scales["rise_end"].values)):
+                ax2.axvspan(int(o), int(e), color="tab:orange", alpha=0.10, lw=0,
+                            label="rises (length scales)" if k == 0 else None)
     ax2.set_ylabel("regrouping")
     ax2.set_xlabel("window (px)")
     ax2.legend(fontsize=8)

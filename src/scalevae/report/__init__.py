@@ -26,7 +26,7 @@ from ..results import load_result
 from .explorer import explorer_html
 from .page import esc, html_page, json_attr, json_block, note
 from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
-                       recommendation_card, state_part, summary_table, training_text)
+                       recommendation_card, baselines_html, state_part, summary_table, training_text)
 
 __all__ = ["write_report"]
 
@@ -98,7 +98,7 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
                   physical_pixel(ds.attrs.get("pixel_size"), ds.attrs.get("unit")))
 
     states = [s for s in ("final", "instant") if s in [str(v) for v in ds["state"].values]]
-    step = _Progress(len(DATA_SECTIONS) + len(TRAINING_SECTIONS) + 2
+    step = _Progress(len(DATA_SECTIONS) + len(TRAINING_SECTIONS) + 3
                      + len(states) * (len(STATE_SECTIONS) + 1),
                      None if quiet else (progress or _print_progress))
 
@@ -121,7 +121,9 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
         state_ctx.recommended = ctx.recommended
         state_parts += state_part(state_ctx, step)
     if final_scales is not None:
-        body.append(recommendation_card(final_scales, ctx.phys))
+        step("baselines")
+        body.append(recommendation_card(final_scales, ctx.phys,
+                                        baselines_html(ds, ctx.image, final_scales, ctx.phys)))
     elif ds.sizes["window"] < 2:
         body.append(note("Only one window: length scales need at least two."))
 

@@ -375,23 +375,64 @@ def _range_html(scales, rec, phys):
     if lo == hi == rec:
         return "<div>Range: this window alone (a sharp change of scale).</div>"
     return (f"<div>Range: {esc(plot.window_label(lo, *phys))} to "
-            f"{esc(plot.window_label(hi, *phys))} (the rise of the regrouping from a quarter "
-            "to three quarters, and the windows regrouping at least half as fast as the "
-            "fastest).</div>")
+            f"{esc(plot.window_label(hi, *phys))} (the recommended rise of the regrouping, "
+            "from its onset to where it levels off).</div>")
 
 
-def recommendation_card(scales, phys):
+def _rises_html(scales, phys):
+    """Every rise of the regrouping: each is a length scale of its own."""
+    if "rise_middle" not in scales or scales.sizes.get("rise", 0) < 2:
+        return ""
+    rows = [f"{esc(plot.window_label(int(m), *phys))} (rises from {int(o)} to {int(e)} px, "
+            f"{100 * float(st):.0f} % of the regrouping)"
+            for o, m, e, st in zip(scales["rise_onset"].values, scales["rise_middle"].values,
+                                   scales["rise_end"].values, scales["rise_strength"].values)]
+    return ("<div>Every length scale the regrouping shows (strongest first): "
+            + "; ".join(rows) + ".</div>")
+
+
+def baselines_html(ds, image, scales, phys):
+    """What simple descriptors find, beside the VAE: the image's spectral period, and how
+    far the latents group keypoints like each patch's mean and std do."""
+    from ..analysis.multiscale import patch_statistics, spectral_period
+
+    parts = []
+    if image is not None:
+        frames = image if image.ndim == 3 else image[None]
+        try:
+            period = spectral_period(frames[: min(len(frames), 8)])
+            parts.append(f"the image's strongest spectral period is "
+                         f"{esc(plot.window_label(int(round(period)), *phys))} "
+                         f"({period:.1f} px)")
+        except ScaleVAEError as exc:
+            parts.append(f"no spectral period ({esc(str(exc))})")
+        try:
+            stats = patch_statistics(frames, ds)
+            agree = stats["agreement"].values
+            parts.append("the latents' pairwise distances agree with those of each patch's "
+                         f"(mean, std) with rank correlation {np.nanmin(agree):.2f}-"
+                         f"{np.nanmax(agree):.2f} over the windows (1: the VAE sorts by "
+                         "brightness and contrast alone; low: it describes more than that)")
+        except ScaleVAEError:
+            pass
+    if not parts:
+        return ""
+    return "<div><b>Baselines:</b> " + "; ".join(parts) + ".</div>"
+
+
+def recommendation_card(scales, phys, baselines=""):
     """The recommended descriptor size with its range, rule, caveats and other scales."""
     rec = int(scales["recommended_window"])
-    peaks = [int(w) for w in scales["window"].values[scales["peak"].values]]
-    peak_labels = [plot.window_label(w, *phys) for w in peaks]
-    return ("<div class='card'><div>Recommended descriptor size (final state)</div>"
+    conclusive = bool(scales["conclusive"]) if "conclusive" in scales else True
+    title = ("Recommended descriptor size (final state)" if conclusive else
+             "No conclusive descriptor size: the regrouping still rises at the largest window "
+             "(extend the window range); best so far")
+    return ("<div class='card'><div>" + title + "</div>"
             f"<div class='big'>{esc(plot.window_label(rec, *phys))}</div>"
-            + _range_html(scales, rec, phys) +
+            + _range_html(scales, rec, phys) + _rises_html(scales, phys) +
             f"<div>{esc(scales.attrs['rule'])}.</div>"
             + (f"<div><b>Caution:</b> {esc(scales.attrs['note'])}.</div>"
                if scales.attrs.get("note") else "")
-            + (f"<div>Peaks of the window-to-window regrouping (evidence of other scales): "
-               f"{esc(', '.join(peak_labels))}.</div>" if peak_labels else "")
+            + baselines
             + "<div>Evidence: the <a href='#final'>length-scale figure</a> of each state.</div>"
             "</div>")
