@@ -120,6 +120,10 @@ def check_patch_size(patch_size, windows, stack=None) -> tuple[int, str]:
     >>> check_patch_size(12, [8, 16, 24])
     (12, 'given')
     """
+    if patch_size is None and int(windows[0]) < SMALLEST_PATCH:
+        raise ScaleVAEError(f"patch size must be at least {SMALLEST_PATCH} px (got "
+                            f"{int(windows[0])}, the smallest window); use windows of at least "
+                            f"{SMALLEST_PATCH} px, or give a larger --patch-size")
     if patch_size is None and stack is not None:
         from .patches.size import default_patch_size
 
