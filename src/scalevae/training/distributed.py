@@ -148,7 +148,7 @@ def train_window_distributed(model: SIVAE, patches: torch.Tensor, cfg: TrainConf
     from torch.nn.parallel import DistributedDataParallel
     from torch.utils.data import DistributedSampler
 
-    from .loop import _step_loss
+    from .loop import train_step
 
     device = patches.device
     n = patches.shape[0]
@@ -180,10 +180,7 @@ def train_window_distributed(model: SIVAE, patches: torch.Tensor, cfg: TrainConf
         for start in range(0, n_local, local):
             x = patches[order[start:start + local]]
             beta = min(1.0, step / warm) if warm else 1.0
-            loss, parts = _step_loss(net, x, cfg, gen, beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            parts = train_step(net, opt, x, cfg, gen, beta)
             sums[0] += parts["elbo"].double() * x.shape[0]
             sums[1:] += parts["kl_z"].double() * x.shape[0]
             step += 1

@@ -65,10 +65,7 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
         for start in range(0, n, batch):
             x = patches[order[start:start + batch]]
             beta = min(1.0, step / warm) if warm else 1.0
-            loss, parts = _step_loss(model, x, cfg, generator, beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            parts = train_step(model, opt, x, cfg, generator, beta)
             # Accumulate on the device: no host synchronisation inside the step.
             total += parts["elbo"] * x.shape[0]
             kl_sum += parts["kl_z"] * x.shape[0]
@@ -90,6 +87,15 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
             if gain < cfg.tol:
                 break
     return losses, (kl_sum / n).cpu().numpy()
+
+
+def train_step(net, opt, x, cfg, generator, beta) -> dict:
+    """One optimiser step on the batch ``x``; the loss parts for the epoch's record."""
+    loss, parts = _step_loss(net, x, cfg, generator, beta)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return parts
 
 
 def _step_loss(model, x, cfg, generator, beta):
