@@ -120,20 +120,19 @@ def check_patch_size(patch_size, windows, stack=None) -> tuple[int, str]:
     >>> check_patch_size(12, [8, 16, 24])
     (12, 'given')
     """
-    if patch_size is None and int(windows[0]) < SMALLEST_PATCH:
-        raise ScaleVAEError(f"patch size must be at least {SMALLEST_PATCH} px (got "
-                            f"{int(windows[0])}, the smallest window); use windows of at least "
-                            f"{SMALLEST_PATCH} px, or give a larger --patch-size")
-    if patch_size is None and stack is not None:
-        from .patches.size import default_patch_size
-
-        r, reason = default_patch_size(stack, windows, max_size=MAX_DEFAULT_PATCH)
+    if patch_size is None:
+        r = int(windows[0])  # the smallest window bounds what any patch size can hold
+        reason = "the smallest window"
     else:
-        r, reason = int(patch_size or windows[0]), "given" if patch_size else "the smallest window"
+        r, reason = int(patch_size), "given"
     if r < SMALLEST_PATCH:
         raise ScaleVAEError(f"patch size must be at least {SMALLEST_PATCH} px (got {r}"
                             f"{'' if patch_size else ', the smallest window'}); use windows of "
                             f"at least {SMALLEST_PATCH} px, or give a larger --patch-size")
+    if patch_size is None and stack is not None:
+        from .patches.size import default_patch_size
+
+        r, reason = default_patch_size(stack, windows, max_size=MAX_DEFAULT_PATCH)
     if patch_size is not None and windows[-1] / r > MAX_SHRINK:
         warnings.warn(f"the largest window ({windows[-1]} px) is shrunk {windows[-1] / r:.0f}-fold "
                       f"to the common patch size ({r} px): structure finer than about "

@@ -136,6 +136,10 @@ class RunDir:
         remove_leftovers(self.checkpoints, ["window_*.pt"])
         for tmp in self.path.glob(".result.zarr.*"):  # a Zarr result's temporary is a folder
             shutil.rmtree(tmp, ignore_errors=True)
+        self.write_config_and_input(config, data)
+
+    def write_config_and_input(self, config: dict, data) -> None:
+        """config.json and input.npy (the report draws the image from it), each atomically."""
         text = json.dumps(config, indent=2, default=str)
         atomic_write(self.path / "config.json", lambda tmp: Path(tmp).write_text(text))
         atomic_write(self.path / "input.npy", lambda tmp: _save_npy(tmp, data))

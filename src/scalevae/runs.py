@@ -21,7 +21,6 @@ from types import SimpleNamespace
 import numpy as np
 import xarray as xr
 
-from ._atomic import atomic_write
 from .errors import ScaleVAEError
 from .io import ImageStack, as_stack
 from .io.units import physical_pixel, physical_to_pixels
@@ -333,14 +332,7 @@ def apply(run_dir, images, out=None, *, keypoints=None, channel: str | None = No
 
 def _write(target, ds, data, report):
     """config.json, input.npy, result.nc and the report, each written atomically."""
-    text = json.dumps(json.loads(ds.attrs["config"]), indent=2, default=str)
-    atomic_write(target.path / "config.json", lambda tmp: Path(tmp).write_text(text))
-
-    def save(tmp):  # the report draws the input image from input.npy
-        with open(tmp, "wb") as fh:
-            np.save(fh, data)
-
-    atomic_write(target.path / "input.npy", save)
+    target.write_config_and_input(json.loads(ds.attrs["config"]), data)
     target.save_result(ds)
     if report:
         from .report import write_report
