@@ -8,7 +8,6 @@ over it.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from pathlib import Path
@@ -25,7 +24,10 @@ from .patches import check_windows_fit, extract_patches, fit_normalization, pars
 from .results import RESULT_FORMATS, RunRecord, build_result
 from .rundir import RunDir, fingerprint
 from .training import (Progress, TrainConfig, cpu_threads, encode, encode_sharded,
-                       resolve_device, setup_distributed, train_progressive, training_subset)
+                       resolve_device, setup_distributed, shard_bounds, train_progressive,
+                       training_subset)
+from .saving import (final_scales, flag_epoch_cap, recommendation, save, save_by_regions,
+                     writes_regions)
 from .training.distributed import broadcast_error
 
 # Keep each window's patches for the final encoding when they fit in this budget: cutting them
@@ -142,16 +144,24 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
                          r, patch_reason, invariance, latent_dim, seed, dev, cfg)
     run_dir = _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist,
                                result_format)
+    by_regions = writes_regions(run_dir, dist, len(points), len(windows), latent_dim)
     patches = _Patches(stack, points, windows, r, padding, normalization)
     model = _new_model(r, latent_dim, invariance, seed)
     per_window, final = _train_and_encode(model, patches, windows, cfg, seed, train_dev, run_dir,
-                                          settings["fingerprint"], resume, quiet, timings, dist)
+                                          settings["fingerprint"], resume, quiet, timings, dist,
+                                          by_regions)
+    if by_regions:  # `final` is this rank's shard: written into the store, never gathered
+        record = _record(stack, points, windows, per_window, [res.instant for res in per_window],
+                         invariance, r, settings, normalization, n_dropped, cfg, seed, timings,
+                         dist)
+        return save_by_regions(run_dir, record, final, per_window, cfg, dist, report, timings,
+                                quiet)
     ds = build_result(_record(stack, points, windows, per_window, final, invariance, r, settings,
                               normalization, n_dropped, cfg, seed, timings, dist))
-    _flag_epoch_cap(ds, per_window, cfg)
+    flag_epoch_cap(ds, per_window, cfg)
     ds.attrs.update(recommendation(final_scales(ds)))
     if run_dir is not None and (dist is None or dist.is_main):
-        _save(run_dir, ds, report, timings, quiet)
+        save(run_dir, ds, report, timings, quiet)
     return ds
 
 
@@ -242,7 +252,8 @@ def _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist=None,
 
 class _Patches:
     """``patches(window)``: the normalised patches of every keypoint, kept for the final encoding
-    when they fit in :data:`PATCH_CACHE_BYTES`; ``seconds`` is the time spent cutting them."""
+    when they fit in :data:`PATCH_CACHE_BYTES`; ``patches(window, start, stop)`` those of the
+    keypoints ``start:stop``; ``seconds`` is the time spent cutting them."""
 
     def __init__(self, stack, points, windows, r, padding, normalization):
         self.stack, self.points, self.r = stack, points, r
@@ -250,14 +261,15 @@ class _Patches:
         fits = len(points) * r * r * 4 * len(windows) <= PATCH_CACHE_BYTES
         self.cache, self.seconds = ({} if fits else None), 0.0
 
-    def __call__(self, w):
+    def __call__(self, w, start=0, stop=None):
+        whole = start == 0 and stop is None
         if self.cache is not None and int(w) in self.cache:
-            return self.cache[int(w)]
+            return self.cache[int(w)][start:stop]
         t0 = time.perf_counter()
-        p = extract_patches(self.stack.data, self.points, int(w), self.r, padding=self.padding,
-                            normalization=self.normalization)
+        p = extract_patches(self.stack.data, self.points[start:stop], int(w), self.r,
+                            padding=self.padding, normalization=self.normalization)
         self.seconds += time.perf_counter() - t0
-        if self.cache is not None:
+        if self.cache is not None and whole:
             self.cache[int(w)] = p
         return p
 
@@ -269,14 +281,15 @@ def _new_model(r, latent_dim, invariance, seed) -> SIVAE:
 
 
 def _train_and_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume, quiet,
-                      timings, dist=None):
-    """Train through the windows, then encode every window with the final model."""
+                      timings, dist=None, by_regions=False):
+    """Train through the windows, then encode every window with the final model (with
+    ``by_regions``, this rank's shard of the keypoints only)."""
     if dist is None:
         return _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume,
                                   quiet, timings, None)
     try:
         return _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume,
-                                  quiet or not dist.is_main, timings, dist)
+                                  quiet or not dist.is_main, timings, dist, by_regions)
     except RuntimeError as exc:  # gloo/NCCL: a peer process died or hung up
         raise ScaleVAEError(
             f"rank {dist.rank} of {dist.world_size} lost the other processes of the "
@@ -286,7 +299,7 @@ def _train_and_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resu
 
 
 def _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, resume, quiet,
-                       timings, dist):
+                       timings, dist, by_regions=False):
     t = time.perf_counter()
     with Progress(windows, quiet) as progress, cpu_threads(dev, patches.r):
         model, per_window = train_progressive(
@@ -297,8 +310,13 @@ def _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, res
 
         t = time.perf_counter()
         patch_before = patches.seconds
-        enc = encode if dist is None else (lambda m, x: encode_sharded(m, x, dist))
-        final = [enc(model, torch.from_numpy(patches(w)).to(dev)) for w in windows]
+        if by_regions:
+            start, stop = shard_bounds(len(patches.points), dist.world_size, dist.rank)
+            final = [encode(model, torch.from_numpy(patches(w, start, stop)).to(dev))
+                     for w in windows] if stop > start else []
+        else:
+            enc = encode if dist is None else (lambda m, x: encode_sharded(m, x, dist))
+            final = [enc(model, torch.from_numpy(patches(w)).to(dev)) for w in windows]
     patches.cache = None
     timings["patches"] = patches.seconds
     timings["encode"] = time.perf_counter() - t - (patches.seconds - patch_before)
@@ -323,34 +341,6 @@ def _record(stack, points, windows, per_window, final, invariance, r, settings, 
                      grid_shape=grid_shape(settings["keypoints"], points), extra_attrs=extra)
 
 
-def _flag_epoch_cap(ds, per_window, cfg) -> None:
-    """Name the windows that trained to the epoch cap, in the result and a warning."""
-    capped = [int(res.window) for res in per_window if res.at_cap]
-    # a netCDF attribute cannot be an empty list: JSON text, "[]" when every window converged
-    ds.attrs["windows_at_epoch_cap"] = json.dumps(capped)
-    if capped:
-        warnings.warn(f"training of window(s) {', '.join(map(str, capped))} px ran all "
-                      f"{cfg.epochs} epochs of the cap without converging; their latents may "
-                      f"still change with more training (epochs={2 * cfg.epochs}, or "
-                      f"--epochs {2 * cfg.epochs})", stacklevel=3)
-
-
-def _save(run_dir: RunDir, ds, report: bool, timings: dict, quiet: bool) -> None:
-    """Save the result, write the report, and save again with the report's time."""
-    # saved before the report, so a failing report never costs the result; saved again
-    # after it only to add the report's time to `timings` (a small file, atomic writes)
-    run_dir.save_result(ds)
-    if report:
-        from .report import write_report
-
-        t = time.perf_counter()
-        write_report(run_dir.path, result=ds, quiet=quiet)  # quiet: no progress lines
-        timings["report"] = time.perf_counter() - t
-        ds.attrs["timings"] = json.dumps(timings)
-        run_dir.save_result(ds)
-    ds.attrs["run_dir"] = str(run_dir.path)
-
-
 # ----------------------------------------------------------------------------- helpers
 
 def _spec(keypoints) -> str:
@@ -361,38 +351,6 @@ def _n_train_points(n, cfg, seed) -> int:
     """How many keypoints train_progressive trains on (its subset, or all of them)."""
     subset = training_subset(n, cfg.max_train_points, seed)
     return n if subset is None else len(subset)
-
-
-def final_scales(ds):
-    """Length scales of the final state (None below 3 windows: too few to recommend one)."""
-    if ds.sizes["window"] < 3:
-        return None
-    from .analysis import length_scales
-
-    return length_scales(ds, state="final")
-
-
-def recommendation(scales) -> dict:
-    """The recommended descriptor size and every length scale, stored with the result."""
-    if scales is None:
-        return {}
-    rises = [{"onset": int(o), "middle": int(m), "end": int(e), "strength": round(float(s), 3)}
-             for o, m, e, s in zip(scales["rise_onset"].values, scales["rise_middle"].values,
-                                   scales["rise_end"].values, scales["rise_strength"].values)]
-    # pipelines read the window; `recommended_window_significant` == 0 means no window
-    # regrouped the keypoints above the posterior noise, `_conclusive` == 0 that the range
-    # stops before the recommended rise levels off (weak evidence either way, see the note)
-    return {"recommended_window": int(scales["recommended_window"]),
-            # the windows the evidence allows: how sharp the answer is
-            "recommended_window_range": [int(scales["recommended_low"]),
-                                         int(scales["recommended_high"])],
-            "recommended_window_significant": int(bool(scales["significant"])),
-            "recommended_window_conclusive": int(bool(scales["conclusive"])),
-            "length_scales_still_rising": int(bool(scales["still_rising"])),
-            # every rise of the regrouping, strongest first (JSON text: netCDF-safe)
-            "length_scales": json.dumps(rises),
-            "recommended_window_rule": scales.attrs.get("rule", ""),
-            "recommended_window_note": scales.attrs.get("note", "")}
 
 
 def grid_shape(spec, points):

@@ -172,6 +172,8 @@ def _known_answer(ex) -> str | None:
 
 def _summary(ds, a, known=None):
     """What the run found; printed with --quiet too (quiet only hides the progress bar)."""
+    if getattr(a, "silent_rank", False):  # rank 0 prints it once
+        return
     out = RunDir(a.out)
     n = ds.sizes["point"]
     dropped = ds.attrs.get("n_dropped", 0)
@@ -263,7 +265,8 @@ def _distributed_rank():
 
 def _quiet_rank(args, rank):
     """Only rank 0 of a distributed run prints its summary and progress."""
-    if rank not in (None, "0"):
+    args.silent_rank = rank not in (None, "0")
+    if args.silent_rank:
         warnings.simplefilter("ignore")  # rank 0 gives the same warnings once
         if hasattr(args, "quiet"):
             args.quiet = True

@@ -46,10 +46,8 @@ PADDING_MODES = PADDING_MODES  # re-exported: the choices of ``padding`` (None: 
 SMALLEST_PATCH = 4  # px: the common patch size must be at least this
 # Shrinking the largest window more than this to the patch size averages its fine structure away.
 MAX_SHRINK = 4
-# px: the largest patch chosen automatically. A training step costs about (r / 8) ** 2 times
-# the 8 px one (measured 3.7x at 16, 6.3x at 24, 10x at 32 px); 16 px also still trains on one
-# CPU thread (training.loop.cpu_threads). Larger sizes: give --patch-size.
-MAX_DEFAULT_PATCH = 16
+# px: the largest patch chosen automatically (defined beside the rule that uses it)
+from .patches.size import MAX_DEFAULT_PATCH  # noqa: E402
 
 # The default windows: from 8 px to a quarter of the smaller frame side (at most 64 px), in
 # at most 12 even steps.

@@ -9,6 +9,8 @@ Angles are in radians, shifts in pixels of the input image, windows in pixels.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -204,26 +206,116 @@ def save_result(ds: xr.Dataset, path) -> Path:
 
 def _save_zarr(ds: xr.Dataset, path: Path) -> Path:
     """Write a Zarr store beside ``path`` and swap it in: readers see the old or the new store."""
-    import shutil
-    import tempfile
-
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _zarr_temporary(path)
     try:
         # Zarr format 2: its string types and consolidated metadata are in the specification
         # (format 3 has neither yet), so any Zarr reader opens it
         ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
-        old = None
-        if path.exists():  # a folder cannot be replaced in one rename: move the old one aside
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _swap_in(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def _zarr_temporary(path: Path) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Rename the finished store ``tmp`` to ``path``, replacing an older one."""
+    old = None
+    if path.exists():  # a folder cannot be replaced in one rename: move the old one aside
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+    tmp.rename(path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# Sharded writing (a data-parallel run): rank 0 writes the Dataset with the final state left
+# empty (NaN) to a temporary store whose point chunks are the ranks' shards, every rank writes
+# its shard of the final state into its own chunks (no two ranks share a chunk), and rank 0
+# adds the attributes that need all of it and swaps the store in.
+
+def estimated_nbytes(n_points: int, n_windows: int, latent_dim: int) -> int:
+    """Upper estimate of a result's size in bytes, before it exists (for ``result_format``)."""
+    per_point = 2 * n_windows * (2 * latent_dim + 3) * 4 + 24  # both states; angle, shift
+    return int(n_points) * per_point
+
+
+def start_sharded_zarr(ds: xr.Dataset, path, chunk: int) -> Path:
+    """Write ``ds`` to a temporary store beside ``path`` with its final state emptied and the
+    point dimension in chunks of ``chunk``; returns the temporary's path."""
+    path = Path(path)
+    template = ds.copy()
+    encoding = {}
+    for name in _per_point(ds):
+        values = template[name].values.copy()
+        values[STATES.index("final")] = np.nan
+        template[name] = (ds[name].dims, values, ds[name].attrs)
+        encoding[name] = {"chunks": tuple(1 if d == "state" else min(chunk, ds.sizes[d])
+                                          if d == "point" else ds.sizes[d] for d in ds[name].dims)}
+    tmp = _zarr_temporary(path)
+    try:
+        template.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, encoding=encoding)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def write_final_region(tmp, final: Sequence[dict], start: int, stop: int, like: xr.Dataset) -> None:
+    """Write one shard (points ``start:stop``) of the final state into the store ``tmp``.
+
+    ``final`` holds per window the final model's encoding of the shard (as for
+    :class:`RunRecord`); ``like`` is the Dataset the store was started from (names, dims, the
+    pixel scale of ``shift``)."""
+    if stop <= start:
+        return
+    part = {}
+    for name in _per_point(like):
+        values = np.stack([f[name] for f in final])[None]
+        if name == "shift":  # half-widths of the common patch -> pixels, as build_result does
+            values = values * (like["window"].values / 2.0)[None, :, None, None]
+        part[name] = (like[name].dims, values.astype(like[name].dtype))
+    xr.Dataset(part).to_zarr(tmp, mode="r+", zarr_format=2,
+                             region={"state": slice(1, 2), "point": slice(start, stop)})
+
+
+def finish_sharded_zarr(tmp, path, attrs: dict) -> xr.Dataset:
+    """Add ``attrs`` to the store ``tmp``, swap it in as ``path`` and open it (loaded)."""
+    tmp, path = Path(tmp), Path(path)
+    try:
+        set_zarr_attrs(tmp, attrs)
+        _swap_in(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_result(path)
+
+
+def set_zarr_attrs(path, attrs: dict) -> None:
+    """Add or replace global attributes of the Zarr store ``path`` (and its consolidated
+    metadata, which readers use)."""
+    import zarr
+
+    group = zarr.open_group(Path(path), mode="r+", zarr_format=2)
+    group.attrs.update({k: _attr(v) for k, v in attrs.items()})
+    zarr.consolidate_metadata(Path(path), zarr_format=2)
+
+
+def _per_point(ds: xr.Dataset) -> list[str]:
+    return [v for v in ds.data_vars if ds[v].dims[:1] == ("state",) and "point" in ds[v].dims]
+
+
+def _attr(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def load_result(path) -> xr.Dataset:

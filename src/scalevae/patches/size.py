@@ -24,10 +24,10 @@ __all__ = ["radial_power_spectrum", "fine_period", "default_patch_size",
 #: A period keeps ~4 px after shrinking: 2 px is the Nyquist limit, and the anti-aliasing
 #: prefilter already damps a 2-3 px period to a fraction of its contrast.
 PIXELS_PER_PERIOD = 4
-#: Upper bound of the automatic choice: a training step costs about (r / 8)^2 times a patch-8
-#: step on a CPU (validation/scales_cost.py); 24 px keeps the cost near 6x and still holds
-#: >= 3 px per period for every generator of scalevae.datasets at its validation windows.
-MAX_DEFAULT_PATCH = 24
+#: px: upper bound of the automatic choice. A training step costs about (r / 8) ** 2 times the
+#: 8 px one (validation/scales_cost.py: 3.7x at 16, 6.3x at 24, 10x at 32 px); 16 px also
+#: still trains on one CPU thread (training.loop.cpu_threads). Larger sizes: give patch_size.
+MAX_DEFAULT_PATCH = 16
 #: Share of the above-noise, within-window spectral power that lies at periods >= the fine period.
 POWER_FRACTION = 0.9
 _MAX_FRAMES = 8  # frames averaged for the spectrum (a stack's frames share their structure)

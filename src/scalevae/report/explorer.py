@@ -17,7 +17,6 @@ indices are those of ``result.nc``.
 from __future__ import annotations
 
 import base64
-import io
 import json
 
 import numpy as np

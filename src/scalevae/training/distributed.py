@@ -8,7 +8,8 @@ rank runs the same number of steps), each rank takes ``batch_size / world_size``
 step, so that one optimiser step sees the same global batch as a single process, and DDP
 averages the gradients. The epoch loss is summed over all ranks, and the convergence decision is
 taken on rank 0 and broadcast. Encodings are computed on contiguous shards of the keypoints and
-gathered. Without ``torchrun`` (``WORLD_SIZE`` unset or 1) nothing here is used.
+gathered; the final encoding of a run whose result is a Zarr store is not gathered: each rank
+writes its shard into its own chunks of the store (``saving.save_by_regions``). Without ``torchrun`` (``WORLD_SIZE`` unset or 1) nothing here is used.
 """
 
 from __future__ import annotations
@@ -83,16 +84,24 @@ def setup_distributed(device: torch.device) -> tuple[DistInfo | None, torch.devi
     return DistInfo(rank, world, local_rank), device
 
 
+def shard_size(n: int, world_size: int) -> int:
+    """Items per shard: ``ceil(n / world_size)`` (the last shard takes the rest)."""
+    return max(1, -(-int(n) // int(world_size)))
+
+
 def shard_bounds(n: int, world_size: int, rank: int) -> tuple[int, int]:
-    """Contiguous ``[start, stop)`` of ``n`` items for ``rank``; shards differ by at most one.
+    """Contiguous ``[start, stop)`` of ``n`` items for ``rank``.
+
+    Every shard but the last holds :func:`shard_size` items, so that shard ``rank`` is chunk
+    ``rank`` of a store chunked by that size (each rank writes chunks of its own).
 
     Examples
     --------
     >>> [shard_bounds(10, 3, r) for r in range(3)]
-    [(0, 4), (4, 7), (7, 10)]
+    [(0, 4), (4, 8), (8, 10)]
     """
-    edges = [0] + [(n * k + world_size - 1) // world_size for k in range(1, world_size)] + [n]
-    return int(edges[rank]), int(edges[rank + 1])
+    size = shard_size(n, world_size)
+    return min(n, rank * size), min(n, (rank + 1) * size)
 
 
 def gather_encoding(part: dict, dist: DistInfo) -> dict:
