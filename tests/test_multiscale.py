@@ -174,8 +174,11 @@ def test_coarse_structure_keeps_the_smallest_window():
 def test_patch_size_keeps_four_pixels_per_fine_period():
     yy, xx = np.mgrid[:256, :256]
     img = np.sin(2 * np.pi * xx / 16)
-    r, _ = default_patch_size(img, [8, 32, 64])
+    r, _ = default_patch_size(img, [8, 32, 64], max_size=32)
     assert r % 4 == 0 and fine_period(img, 64) * r / 64 >= 4
+    # the default bound (16 px) wins over the rule, and the reason says so
+    r, why = default_patch_size(img, [8, 32, 64])
+    assert r == MAX_DEFAULT_PATCH == 16 and "16" in why
 
 
 @pytest.mark.parametrize("bad", [np.zeros(5), np.full((10, 10), np.nan)])
