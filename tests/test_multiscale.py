@@ -60,6 +60,21 @@ def test_a_gradual_rise_from_the_smallest_window_is_kept():
     assert int(s["onset"][0]) == 8 and abs(int(s["recommended_window"]) - 20) <= 4
 
 
+def test_a_rise_over_most_of_the_range_is_not_conclusive():
+    # a steady change from the smallest window to nearly the largest singles out no size:
+    # its half-way window is set by the range (domain images of period 12 and 40 px both
+    # answered 24-32 px this way with windows 8-64 px)
+    curve = np.log(WINDOWS / 8) / np.log(56 / 8)
+    s = find_scales(_scales(np.minimum(curve, 1)))
+    assert bool(s["gradual"]) and not bool(s["conclusive"])
+    assert "no single size stands out" in s.attrs["note"]
+    # the same rise within a factor of 4 of window size is an answer
+    narrow = np.clip(np.log(WINDOWS / 12) / np.log(40 / 12), 0, 1)
+    s = find_scales(_scales(narrow))
+    assert not bool(s["gradual"]) and bool(s["conclusive"])
+    assert abs(int(s["recommended_window"]) - 22) <= 4
+
+
 def test_a_curve_still_rising_at_the_largest_window_says_extend_the_range():
     curve = _sigmoid(80)  # the scale lies beyond the range
     curve -= curve[0]

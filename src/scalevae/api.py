@@ -332,7 +332,9 @@ def _record(stack, points, windows, per_window, final, invariance, r, settings, 
              "window_seconds": [res.seconds for res in per_window],
              # what was done to the input (e.g. colour -> grayscale), shown by the CLI
              "input_note": stack.metadata.get("converted", ""),
-             "patch_size_reason": settings.get("patch_size_reason", "")}
+             "patch_size_reason": settings.get("patch_size_reason", ""),
+             # a baseline without the model, beside the recommended window (px; NaN if none)
+             "spectral_period": _spectral_period(stack.data)}
     if dist is not None:
         extra["world_size"] = int(dist.world_size)  # processes that trained it (torchrun)
     return RunRecord(windows, points, per_window, final, invariance=invariance, patch_size=r,
@@ -342,6 +344,16 @@ def _record(stack, points, windows, per_window, final, invariance, r, settings, 
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def _spectral_period(data) -> float:
+    """The image's dominant spectral period in px (analysis.multiscale.spectral_period)."""
+    from .analysis.multiscale import spectral_period
+
+    try:
+        return float(spectral_period(data))
+    except ScaleVAEError:  # too small or featureless: no baseline, the run goes on
+        return float("nan")
+
 
 def _spec(keypoints) -> str:
     return keypoints if isinstance(keypoints, str) else "array"

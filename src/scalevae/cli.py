@@ -201,10 +201,18 @@ def _summary(ds, a, known=None):
         answer = f" (known answer: {known})" if known else ""
         if int(ds.attrs.get("recommended_window_conclusive", 1)):
             print(f"recommended descriptor size: {w} px{phys}{spread}{answer}")
+        elif int(ds.attrs.get("length_scales_gradual", 0)):
+            print(f"no conclusive descriptor size: the regrouping changes gradually over the "
+                  f"window range, no single size stands out (half-way {w} px{phys}{spread})"
+                  f"{answer}")
         else:
             print(f"no conclusive descriptor size: the regrouping still rises at the largest "
                   f"window; extend the range (--windows) beyond {int(ds.window[-1])} px "
                   f"(best so far {w} px{phys}{spread}){answer}")
+        period = float(ds.attrs.get("spectral_period", float("nan")))
+        if period == period:  # not NaN
+            print(f"baseline without the model: the image's strongest spectral period is "
+                  f"{period:.1f} px" + (f" ({period * size:.4g} {unit})" if size else ""))
         rises = json.loads(ds.attrs.get("length_scales", "[]"))
         if len(rises) > 1:
             print("length scales (regrouping rises, strongest first): " + "; ".join(

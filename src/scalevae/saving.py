@@ -48,6 +48,8 @@ def recommendation(scales) -> dict:
             "recommended_window_significant": int(bool(scales["significant"])),
             "recommended_window_conclusive": int(bool(scales["conclusive"])),
             "length_scales_still_rising": int(bool(scales["still_rising"])),
+            # the recommended rise spans > 4x in window: no single size, range-dependent
+            "length_scales_gradual": int(bool(scales["gradual"])),
             # every rise of the regrouping, strongest first (JSON text: netCDF-safe)
             "length_scales": json.dumps(rises),
             "recommended_window_rule": scales.attrs.get("rule", ""),

@@ -30,6 +30,12 @@ MIN_STRENGTH = 0.1
 #: The curve "still rises" at the largest window when its last two steps added more than this
 #: share of its maximum.
 STILL_RISING = 0.1
+#: The widest rise (end / onset window) that still singles out one size. One structural size
+#: regroups the keypoints while the window grows from about a third of it to about one and a
+#: half times it (the domain generator's period P: from 8-12 px to 32-40 px for P = 24, a factor
+#: of 3-4); a wider rise is a gradual change over most of the range, whose half-way window is
+#: set by where the range starts and stops (measured in validation/SCALES.md).
+WIDEST_RISE = 4.0
 
 
 # --------------------------------------------------------------------------- rises
@@ -136,6 +142,12 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
     under way at the largest window (or there is no rise): the number is then no answer, only
     the place to extend the range from.
 
+    **Gradual change.** ``conclusive`` is also False, and ``gradual`` True, when the
+    recommended rise spans more than a factor :data:`WIDEST_RISE` (4) in window size: the
+    regrouping then changes steadily over most of the range, no single size stands out, and
+    the half-way window moves with the range chosen (on domain images of period 12-40 px with
+    windows 8-64 px such rises answered 24-32 px whatever the period).
+
     Parameters
     ----------
     scales : xarray.Dataset
@@ -154,7 +166,7 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
         On dim ``rise`` (strongest first): ``onset``, ``middle``, ``end`` (px), ``strength``,
         ``rate``. On ``window``: ``curve`` (the regrouping) and ``envelope`` (its running
         maximum). 0-d: ``recommended_window``, ``recommended_low``, ``recommended_high`` (px),
-        ``still_rising``, ``conclusive`` and ``significant`` (bool, the last from
+        ``still_rising``, ``gradual``, ``conclusive`` and ``significant`` (bool, the last from
         length_scales). ``attrs["rule"]`` states the rule, ``attrs["note"]`` any caveat.
 
     Examples
@@ -195,7 +207,15 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
         note.append("the regrouping does not rise with the window: no length scale in this "
                     "window range")
     still = bool(len(w) >= 3 and top > 0 and (env[-1] - env[-3]) > STILL_RISING * top)
-    conclusive = bool(rises) and bool(later) and not (still and hi_i == len(w) - 1)
+    gradual = bool(rises) and bool(later) and w[hi_i] > WIDEST_RISE * w[lo_i]
+    conclusive = bool(rises) and bool(later) and not (still and hi_i == len(w) - 1) \
+        and not gradual
+    if gradual:
+        note.append(f"the recommended rise spans {w[lo_i]}-{w[hi_i]} px, a factor of "
+                    f"{w[hi_i] / w[lo_i]:.1f} in window size: the regrouping changes gradually "
+                    "over most of the range and no single size stands out; its half-way window "
+                    "depends on where the range starts and stops (compare the image's spectral "
+                    "period, or a range from a third of the expected size to twice it)")
     if still:
         note.append(f"the regrouping still rises at the largest window ({w[-1]} px): the "
                     "window range stops before it levels off; extend the range (larger "
@@ -214,7 +234,7 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
          "curve": ("window", c), "envelope": ("window", env),
          "recommended_window": ((), int(w[rec_i])), "recommended_low": ((), int(w[lo_i])),
          "recommended_high": ((), int(w[hi_i])), "still_rising": ((), still),
-         "conclusive": ((), conclusive),
+         "gradual": ((), gradual), "conclusive": ((), conclusive),
          "significant": ((), significant)},
         coords={"window": w, "rise": np.arange(len(rises))},
         attrs={"rule": "rises: runs of windows where the running maximum of the latent "

@@ -400,7 +400,9 @@ def baselines_html(ds, image, scales, phys):
     if image is not None:
         frames = image if image.ndim == 3 else image[None]
         try:
-            period = spectral_period(frames[: min(len(frames), 8)])
+            period = float(ds.attrs.get("spectral_period", np.nan))  # stored by run()
+            if not np.isfinite(period):
+                period = spectral_period(frames[: min(len(frames), 8)])
             parts.append(f"the image's strongest spectral period is "
                          f"{esc(plot.window_label(int(round(period)), *phys))} "
                          f"({period:.1f} px)")
@@ -424,7 +426,10 @@ def recommendation_card(scales, phys, baselines=""):
     """The recommended descriptor size with its range, rule, caveats and other scales."""
     rec = int(scales["recommended_window"])
     conclusive = bool(scales["conclusive"]) if "conclusive" in scales else True
+    gradual = bool(scales["gradual"]) if "gradual" in scales else False
     title = ("Recommended descriptor size (final state)" if conclusive else
+             "No conclusive descriptor size: the regrouping changes gradually over the window "
+             "range (no single size stands out); its half-way window" if gradual else
              "No conclusive descriptor size: the regrouping still rises at the largest window "
              "(extend the window range); best so far")
     return ("<div class='card'><div>" + title + "</div>"
