@@ -23,9 +23,9 @@ from .model import SIVAE
 from .patches import check_windows_fit, extract_patches, fit_normalization, parse_windows
 from .results import RESULT_FORMATS, RunRecord, build_result
 from .rundir import RunDir, fingerprint
-from .training import (Progress, TrainConfig, cpu_threads, encode, encode_sharded,
-                       resolve_device, setup_distributed, shard_bounds, train_progressive,
-                       training_subset)
+from .training import (Progress, TrainConfig, cpu_threads, encode, encode_in_blocks,
+                       encode_sharded, resolve_device, setup_distributed, shard_bounds,
+                       train_progressive, training_subset)
 from .saving import (final_scales, flag_epoch_cap, recommendation, save, save_by_regions,
                      writes_regions)
 from .training.distributed import broadcast_error
@@ -252,26 +252,36 @@ def _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist=None,
 
 class _Patches:
     """``patches(window)``: the normalised patches of every keypoint, kept for the final encoding
-    when they fit in :data:`PATCH_CACHE_BYTES`; ``patches(window, start, stop)`` those of the
-    keypoints ``start:stop``; ``seconds`` is the time spent cutting them."""
+    when they fit in :data:`PATCH_CACHE_BYTES`; ``patches(window, index)`` those of the
+    keypoints ``index`` (a slice or an index array); ``seconds`` is the time spent cutting them.
+
+    When all windows' patches would not fit, the source is ``streaming``: training cuts its
+    subset, and encoding cuts the keypoints block by block (training.progressive)."""
 
     def __init__(self, stack, points, windows, r, padding, normalization):
         self.stack, self.points, self.r = stack, points, r
         self.padding, self.normalization = padding, normalization
-        fits = len(points) * r * r * 4 * len(windows) <= PATCH_CACHE_BYTES
-        self.cache, self.seconds = ({} if fits else None), 0.0
+        self.n_points = len(points)
+        self.streaming = len(points) * r * r * 4 * len(windows) > PATCH_CACHE_BYTES
+        self.cache, self.seconds = (None if self.streaming else {}), 0.0
 
-    def __call__(self, w, start=0, stop=None):
-        whole = start == 0 and stop is None
+    def __call__(self, w, index=None):
         if self.cache is not None and int(w) in self.cache:
-            return self.cache[int(w)][start:stop]
+            cached = self.cache[int(w)]
+            return cached if index is None else cached[index]
         t0 = time.perf_counter()
-        p = extract_patches(self.stack.data, self.points[start:stop], int(w), self.r,
-                            padding=self.padding, normalization=self.normalization)
+        points = self.points if index is None else self.points[index]
+        p = extract_patches(self.stack.data, points, int(w), self.r, padding=self.padding,
+                            normalization=self.normalization)
         self.seconds += time.perf_counter() - t0
-        if self.cache is not None and whole:
+        if self.cache is not None and index is None:
             self.cache[int(w)] = p
         return p
+
+
+def _within(index: slice, start: int) -> slice:
+    """``index`` (a slice of a shard) as a slice of all keypoints, the shard starting at ``start``."""
+    return slice(start + index.start, start + index.stop)
 
 
 def _new_model(r, latent_dim, invariance, seed) -> SIVAE:
@@ -310,10 +320,13 @@ def _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, res
 
         t = time.perf_counter()
         patch_before = patches.seconds
-        if by_regions:
-            start, stop = shard_bounds(len(patches.points), dist.world_size, dist.rank)
-            final = [encode(model, torch.from_numpy(patches(w, start, stop)).to(dev))
-                     for w in windows] if stop > start else []
+        if by_regions:  # this rank's shard only, written into the store by the caller
+            start, stop = shard_bounds(patches.n_points, dist.world_size, dist.rank)
+            final = [encode_in_blocks(model, lambda w_, i: patches(w_, _within(i, start)), w,
+                                      stop - start, dev) for w in windows] if stop > start else []
+        elif patches.streaming:
+            final = [encode_in_blocks(model, patches, w, patches.n_points, dev, dist)
+                     for w in windows]
         else:
             enc = encode if dist is None else (lambda m, x: encode_sharded(m, x, dist))
             final = [enc(model, torch.from_numpy(patches(w)).to(dev)) for w in windows]

@@ -37,7 +37,10 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         Window sizes in px, increasing.
     get_patches : callable
         ``get_patches(window) -> (n, r, r)`` float32 normalised patches, the same keypoints in the
-        same order for every window.
+        same order for every window. A source whose ``streaming`` attribute is True (with
+        ``n_points``) is called as ``get_patches(window, index)`` (a slice or an index array)
+        instead: only the training subset is cut at once, the rest block by block as it is
+        encoded.
     model : SIVAE
         Freshly initialised model (its weights are replaced when resuming).
     checkpoint_dir : path or None
@@ -74,12 +77,19 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         t0 = time.perf_counter()
         if progress is not None:
             progress.start_window(i, w)
-        x = torch.from_numpy(np.ascontiguousarray(get_patches(w), dtype=np.float32)).to(device)
+        # streaming sources cut only the training subset now and the rest block by block
+        # when encoding: memory follows the subset, not the number of keypoints
+        streaming = getattr(get_patches, "streaming", False)
+        x = None if streaming else _tensor(get_patches(w), device)
+        n = get_patches.n_points if streaming else len(x)
         # the same keypoints at every window (the subset depends on n and the seed only)
-        subset = training_subset(len(x), cfg.max_train_points, seed)
+        subset = training_subset(n, cfg.max_train_points, seed)
         gen = torch.Generator(device=device).manual_seed(int(seed) * 100_003 + i)
         cb = (lambda e, loss, i=i, w=w: progress.epoch(i, w, e, loss)) if progress else None
-        x_train = x if subset is None else x[torch.from_numpy(subset).to(device)]
+        if streaming:
+            x_train = _tensor(get_patches(w, slice(None) if subset is None else subset), device)
+        else:
+            x_train = x if subset is None else x[torch.from_numpy(subset).to(device)]
         if dist is None:
             losses, kl = train_window(model, x_train, cfg, gen, first=(i == 0), progress=cb)
         else:
@@ -87,7 +97,10 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
                                                   dist, first=(i == 0), progress=cb)
         at_cap = len(losses) >= epoch_cap(cfg, len(x_train), first=(i == 0))
         del x_train
-        instant = encode(model, x) if dist is None else encode_sharded(model, x, dist)
+        if streaming:
+            instant = encode_in_blocks(model, get_patches, w, n, device, dist)
+        else:
+            instant = encode(model, x) if dist is None else encode_sharded(model, x, dist)
         res = WindowResult(int(w), instant, losses, kl, time.perf_counter() - t0, at_cap)
         if checkpoint_dir is not None and (dist is None or dist.is_main):
             save_checkpoint(checkpoint_dir, model, res, fingerprint)
@@ -96,3 +109,24 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
             progress.end_window(i, w)
         del x
     return model, results
+
+
+def _tensor(patches, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)).to(device)
+
+
+def encode_in_blocks(model: SIVAE, get_patches, window: int, n: int, device, dist=None,
+                     block: int = 16384) -> dict:
+    """:func:`~scalevae.training.encode` of all ``n`` keypoints at ``window``, their patches cut
+    ``block`` keypoints at a time (``get_patches(window, slice)``); in a distributed run each
+    rank encodes its shard and the shards are gathered."""
+    from .distributed import gather_encoding, shard_bounds
+
+    start, stop = (0, n) if dist is None else shard_bounds(n, dist.world_size, dist.rank)
+    parts = [encode(model, _tensor(get_patches(window, slice(a, min(a + block, stop))), device))
+             for a in range(start, stop, block)]
+    if not parts:  # fewer keypoints than ranks: an empty part with the right keys and shapes
+        parts = [{k: v[:0] for k, v in encode(model, _tensor(get_patches(window, slice(0, 1)),
+                                                              device)).items()}]
+    part = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return part if dist is None else gather_encoding(part, dist)
