@@ -68,6 +68,19 @@ def test_result_carries_the_recommended_window_and_its_evidence(small_run):
                     and int(d.attrs["recommended_window_conclusive"]))
         assert not weak or d.attrs["recommended_window_note"] != ""
         assert isinstance(json.loads(d.attrs["length_scales"]), list)
+        assert int(d.attrs["length_scales_gradual"]) in (0, 1)
+        assert not int(d.attrs["length_scales_gradual"]) or not int(
+            d.attrs["recommended_window_conclusive"])
+
+
+def test_result_stores_the_spectral_period_of_a_periodic_image():
+    """The model-free baseline beside the recommended window: a stripe period of 12 px."""
+    yy, xx = np.mgrid[:96, :96]
+    rng = np.random.default_rng(0)
+    img = (np.sin(2 * np.pi * xx / 12) + 0.2 * rng.normal(size=xx.shape)).astype("float32")
+    ds = scalevae.run(img, windows=[8, 12, 16], keypoints="grid:8", epochs=1, quiet=True,
+                      report=False)
+    assert abs(float(ds.attrs["spectral_period"]) - 12) < 1
 
 
 def test_last_window_instant_equals_final(small_run):

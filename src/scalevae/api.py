@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__, config
+from .analysis.multiscale import spectral_baseline
 from .errors import ScaleVAEError
 from .io import ImageStack, as_stack, read_image
 from .keypoints import make_keypoints, select_inside
@@ -347,7 +348,7 @@ def _record(stack, points, windows, per_window, final, invariance, r, settings, 
              "input_note": stack.metadata.get("converted", ""),
              "patch_size_reason": settings.get("patch_size_reason", ""),
              # a baseline without the model, beside the recommended window (px; NaN if none)
-             "spectral_period": _spectral_period(stack.data)}
+             "spectral_period": spectral_baseline(stack.data)}
     if dist is not None:
         extra["world_size"] = int(dist.world_size)  # processes that trained it (torchrun)
     return RunRecord(windows, points, per_window, final, invariance=invariance, patch_size=r,
@@ -357,16 +358,6 @@ def _record(stack, points, windows, per_window, final, invariance, r, settings, 
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _spectral_period(data) -> float:
-    """The image's dominant spectral period in px (analysis.multiscale.spectral_period)."""
-    from .analysis.multiscale import spectral_period
-
-    try:
-        return float(spectral_period(data))
-    except ScaleVAEError:  # too small or featureless: no baseline, the run goes on
-        return float("nan")
-
 
 def _spec(keypoints) -> str:
     return keypoints if isinstance(keypoints, str) else "array"

@@ -206,6 +206,8 @@ class Run:
         return spec
 
     def _result(self, stack, points, n_dropped, spec, window_px, instant, final, grid_shape):
+        from .analysis.multiscale import spectral_baseline
+
         run = self.result
         trained = [SimpleNamespace(instant=enc, losses=run.loss.sel(window=w).values,
                                    kl=run.kl.sel(window=w).values)
@@ -216,7 +218,9 @@ class Run:
                         window_px=window_px.tolist(), applied_from=str(self.path))
         extra = {"applied_from": str(self.path), "window_px": window_px.tolist(),
                  "n_dropped": int(n_dropped), "image_shape": list(stack.data.shape),
-                 "input_note": stack.metadata.get("converted", "")}
+                 "input_note": stack.metadata.get("converted", ""),
+                 # the new image's own model-free baseline, in its px
+                 "spectral_period": spectral_baseline(stack.data)}
         for key in ("n_train_points", "windows_at_epoch_cap"):
             if key in run.attrs:  # netCDF gives numpy scalars back
                 value = run.attrs[key]

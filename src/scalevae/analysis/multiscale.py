@@ -21,7 +21,7 @@ from scipy import stats
 
 from ..errors import ScaleVAEError
 
-__all__ = ["find_scales", "spectral_period", "patch_statistics"]
+__all__ = ["find_scales", "spectral_period", "spectral_baseline", "patch_statistics"]
 
 #: A rise is a run of windows whose regrouping grows at least this share of the fastest growth.
 SLOPE_FRACTION = 0.25
@@ -300,6 +300,22 @@ def spectral_period(image, min_period=2.0, max_period=None):
             kk = k[i] + 0.5 * (a - c) / d * (k[1] - k[0])
     return float(1 / kk)
 
+
+
+def spectral_baseline(image) -> float:
+    """:func:`spectral_period` of an image or stack, NaN when it has none (too small, flat):
+    the model-free baseline a run stores beside its recommended window.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spectral_baseline(np.zeros((4, 4)))
+    nan
+    """
+    try:
+        return float(spectral_period(image))
+    except ScaleVAEError:
+        return float("nan")
 
 def _keypoint_stats(frames, frame, y, x, w):
     """Mean and std of the w x w box around each keypoint (nearest pixel centre)."""
