@@ -151,6 +151,25 @@ def test_summary_states_the_known_answer_beside_the_recommendation(tmp_path, cap
     assert line.endswith("(known answer: domain period 24 px)")
 
 
+def test_a_gradual_answer_says_so_and_suggests_windows_around_the_spectral_period(tmp_path,
+                                                                                capsys):
+    from argparse import Namespace
+
+    from scalevae.cli import _summary
+    from scalevae.testing import make_fake_result
+
+    ds = make_fake_result().assign_attrs(
+        recommended_window=24, recommended_window_range=[8, 60], recommended_window_conclusive=0,
+        length_scales_gradual=1, spectral_period=11.8, image_shape="[1, 256, 256]",
+        recommended_window_note="the recommended rise spans 12-60 px")
+    _summary(ds, Namespace(out=tmp_path))
+    out = capsys.readouterr().out
+    assert "no conclusive descriptor size: the regrouping changes gradually" in out
+    assert "spectral period is 11.8 px" in out
+    assert "--windows 4:24:2" in out
+    assert "recommended descriptor size" not in out
+
+
 def test_physical_windows_with_a_pixel_size(npy, tmp_path):
     out = tmp_path / "run"
     assert main(["run", str(npy), "--windows", "20nm:40nm:10nm", "--pixel-size", "2.5",

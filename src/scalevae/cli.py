@@ -213,6 +213,13 @@ def _summary(ds, a, known=None):
         if period == period:  # not NaN
             print(f"baseline without the model: the image's strongest spectral period is "
                   f"{period:.1f} px" + (f" ({period * size:.4g} {unit})" if size else ""))
+            if int(ds.attrs.get("length_scales_gradual", 0)):
+                from .analysis.multiscale import bracketing_windows
+
+                shape = json.loads(ds.attrs["image_shape"]) if "image_shape" in ds.attrs else None
+                print("to read a length scale, rerun with windows around that period: "
+                      f"--windows {bracketing_windows(period, shape)} (a third of it to twice "
+                      "it; see the README)")
         rises = json.loads(ds.attrs.get("length_scales", "[]"))
         if len(rises) > 1:
             print("length scales (regrouping rises, strongest first): " + "; ".join(
