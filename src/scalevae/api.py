@@ -25,8 +25,8 @@ from .patches import check_windows_fit, extract_patches, fit_normalization, pars
 from .results import RESULT_FORMATS, RunRecord, build_result
 from .rundir import RunDir, fingerprint
 from .training import (Progress, TrainConfig, cpu_threads, encode, encode_in_blocks,
-                       encode_sharded, resolve_device, setup_distributed, shard_bounds,
-                       train_progressive, training_subset)
+                       encode_sharded, resolve_device, setup_distributed, train_progressive,
+                       training_subset)
 from .saving import (final_scales, flag_epoch_cap, recommendation, save, save_by_regions,
                      writes_regions)
 from .training.distributed import broadcast_error
@@ -280,11 +280,6 @@ class _Patches:
         return p
 
 
-def _within(index: slice, start: int) -> slice:
-    """``index`` (a slice of a shard) as a slice of all keypoints, the shard starting at ``start``."""
-    return slice(start + index.start, start + index.stop)
-
-
 def _new_model(r, latent_dim, invariance, seed) -> SIVAE:
     """The untrained model, its initial weights drawn from ``seed``."""
     torch.manual_seed(int(seed))
@@ -321,13 +316,10 @@ def _train_then_encode(model, patches, windows, cfg, seed, dev, run_dir, fp, res
 
         t = time.perf_counter()
         patch_before = patches.seconds
-        if by_regions:  # this rank's shard only, written into the store by the caller
-            start, stop = shard_bounds(patches.n_points, dist.world_size, dist.rank)
-            final = [encode_in_blocks(model, lambda w_, i: patches(w_, _within(i, start)), w,
-                                      stop - start, dev) for w in windows] if stop > start else []
-        elif patches.streaming:
-            final = [encode_in_blocks(model, patches, w, patches.n_points, dev, dist)
-                     for w in windows]
+        if by_regions or patches.streaming:
+            # by_regions: this rank's shard only, written into the store by the caller
+            final = [encode_in_blocks(model, patches, w, patches.n_points, dev, dist,
+                                      gather=not by_regions) for w in windows]
         else:
             enc = encode if dist is None else (lambda m, x: encode_sharded(m, x, dist))
             final = [enc(model, torch.from_numpy(patches(w)).to(dev)) for w in windows]

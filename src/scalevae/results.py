@@ -284,8 +284,8 @@ def write_final_region(tmp, final: Sequence[dict], start: int, stop: int, like: 
                              region={"state": slice(1, 2), "point": slice(start, stop)})
 
 
-def finish_sharded_zarr(tmp, path, attrs: dict) -> xr.Dataset:
-    """Add ``attrs`` to the store ``tmp``, swap it in as ``path`` and open it (loaded)."""
+def finish_sharded_zarr(tmp, path, attrs: dict) -> Path:
+    """Add ``attrs`` to the store ``tmp`` and swap it in as ``path``."""
     tmp, path = Path(tmp), Path(path)
     try:
         set_zarr_attrs(tmp, attrs)
@@ -293,7 +293,7 @@ def finish_sharded_zarr(tmp, path, attrs: dict) -> xr.Dataset:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return load_result(path)
+    return path
 
 
 def set_zarr_attrs(path, attrs: dict) -> None:

@@ -110,7 +110,8 @@ def save_by_regions(run_dir, record, final, per_window, cfg, dist, report, timin
     box = [None, None]  # rank 0's error, the temporary store
     if dist.is_main:
         try:  # the final state of the record is a placeholder: the store holds NaN there
-            box[1] = str(start_sharded_zarr(build_result(record), path, shard_size(n, dist.world_size)))
+            chunk = shard_size(n, dist.world_size)
+            box[1] = str(start_sharded_zarr(build_result(record), path, chunk))
         except (OSError, ValueError) as exc:
             box[0] = f"could not write {path} ({exc}); check the disk space and permissions"
     tdist.broadcast_object_list(box, src=0)
@@ -131,15 +132,16 @@ def save_by_regions(run_dir, record, final, per_window, cfg, dist, report, timin
             shutil.rmtree(tmp, ignore_errors=True)
         raise ScaleVAEError("; ".join(e for e in errors if e) + "; rerun the same command with "
                             "--resume (the trained windows are kept)")
-    message = None
+    message, ds = None, None
     if dist.is_main:
         try:
             with xr.open_zarr(tmp, consolidated=True) as stored:
-                ds = stored.load()
+                ds = stored.load()  # the whole result, as it will be saved
             flag_epoch_cap(ds, per_window, cfg)
-            attrs = {"windows_at_epoch_cap": ds.attrs["windows_at_epoch_cap"],
+            added = {"windows_at_epoch_cap": ds.attrs["windows_at_epoch_cap"],
                      **recommendation(final_scales(ds))}
-            ds = finish_sharded_zarr(tmp, path, attrs)
+            ds.attrs.update(added)
+            finish_sharded_zarr(tmp, path, added)
             run_dir.result_format = "zarr"
             (run_dir.path / "result.nc").unlink(missing_ok=True)
             if report:
@@ -148,6 +150,7 @@ def save_by_regions(run_dir, record, final, per_window, cfg, dist, report, timin
         except (OSError, ValueError, ScaleVAEError) as exc:
             message = f"could not finish {path} ({exc}); rerun the same command with --resume"
     broadcast_error(message, dist)
-    ds = load_result(path)
+    if ds is None:  # the other ranks read what rank 0 saved
+        ds = load_result(path)
     ds.attrs["run_dir"] = str(run_dir.path)
     return ds

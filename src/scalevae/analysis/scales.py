@@ -251,8 +251,8 @@ def _with_rises(out):
     out = out.assign(
         recommended_window=fs["recommended_window"], recommended_low=fs["recommended_low"],
         recommended_high=fs["recommended_high"], still_rising=fs["still_rising"],
-        gradual=fs["gradual"], conclusive=fs["conclusive"], rise_onset=fs["onset"], rise_middle=fs["middle"],
-        rise_end=fs["end"], rise_strength=fs["strength"], rise_rate=fs["rate"])
+        gradual=fs["gradual"], conclusive=fs["conclusive"], rise_onset=fs["onset"],
+        rise_middle=fs["middle"], rise_end=fs["end"], rise_strength=fs["strength"], rise_rate=fs["rate"])
     out.attrs["rule"] = fs.attrs["rule"]
     out.attrs["note"] = "; ".join(n for n in (out.attrs.get("note", ""), fs.attrs["note"]) if n)
     return out

@@ -16,13 +16,14 @@ from .checkpoints import (CHECKPOINT_FORMAT, WindowResult, checkpoint_path, load
                           model_from_checkpoint, save_checkpoint)
 from .distributed import (DistInfo, encode_sharded, setup_distributed, shard_bounds,
                           train_window_distributed)
-from .loop import cpu_threads, encode, resolve_device, train_window
+from .loop import cpu_threads, encode, encode_in_blocks, resolve_device, train_window
 from .progress import Progress
-from .progressive import encode_in_blocks, train_progressive
+from .progressive import train_progressive
 from .schedule import TrainConfig, epoch_cap, steps_per_epoch, training_subset, warmup_steps
 
 __all__ = ["CHECKPOINT_FORMAT", "DistInfo", "encode_in_blocks", "encode_sharded",
-           "setup_distributed", "shard_bounds", "train_window_distributed", "Progress", "TrainConfig", "WindowResult", "checkpoint_path",
+           "setup_distributed", "shard_bounds", "train_window_distributed", "Progress",
+           "TrainConfig", "WindowResult", "checkpoint_path",
            "cpu_threads", "encode", "epoch_cap", "load_checkpoint", "model_from_checkpoint",
            "resolve_device", "save_checkpoint", "steps_per_epoch", "train_progressive",
            "train_window", "training_subset", "warmup_steps"]

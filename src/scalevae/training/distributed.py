@@ -9,7 +9,8 @@ step, so that one optimiser step sees the same global batch as a single process,
 averages the gradients. The epoch loss is summed over all ranks, and the convergence decision is
 taken on rank 0 and broadcast. Encodings are computed on contiguous shards of the keypoints and
 gathered; the final encoding of a run whose result is a Zarr store is not gathered: each rank
-writes its shard into its own chunks of the store (``saving.save_by_regions``). Without ``torchrun`` (``WORLD_SIZE`` unset or 1) nothing here is used.
+writes its shard into its own chunks of the store (``saving.save_by_regions``). Without
+``torchrun`` (``WORLD_SIZE`` unset or 1) nothing here is used.
 """
 
 from __future__ import annotations
@@ -114,14 +115,10 @@ def gather_encoding(part: dict, dist: DistInfo) -> dict:
 def encode_sharded(model: SIVAE, patches: torch.Tensor, dist: DistInfo) -> dict:
     """:func:`~scalevae.training.encode` of all ``patches``, each rank encoding its contiguous
     shard; the gathered result on every rank."""
-    from .loop import encode
+    from .loop import encode_in_blocks
 
-    start, stop = shard_bounds(patches.shape[0], dist.world_size, dist.rank)
-    if stop > start:
-        part = encode(model, patches[start:stop])
-    else:  # fewer keypoints than ranks: an empty part with the right keys and shapes
-        part = {k: v[:0] for k, v in encode(model, patches[:1]).items()}
-    return gather_encoding(part, dist)
+    return encode_in_blocks(model, lambda _window, index: patches[index], None,
+                            patches.shape[0], patches.device, dist)
 
 
 def broadcast_error(message: str | None, dist: DistInfo) -> None:

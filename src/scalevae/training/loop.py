@@ -10,6 +10,7 @@ import contextlib
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..errors import ScaleVAEError
@@ -133,6 +134,33 @@ def encode(model: SIVAE, patches: torch.Tensor, batch: int = 4096) -> dict:
         if out["shift"] is not None:
             parts["shift"].append(out["shift"])
     return {k: torch.cat(v).cpu().numpy() for k, v in parts.items() if v}
+
+
+def as_patch_tensor(patches, device) -> torch.Tensor:
+    """Patches (numpy or torch) as a contiguous float32 tensor on ``device``."""
+    if isinstance(patches, torch.Tensor):
+        return patches.to(device)
+    return torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)).to(device)
+
+
+def encode_in_blocks(model: SIVAE, get_patches, window, n: int, device, dist=None,
+                     gather: bool = True, block: int = 16384) -> dict:
+    """:func:`encode` of all ``n`` keypoints at ``window``, their patches fetched ``block``
+    keypoints at a time (``get_patches(window, slice)``). In a distributed run each rank encodes
+    its shard (:func:`~scalevae.training.shard_bounds`), gathered on every rank unless
+    ``gather`` is False. ``block`` is a multiple of :func:`encode`'s batch, so the batches and
+    the numbers are those of encoding everything at once."""
+    from .distributed import gather_encoding, shard_bounds
+
+    start, stop = (0, n) if dist is None else shard_bounds(n, dist.world_size, dist.rank)
+    parts = [encode(model, as_patch_tensor(get_patches(window, slice(a, min(a + block, stop))),
+                                           device))
+             for a in range(start, stop, block)]
+    if not parts:  # fewer keypoints than ranks: an empty part with the right keys and shapes
+        first = encode(model, as_patch_tensor(get_patches(window, slice(0, 1)), device))
+        parts = [{k: v[:0] for k, v in first.items()}]
+    part = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return part if dist is None or not gather else gather_encoding(part, dist)
 
 
 @contextlib.contextmanager

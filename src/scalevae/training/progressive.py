@@ -21,7 +21,7 @@ from ..model import SIVAE
 from .checkpoints import (WindowResult, checkpoint_path, load_checkpoint, model_from_checkpoint,
                           save_checkpoint)
 from .distributed import encode_sharded, train_window_distributed
-from .loop import encode, train_window
+from .loop import as_patch_tensor, encode, encode_in_blocks, train_window
 from .schedule import TrainConfig, epoch_cap, training_subset
 
 
@@ -80,14 +80,15 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         # streaming sources cut only the training subset now and the rest block by block
         # when encoding: memory follows the subset, not the number of keypoints
         streaming = getattr(get_patches, "streaming", False)
-        x = None if streaming else _tensor(get_patches(w), device)
+        x = None if streaming else as_patch_tensor(get_patches(w), device)
         n = get_patches.n_points if streaming else len(x)
         # the same keypoints at every window (the subset depends on n and the seed only)
         subset = training_subset(n, cfg.max_train_points, seed)
         gen = torch.Generator(device=device).manual_seed(int(seed) * 100_003 + i)
         cb = (lambda e, loss, i=i, w=w: progress.epoch(i, w, e, loss)) if progress else None
         if streaming:
-            x_train = _tensor(get_patches(w, slice(None) if subset is None else subset), device)
+            x_train = as_patch_tensor(get_patches(w, slice(None) if subset is None else subset),
+                                      device)
         else:
             x_train = x if subset is None else x[torch.from_numpy(subset).to(device)]
         if dist is None:
@@ -110,23 +111,3 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         del x
     return model, results
 
-
-def _tensor(patches, device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)).to(device)
-
-
-def encode_in_blocks(model: SIVAE, get_patches, window: int, n: int, device, dist=None,
-                     block: int = 16384) -> dict:
-    """:func:`~scalevae.training.encode` of all ``n`` keypoints at ``window``, their patches cut
-    ``block`` keypoints at a time (``get_patches(window, slice)``); in a distributed run each
-    rank encodes its shard and the shards are gathered."""
-    from .distributed import gather_encoding, shard_bounds
-
-    start, stop = (0, n) if dist is None else shard_bounds(n, dist.world_size, dist.rank)
-    parts = [encode(model, _tensor(get_patches(window, slice(a, min(a + block, stop))), device))
-             for a in range(start, stop, block)]
-    if not parts:  # fewer keypoints than ranks: an empty part with the right keys and shapes
-        parts = [{k: v[:0] for k, v in encode(model, _tensor(get_patches(window, slice(0, 1)),
-                                                              device)).items()}]
-    part = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return part if dist is None else gather_encoding(part, dist)
