@@ -83,6 +83,33 @@ def test_result_stores_the_spectral_period_of_a_periodic_image():
     assert abs(float(ds.attrs["spectral_period"]) - 12) < 1
 
 
+def test_default_windows_start_below_a_fine_period_and_say_why():
+    """A grid on 12 px stripes: the default range starts at a third of the period (4 px), so it
+    brackets the regrouping the stripes cause; white noise keeps the 8 px start."""
+    yy, xx = np.mgrid[:96, :96]
+    rng = np.random.default_rng(0)
+    img = (np.sin(2 * np.pi * xx / 12) + 0.2 * rng.normal(size=xx.shape)).astype("float32")
+    ds = scalevae.run(img, keypoints="grid:8", epochs=1, quiet=True, report=False)
+    assert ds["window"].values.tolist() == [4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24]
+    assert "third of the image's spectral period (12." in ds.attrs["windows_reason"]
+    noise = rng.normal(size=(96, 96)).astype("float32")
+    ds = scalevae.run(noise, keypoints="grid:8", epochs=1, quiet=True, report=False)
+    assert int(ds["window"][0]) == 8 and ds.attrs["windows_reason"].startswith("default: 8 px")
+
+
+def test_atom_keypoints_keep_the_default_start_on_a_fine_lattice():
+    """Windows below the bond carry nothing for atom-centred patches: no early start for atoms."""
+    from scalevae.api import _windows
+    from scalevae.io import as_stack
+
+    yy, xx = np.mgrid[:96, :96]
+    img = (np.sin(2 * np.pi * xx / 12) * np.sin(2 * np.pi * yy / 12)).astype("float32")
+    stack = as_stack(img)
+    assert int(_windows(None, stack, None, "grid:4")[0][0]) == 4
+    assert int(_windows(None, stack, None, "atoms")[0][0]) == 8
+    assert _windows([8, 16], stack, None, "grid:4")[1] == "given"
+
+
 def test_last_window_instant_equals_final(small_run):
     ds, _ = small_run
     np.testing.assert_allclose(ds.z_mean.sel(state="instant", window=16),

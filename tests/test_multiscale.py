@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from scalevae.analysis.multiscale import find_scales, patch_statistics, spectral_period
+from scalevae.analysis.multiscale import (PRONOUNCED_PEAK, find_scales, patch_statistics,
+                                          pronounced_period, spectral_peak, spectral_period)
 from scalevae.errors import ScaleVAEError
 from scalevae.patches.size import MAX_DEFAULT_PATCH, default_patch_size, fine_period, radial_power_spectrum
 from scalevae.testing import make_fake_result
@@ -137,6 +138,25 @@ def test_spectral_period_finds_stripes_under_noise_and_a_gradient(period):
     yy, xx = np.mgrid[:256, :256]
     img = np.sign(np.sin(2 * np.pi * xx / period)) + 0.5 * rng.normal(size=xx.shape) + yy / 100
     assert abs(spectral_period(img) - period) <= 0.1 * period
+
+
+def test_a_period_stands_out_only_where_the_image_has_one():
+    """Stripes stand out far above the power-law background; white noise and a smooth random
+    texture under a little noise (no period of their own) do not, and pronounced_period says
+    None for them."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:256, :256]
+    stripes = np.sign(np.sin(2 * np.pi * xx / 16)) + 0.5 * rng.normal(size=xx.shape)
+    period, height = spectral_peak(stripes)
+    assert abs(period - 16) < 1.6 and height > PRONOUNCED_PEAK
+    assert abs(pronounced_period(stripes) - 16) < 1.6
+    from scipy import ndimage
+    smooth = (ndimage.gaussian_filter(rng.normal(size=(256, 256)), 1.5)
+              + 0.05 * rng.normal(size=(256, 256)))
+    for img in (rng.normal(size=(256, 256)), smooth):
+        assert spectral_peak(img)[1] < PRONOUNCED_PEAK
+        assert pronounced_period(img) is None
+    assert pronounced_period(np.zeros((4, 4))) is None
 
 
 def test_spectral_period_rejects_an_empty_range():

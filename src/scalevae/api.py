@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__, config
-from .analysis.multiscale import spectral_baseline
+from .analysis.multiscale import pronounced_period, spectral_baseline
 from .errors import ScaleVAEError
 from .io import ImageStack, as_stack, read_image
 from .keypoints import make_keypoints, select_inside
@@ -56,7 +56,9 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     windows : str or sequence of int, optional
         Window sizes: ``"8:64:4"`` (px), ``"20nm:200nm:20nm"`` (needs a pixel size), or a list.
         Default (:func:`scalevae.config.default_windows`): from 8 px to a quarter of the smaller
-        frame side (at most 64), 12 steps at most.
+        frame side (at most 64), 12 steps at most; with a grid, from about a third of the
+        image's period when that is finer (down to 4 px) and its spectral peak stands out
+        eight-fold. The result's ``windows_reason`` says which.
     keypoints : str or array
         ``"grid:STEP"``, ``"atoms"`` / ``"atoms:SPACING"`` (nearest-neighbour spacing in px;
         without it the spacing comes from the image's periodicity), ``"sift"``, a CSV/NumPy file
@@ -128,7 +130,7 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
 
     config.check_invariance(invariance)
     latent_dim = config.check_latent_dim(latent_dim)
-    windows = _windows(windows, stack, padding)
+    windows, windows_reason = _windows(windows, stack, padding, keypoints)
     r, patch_reason = config.check_patch_size(patch_size, windows, stack.data)
     cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                       **(train_options or {}))
@@ -143,6 +145,7 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     normalization = fit_normalization(stack.data)
     settings = _settings(stack, windows, keypoints, keypoint_options, padding, points, n_dropped,
                          r, patch_reason, invariance, latent_dim, seed, dev, cfg)
+    settings["windows_reason"] = windows_reason
     run_dir = _prepare_run_dir(out, stack, points, settings, resume, overwrite, dist,
                                result_format)
     by_regions = writes_regions(run_dir, dist, len(points), len(windows), latent_dim)
@@ -193,15 +196,27 @@ def read_input(images, channel, pixel_size, unit, control, control_name) -> Imag
     return stack
 
 
-def _windows(windows, stack, padding) -> np.ndarray:
-    """The window sizes in px (the default rule when None); without padding they must fit."""
+def _windows(windows, stack, padding, keypoints=None) -> tuple[np.ndarray, str]:
+    """The window sizes in px (the default rule when None) and why; without padding they must
+    fit. A grid's default range starts below 8 px when the image has a pronounced finer period
+    (config.default_windows); atom and feature keypoints sit on the structure's basic unit,
+    whose windows below it carry nothing, so theirs never does."""
     frame_shape = stack.data.shape[1:]
+    reason = "given"
     if windows is None:
-        windows = config.default_windows(frame_shape)
+        period = None
+        if isinstance(keypoints, str) and keypoints.split(":")[0] == "grid":
+            period = pronounced_period(stack.data)
+        windows = config.default_windows(frame_shape, period)
+        reason = "default: 8 px to a quarter of the smaller frame side (at most 64 px)"
+        if windows[0] < config.FIRST_WINDOW:
+            reason = (f"default: from {windows[0]} px, about a third of the image's spectral "
+                      f"period ({period:.1f} px), so that the range brackets the regrouping "
+                      "it causes")
     windows = np.asarray(parse_windows(windows, stack.pixel_size, stack.unit), dtype=np.int64)
     if padding is None:
         check_windows_fit(windows, frame_shape)
-    return windows
+    return windows, reason
 
 
 def _keypoints(keypoints, stack, windows, padding, options):
@@ -339,6 +354,7 @@ def _record(stack, points, windows, per_window, final, invariance, r, settings, 
              # what was done to the input (e.g. colour -> grayscale), shown by the CLI
              "input_note": stack.metadata.get("converted", ""),
              "patch_size_reason": settings.get("patch_size_reason", ""),
+             "windows_reason": settings.get("windows_reason", ""),
              # a baseline without the model, beside the recommended window (px; NaN if none)
              "spectral_period": spectral_baseline(stack.data)}
     if dist is not None:

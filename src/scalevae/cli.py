@@ -185,6 +185,8 @@ def _summary(ds, a, known=None):
               "--max-train-points); all of them are encoded")
     if ds.attrs.get("input_note"):
         print(f"note: the input was converted: {ds.attrs['input_note']}")
+    if str(ds.attrs.get("windows_reason", "")).startswith("default: from"):
+        print(f"windows {ds.attrs['windows_reason']}")  # why the range starts below 8 px
     if (ds.attrs.get("patch_size_reason") not in (None, "", "given")
             and int(ds.attrs["patch_size"]) != int(ds.window[0])):
         print(ds.attrs["patch_size_reason"])  # why the smallest windows are upsampled

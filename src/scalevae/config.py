@@ -50,23 +50,39 @@ MAX_SHRINK = 4
 from .patches.size import MAX_DEFAULT_PATCH  # noqa: E402
 
 # The default windows: from 8 px to a quarter of the smaller frame side (at most 64 px), in
-# at most 12 even steps.
+# at most 12 even steps; from down to 4 px where a grid samples a finer period (see below).
 FIRST_WINDOW = 8
+FIRST_WINDOW_MIN = 4
 LAST_WINDOW_MAX = 64
 MAX_WINDOW_STEPS = 12
 
 
-def default_windows(frame_shape) -> list[int]:
+def default_windows(frame_shape, period=None) -> list[int]:
     """The window sizes used when none are given, for frames of ``frame_shape`` (y, x).
+
+    From :data:`FIRST_WINDOW` (8 px) to a quarter of the smaller frame side (at most
+    :data:`LAST_WINDOW_MAX`, 64 px) in at most :data:`MAX_WINDOW_STEPS` even steps. With
+    ``period`` (px: the image's own period, e.g.
+    :func:`scalevae.analysis.multiscale.pronounced_period`) the range starts at about a third of
+    it when that is below 8 px (even, at least :data:`FIRST_WINDOW_MIN`): the regrouping a
+    structure causes starts when the window reaches about half its size, and a range that
+    starts above that sees only the end of the rise (validation/RESULTS.md, thirteenth round:
+    domains of period 12 px were read as a gradual change over 8-64 px, as 12 and 16 px from
+    4 px).
 
     Examples
     --------
     >>> default_windows((48, 48))
     [8, 10, 12]
+    >>> default_windows((256, 256), period=11.8)
+    [4, 10, 16, 22, 28, 34, 40, 46, 52, 58, 64]
     """
-    top = max(FIRST_WINDOW, min(LAST_WINDOW_MAX, min(frame_shape) // 4))
-    step = max(2, int(np.ceil((top - FIRST_WINDOW) / MAX_WINDOW_STEPS / 2)) * 2)
-    return list(range(FIRST_WINDOW, top + 1, step))
+    first = FIRST_WINDOW
+    if period is not None and np.isfinite(period) and period > 0:
+        first = int(np.clip(2 * round(period / 6), FIRST_WINDOW_MIN, FIRST_WINDOW))
+    top = max(first, min(LAST_WINDOW_MAX, min(frame_shape) // 4))
+    step = max(2, int(np.ceil((top - first) / MAX_WINDOW_STEPS / 2)) * 2)
+    return list(range(first, top + 1, step))
 
 
 def check_invariance(invariance: str) -> str:
