@@ -170,6 +170,20 @@ def test_a_gradual_answer_says_so_and_suggests_windows_around_the_spectral_perio
     assert "recommended descriptor size" not in out
 
 
+def test_summary_says_why_the_default_windows_start_below_8_px(tmp_path, capsys):
+    from argparse import Namespace
+
+    from scalevae.cli import _summary
+    from scalevae.testing import make_fake_result
+
+    reason = ("default: from 4 px, about a third of the image's spectral period (11.8 px), so "
+              "that the range brackets the regrouping it causes")
+    _summary(make_fake_result().assign_attrs(windows_reason=reason), Namespace(out=tmp_path))
+    assert f"windows {reason}" in capsys.readouterr().out
+    _summary(make_fake_result().assign_attrs(windows_reason="given"), Namespace(out=tmp_path))
+    assert "windows given" not in capsys.readouterr().out
+
+
 def test_physical_windows_with_a_pixel_size(npy, tmp_path):
     out = tmp_path / "run"
     assert main(["run", str(npy), "--windows", "20nm:40nm:10nm", "--pixel-size", "2.5",

@@ -67,7 +67,7 @@ def default_windows(frame_shape, period=None) -> list[int]:
     it when that is below 8 px (even, at least :data:`FIRST_WINDOW_MIN`): the regrouping a
     structure causes starts when the window reaches about half its size, and a range that
     starts above that sees only the end of the rise (validation/RESULTS.md, thirteenth round:
-    domains of period 12 px were read as a gradual change over 8-64 px, as 12 and 16 px from
+    domains of period 12 px were read as a gradual change over 8-64 px, as 10-16 px from
     4 px).
 
     Examples
