@@ -10,6 +10,7 @@ import xarray as xr
 from scipy import ndimage
 
 import scalevae
+from scalevae.analysis import length_scales
 from scalevae.results import load_model, load_result
 
 
@@ -71,6 +72,22 @@ def test_result_carries_the_recommended_window_and_its_evidence(small_run):
         assert int(d.attrs["length_scales_gradual"]) in (0, 1)
         assert not int(d.attrs["length_scales_gradual"]) or not int(
             d.attrs["recommended_window_conclusive"])
+        # read from the instant state (config.SCALES_STATE), and length_scales(ds) without a
+        # state reads the same one: a user recomputing the scales gets the stored answer
+        assert d.attrs["recommended_window_state"] == "instant"
+        again = length_scales(d)
+        assert again.attrs["state"] == "instant"
+        assert int(again["recommended_window"]) == int(d.attrs["recommended_window"])
+
+
+def test_a_result_saved_before_the_state_attribute_is_read_from_its_final_state(small_run):
+    """Results written before recommended_window_state existed were read from the final
+    state; re-reading them must not silently switch to another state's answer."""
+    ds, _ = small_run
+    old = ds.copy()
+    del old.attrs["recommended_window_state"]
+    assert length_scales(old).attrs["state"] == "final"
+    assert length_scales(old, state="instant").attrs["state"] == "instant"
 
 
 def test_result_stores_the_spectral_period_of_a_periodic_image():

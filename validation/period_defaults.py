@@ -1,8 +1,9 @@
 """Domain images of several periods run at the default settings (windows chosen by the run),
 or at given windows for comparison: the recommended window against the known period.
 
-Thirteenth round of validation/RESULTS.md (default windows starting at a third of a pronounced
-fine period). One line per run: windows, patch size, recommended window, conclusive, gradual,
+Thirteenth and fourteenth rounds of validation/RESULTS.md (default windows starting at a third
+of a pronounced fine period; the recommendation read from the state the run stores in
+``recommended_window_state``: the final state in the thirteenth round, the instant one since). One line per run: windows, patch size, recommended window, conclusive, gradual,
 every rise (onset / middle / end px, strength).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python validation/period_defaults.py 12 16 20 --seeds 0 1 2
@@ -28,7 +29,7 @@ def one(period, seed, windows=None):
         warnings.simplefilter("ignore")
         ds = scalevae.run(ex.images, windows=windows, keypoints="grid:4", seed=seed,
                           quiet=True, report=False)
-    ls = length_scales(ds)
+    ls = length_scales(ds)  # the state the run's recommendation was read from
     w = ds["window"].values
     rises = ", ".join(f"{a}-{b}-{c} ({s:.2f})" for a, b, c, s in zip(
         ls.rise_onset.values, ls.rise_middle.values, ls.rise_end.values,

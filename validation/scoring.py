@@ -340,7 +340,7 @@ def validate_twoscale(seed=0, windows=None, data=None, keypoints=None, **run_kw)
                                      seed=seed)
     below = [acc[w] for w in windows if w < wc]
     above = [(acc[w] - 0.5) / max(oracle[w] - 0.5, 1e-9) for w in windows if w >= 1.5 * wc]
-    ls = length_scales(ds)
+    ls = length_scales(ds)  # the state the recommendation reads
     rec = int(ls["recommended_window"])
     i_c = int(np.argmin(np.abs(np.array(windows) - wc)))
     err = abs(windows.index(rec) - i_c) if rec in windows else np.inf

@@ -27,7 +27,7 @@ from .rundir import RunDir, fingerprint
 from .training import (Progress, TrainConfig, cpu_threads, encode, encode_in_blocks,
                        encode_sharded, resolve_device, setup_distributed, train_progressive,
                        training_subset)
-from .saving import (final_scales, flag_epoch_cap, recommendation, save, save_by_regions,
+from .saving import (recommended_scales, flag_epoch_cap, recommendation, save, save_by_regions,
                      writes_regions)
 from .training.distributed import broadcast_error
 
@@ -163,7 +163,7 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     ds = build_result(_record(stack, points, windows, per_window, final, invariance, r, settings,
                               normalization, n_dropped, cfg, seed, timings, dist))
     flag_epoch_cap(ds, per_window, cfg)
-    ds.attrs.update(recommendation(final_scales(ds)))
+    ds.attrs.update(recommendation(recommended_scales(ds)))
     if run_dir is not None and (dist is None or dist.is_main):
         save(run_dir, ds, report, timings, quiet)
     return ds

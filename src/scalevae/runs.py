@@ -239,9 +239,9 @@ class Run:
             scale = xr.DataArray(window_px / self.windows, dims="window")
             ds["shift"] = (ds["shift"] * scale).astype(np.float32).transpose(*ds["shift"].dims)
             ds["shift"].attrs.update(units="px", long_name="latent translation (dy, dx)")
-        from .saving import final_scales, recommendation
+        from .saving import recommended_scales, recommendation
 
-        ds.attrs.update(recommendation(final_scales(ds)))
+        ds.attrs.update(recommendation(recommended_scales(ds)))
         return ds
 
 

@@ -1,7 +1,7 @@
 """Saving a run: the result (one file, or a Zarr store written shard by shard by the ranks of
 a data-parallel run), the recommended window stored with it, and the report.
 
-:func:`scalevae.run` calls these as its last steps; :func:`final_scales` and
+:func:`scalevae.run` calls these as its last steps; :func:`recommended_scales` and
 :func:`recommendation` also serve ``scalevae.apply``.
 """
 
@@ -22,13 +22,14 @@ from .rundir import RunDir
 from .training.distributed import broadcast_error, shard_bounds, shard_size
 
 
-def final_scales(ds):
-    """Length scales of the final state (None below 3 windows: too few to recommend one)."""
+def recommended_scales(ds):
+    """Length scales of the state the recommendation reads (:data:`config.SCALES_STATE` for a
+    new result); None below 3 windows: too few to recommend one."""
     if ds.sizes["window"] < 3:
         return None
     from .analysis import length_scales
 
-    return length_scales(ds, state="final")
+    return length_scales(ds)  # the state: analysis._common.scales_state
 
 
 def recommendation(scales) -> dict:
@@ -42,6 +43,7 @@ def recommendation(scales) -> dict:
     # regrouped the keypoints above the posterior noise, `_conclusive` == 0 that the range
     # stops before the recommended rise levels off (weak evidence either way, see the note)
     return {"recommended_window": int(scales["recommended_window"]),
+            "recommended_window_state": str(scales.attrs.get("state", "final")),
             # the windows the evidence allows: how sharp the answer is
             "recommended_window_range": [int(scales["recommended_low"]),
                                          int(scales["recommended_high"])],
@@ -139,7 +141,7 @@ def save_by_regions(run_dir, record, final, per_window, cfg, dist, report, timin
                 ds = stored.load()  # the whole result, as it will be saved
             flag_epoch_cap(ds, per_window, cfg)
             added = {"windows_at_epoch_cap": ds.attrs["windows_at_epoch_cap"],
-                     **recommendation(final_scales(ds))}
+                     **recommendation(recommended_scales(ds))}
             ds.attrs.update(added)
             finish_sharded_zarr(tmp, path, added)
             run_dir.result_format = "zarr"

@@ -22,6 +22,23 @@ def state_z(ds, state):
     return state_variable(ds, "z_mean", state).transpose("window", "point", "latent")
 
 
+def scales_state(ds, state=None):
+    """The state a length-scale reading uses: ``state`` when given, else the state the result's
+    recommendation was read from (``recommended_window_state``; ``"final"`` for a result saved
+    before that attribute existed), else :data:`scalevae.config.SCALES_STATE` when the result
+    holds it, else ``"final"``."""
+    if state is not None:
+        return state
+    if "recommended_window_state" in ds.attrs:
+        return str(ds.attrs["recommended_window_state"])
+    if "recommended_window" in ds.attrs:
+        return "final"
+    from ..config import SCALES_STATE
+
+    states = [str(s) for s in ds["state"].values] if "state" in ds.coords else []
+    return SCALES_STATE if SCALES_STATE in states else "final"
+
+
 def state_variable(ds, name, state):
     """Variable ``name`` of one state (the variable itself when it has no state dimension)."""
     var = ds[name]

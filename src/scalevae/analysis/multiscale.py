@@ -20,6 +20,7 @@ from scipy import ndimage as ndi
 from scipy import stats
 
 from ..errors import ScaleVAEError
+from ._common import scales_state
 
 __all__ = ["find_scales", "spectral_peak", "spectral_period", "spectral_baseline",
            "pronounced_period", "bracketing_windows", "patch_statistics"]
@@ -118,7 +119,7 @@ def _rises(windows, curve, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STREN
     return rises, env, jump
 
 
-def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
+def find_scales(scales, state=None, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
     """Every rise of the latent regrouping with the window, and the window it recommends.
 
     The regrouping curve is ``change_from_first`` of :func:`scalevae.analysis.length_scales`:
@@ -164,8 +165,9 @@ def find_scales(scales, state="final", slope_fraction=SLOPE_FRACTION, min_streng
     scales : xarray.Dataset
         A result Dataset (``z_mean``), or the output of
         :func:`scalevae.analysis.length_scales` (``change_from_first``).
-    state : {"final", "instant"}
-        State analysed when ``scales`` is a result.
+    state : {"instant", "final"}, optional
+        State analysed when ``scales`` is a result (default: the state its recommendation
+        reads, as in :func:`scalevae.analysis.length_scales`).
     slope_fraction : float
         Share of the fastest growth that still counts as rising, in (0, 1].
     min_strength : float
@@ -419,7 +421,7 @@ def bracketing_windows(period, frame_shape=None, n=11):
     step = max(1, int(round((high - low) / (n - 1))))
     return f"{low}:{high}:{step}"
 
-def patch_statistics(image, result, state="final", n_points=500, seed=1):
+def patch_statistics(image, result, state=None, n_points=500, seed=1):
     """Patch mean and std as a descriptor: the baseline the latents should beat.
 
     For each window, every keypoint is described by the mean and the standard deviation of the
@@ -437,7 +439,9 @@ def patch_statistics(image, result, state="final", n_points=500, seed=1):
         The 2-D image or ``(frame, y, x)`` stack the result was computed from.
     result : xarray.Dataset
         Result Dataset of that image (keypoints ``frame``, ``y``, ``x`` and ``z_mean``).
-    state : {"final", "instant"}
+    state : {"instant", "final"}, optional
+        Default: the state the result's recommendation reads (as
+        :func:`scalevae.analysis.length_scales`).
     n_points : int
         Keypoints compared (a fixed random subset).
     seed : int
@@ -468,7 +472,7 @@ def patch_statistics(image, result, state="final", n_points=500, seed=1):
         raise ScaleVAEError("result must be a scalevae result Dataset (with z_mean)")
     z = result["z_mean"]
     if "state" in z.dims:
-        z = z.sel(state=state)
+        z = z.sel(state=scales_state(result, state))
     z = z.transpose("window", "point", "latent")
     windows = z["window"].values.astype(int)
     frame = result["frame"].values.astype(int) if "frame" in result else np.zeros(z.sizes["point"], int)

@@ -7,7 +7,7 @@ import numpy as np
 import xarray as xr
 from scipy import signal, stats
 
-from ._common import require_windows, state_variable, state_z, subset
+from ._common import require_windows, scales_state, state_variable, state_z, subset
 from .density import latent_density
 
 
@@ -74,7 +74,7 @@ def _first_reaching(curve, fraction):
     return int(np.argmax(curve >= fraction * curve.max()))
 
 
-def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3):
+def length_scales(ds, state=None, density=None, n_pairs_points=500, n_draws=3):
     """Characteristic length scales: windows where the latent structure changes most.
 
     For each window ``w_i`` (i > 1) the change from ``w_(i-1)`` is measured two ways:
@@ -131,7 +131,10 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
     ----------
     ds : xarray.Dataset
         Result Dataset with at least two windows.
-    state : {"final", "instant"}
+    state : {"instant", "final"}, optional
+        Default: the state the result's recommendation reads (``recommended_window_state``;
+        :data:`scalevae.config.SCALES_STATE`, "instant", for a new result), so that
+        ``length_scales(ds)`` gives the recommended window stored with ``ds``.
     density : xarray.DataArray, optional
         Densities to compare instead of the standardised ones (e.g. :func:`latent_density`
         of the same state, to count changes of scale too).
@@ -157,6 +160,7 @@ def length_scales(ds, state="final", density=None, n_pairs_points=500, n_draws=3
     >>> int(s["recommended_window"]) in s["window"].values
     True
     """
+    state = scales_state(ds, state)
     z = state_z(ds, state)
     windows = z["window"].values.astype(int)
     require_windows(len(windows), "length scales need")

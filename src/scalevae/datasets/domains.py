@@ -161,6 +161,6 @@ def ferroelectric_domains(shape=(256, 256), period=24, seed=0, noise=0.05):
     return Example(
         name="domains", images=image[None].astype(np.float32), keypoints=None, pixel_size=10.0,
         unit="nm", control=None, control_name=None, truth=truth,
-        default_windows=list(range(8, 65, 8)), default_keypoints="grid:4",
+        default_windows=list(range(8, 65, 4)), default_keypoints="grid:4",
         description="PFM amplitude of an a/c ferroelastic domain film (synthetic)",
     )

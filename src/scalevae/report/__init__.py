@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write
+from ..analysis._common import scales_state
 from ..io.units import physical_pixel
 from ..results import load_result
 from .explorer import explorer_html
@@ -108,22 +109,25 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
             "<a href='#training'>Training</a>"
             "<a href='#final'>Final state</a><a href='#instant'>Instant state</a>"
             "<a href='#config'>Configuration</a></nav>"]
-    # Every state's figures first: the recommendation at the top needs the final state's scales,
-    # and the recommended window is one of the panels of every figure.
-    state_parts, final_scales = [], None
+    # Every state's scales first: the recommendation at the top reads the scales of the state
+    # the result's recommendation was read from (config.SCALES_STATE for a new run), and the
+    # recommended window is one of the panels of every figure.
+    state_ctxs = {}
     for state in states:
         step(f"latent density and length scales ({state})")
-        state_ctx = ctx.for_state(state)
-        if state == "final":
-            final_scales = state_ctx.scales
-            if final_scales is not None:
-                ctx.recommended = int(final_scales["recommended_window"])
-        state_ctx.recommended = ctx.recommended
-        state_parts += state_part(state_ctx, step)
-    if final_scales is not None:
+        state_ctxs[state] = ctx.for_state(state)
+    rec_state = scales_state(ds)
+    rec_scales = state_ctxs[rec_state].scales if rec_state in state_ctxs else None
+    if rec_scales is not None:
+        ctx.recommended = int(rec_scales["recommended_window"])
+    state_parts = []
+    for state in states:
+        state_ctxs[state].recommended = ctx.recommended
+        state_parts += state_part(state_ctxs[state], step)
+    if rec_scales is not None:
         step("baselines")
-        body.append(recommendation_card(final_scales, ctx.phys,
-                                        baselines_html(ds, ctx.image, final_scales, ctx.phys)))
+        body.append(recommendation_card(rec_scales, ctx.phys,
+                                        baselines_html(ds, ctx.image, rec_scales, ctx.phys)))
     elif ds.sizes["window"] < 2:
         body.append(note("Only one window: length scales need at least two."))
 

@@ -72,7 +72,7 @@ class Context:
     state: str | None = None
     density: Any = None
     scales: Any = None
-    recommended: int | None = None  # the final state's recommended window, always a panel
+    recommended: int | None = None  # the recommended window, always a panel
 
     @property
     def windows(self):
@@ -409,7 +409,7 @@ def baselines_html(ds, image, scales, phys):
         except ScaleVAEError as exc:
             parts.append(f"no spectral period ({esc(str(exc))})")
         try:
-            stats = patch_statistics(frames, ds)
+            stats = patch_statistics(frames, ds, state=scales.attrs.get("state", "final"))
             agree = stats["agreement"].values
             parts.append("the latents' pairwise distances agree with those of each patch's "
                          f"(mean, std) with rank correlation {np.nanmin(agree):.2f}-"
@@ -427,7 +427,8 @@ def recommendation_card(scales, phys, baselines=""):
     rec = int(scales["recommended_window"])
     conclusive = bool(scales["conclusive"]) if "conclusive" in scales else True
     gradual = bool(scales["gradual"]) if "gradual" in scales else False
-    title = ("Recommended descriptor size (final state)" if conclusive else
+    state = scales.attrs.get("state", "final")
+    title = (f"Recommended descriptor size ({state} state)" if conclusive else
              "No conclusive descriptor size: the regrouping changes gradually over the window "
              "range (no single size stands out); its half-way window" if gradual else
              "No conclusive descriptor size: the regrouping still rises at the largest window "
@@ -439,5 +440,5 @@ def recommendation_card(scales, phys, baselines=""):
             + (f"<div><b>Caution:</b> {esc(scales.attrs['note'])}.</div>"
                if scales.attrs.get("note") else "")
             + baselines
-            + "<div>Evidence: the <a href='#final'>length-scale figure</a> of each state.</div>"
+            + f"<div>Evidence: the <a href='#{state}'>length-scale figure</a> of each state.</div>"
             "</div>")
