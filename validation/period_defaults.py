@@ -3,8 +3,9 @@ or at given windows for comparison: the recommended window against the known per
 
 Thirteenth and fourteenth rounds of validation/RESULTS.md (default windows starting at a third
 of a pronounced fine period; the recommendation read from the state the run stores in
-``recommended_window_state``: the final state in the thirteenth round, the instant one since). One line per run: windows, patch size, recommended window, conclusive, gradual,
-every rise (onset / middle / end px, strength).
+``recommended_window_state``: the final state in the thirteenth round, the instant one since).
+One line per run: windows, patch size, recommended window, conclusive, gradual, every rise
+(onset / middle / end px, strength).
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python validation/period_defaults.py 12 16 20 --seeds 0 1 2
     OMP_NUM_THREADS=1 PYTHONPATH=src python validation/period_defaults.py 12 --windows 8:62:6
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
+
+from scoring import rises_text
 
 
 def one(period, seed, windows=None):
@@ -31,9 +34,7 @@ def one(period, seed, windows=None):
                           quiet=True, report=False)
     ls = length_scales(ds)  # the state the run's recommendation was read from
     w = ds["window"].values
-    rises = ", ".join(f"{a}-{b}-{c} ({s:.2f})" for a, b, c, s in zip(
-        ls.rise_onset.values, ls.rise_middle.values, ls.rise_end.values,
-        ls.rise_strength.values))
+    rises = rises_text(ls)
     rec = int(ls.recommended_window)
     step = int(w[1] - w[0])
     print(f"period {period} seed {seed}: windows {w[0]}:{w[-1]}:{step}, patch "

@@ -153,6 +153,13 @@ def latent_information(z, s):
     return float(np.sum(0.5 * np.log1p(z.var(0) / np.mean(s ** 2, axis=0))))
 
 
+def rises_text(scales):
+    """Every rise of a length_scales() result as "onset-middle-end (strength)", strongest first."""
+    return ", ".join(f"{a}-{b}-{c} ({s:.2f})" for a, b, c, s in zip(
+        scales.rise_onset.values, scales.rise_middle.values, scales.rise_end.values,
+        scales.rise_strength.values))
+
+
 def _circ_mean(a):
     m = np.exp(1j * a).mean()
     return float(np.angle(m)), float(abs(m))

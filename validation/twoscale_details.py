@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from scoring import validate_twoscale
+from scoring import rises_text, validate_twoscale
 
 
 def main(seeds):
@@ -21,9 +21,7 @@ def main(seeds):
             warnings.simplefilter("ignore")
             scores, d = validate_twoscale(seed)
         ls = d["scales"]
-        rises = ", ".join(f"{a}-{b}-{c} ({s:.2f})" for a, b, c, s in zip(
-            ls.rise_onset.values, ls.rise_middle.values, ls.rise_end.values,
-            ls.rise_strength.values))
+        rises = rises_text(ls)
         print(f"seed {seed}: recommended {d['recommended']} px ({ls.attrs['state']} state; W = "
               f"{d['critical']} px, {scores['twoscale_window_error']:.0f} steps), void count "
               f"separates at {d['separation']} px, conclusive {bool(ls.conclusive)}, gradual "
