@@ -1,6 +1,6 @@
 """Patch extraction speed and memory: scalevae.patches against an AtomAI-style loop.
 
-Run: /work/main/.venv/bin/python benchmarks/bench_patches.py [--repeats 3] [--all-routes] [--write]
+Run: python benchmarks/bench_patches.py [--repeats 3] [--all-routes] [--write]
 
 * 1024 x 1024 random image, 16,384 grid keypoints (step 8), 15 windows 8..64 step 4,
   output size 8 and 32, padding 'reflect' (so every keypoint has every window).
@@ -187,7 +187,7 @@ def main():
         f"- versions: Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
         f"scikit-image {skimage.__version__}, opencv {cv2.__version__ if cv2 else 'not installed'}, "
         f"scalevae {scalevae.__version__}",
-        f"- command: `/work/main/.venv/bin/python benchmarks/bench_patches.py --repeats {args.repeats}"
+        f"- command: `python benchmarks/bench_patches.py --repeats {args.repeats}"
         f"{' --all-routes' if args.all_routes else ''} --write`",
         f"- load average during the timings (median): {statistics.median(loads):.1f} on {os.cpu_count()} CPUs",
         f"- task: {N_SIDE} x {N_SIDE} random float32 image, {len(pts)} grid keypoints (step 8), "

@@ -2,8 +2,8 @@
 
 Run (main venv; the pyroVED projection needs benchmarks/.venv-peers, see README.md):
 
-    /work/main/.venv/bin/python benchmarks/bench_sweep.py real  [--threads 2,1] [--repeats 1] [--write]
-    /work/main/.venv/bin/python benchmarks/bench_sweep.py scale [--points 15000,30000,all] [--epochs 1] [--write]
+    python benchmarks/bench_sweep.py real  [--threads 2,1] [--repeats 1] [--write]
+    python benchmarks/bench_sweep.py scale [--points 15000,30000,all] [--epochs 1] [--write]
 
 real:  ``scalevae run ../shared/data/real/PTO_Funakubo0004.h5 --channel AmplitudeRetrace
        --keypoints grid:4 --windows 8:64:4`` with default training, under ``/usr/bin/time``; the
@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 REAL = ROOT.parent / "shared" / "data" / "real" / "PTO_Funakubo0004.h5"
 PEERS_PY = HERE / ".venv-peers" / "bin" / "python"
-SCALEVAE = Path(sys.executable).with_name("scalevae")
+SCALEVAE = [sys.executable, "-m", "scalevae"]  # the interpreter running this script
 
 
 def timed(cmd, threads):
@@ -60,7 +60,7 @@ def stage_times(run_dir):
 
 def run_cli(args, out, threads):
     shutil.rmtree(out, ignore_errors=True)
-    wall, cpu, rss = timed([str(SCALEVAE), "run", *args, "--quiet", "--out", str(out)], threads)
+    wall, cpu, rss = timed([*SCALEVAE, "run", *args, "--quiet", "--out", str(out)], threads)
     timings, epochs, n_points = stage_times(out)
     load = os.getloadavg()[0]
     return dict(wall=wall, cpu=cpu, rss=rss, timings=timings, epochs=epochs, points=n_points, load=load)
@@ -140,7 +140,7 @@ def main_real(args):
     epochs = rows[0]["epochs"] if rows else args.projection_only
     proj = {th: pyroved_projection(epochs, None, threads=th) for th in threads} if not args.no_peers else {}
     lines = header("Full sweep on the real PTO image",
-                   f"{sys.executable} benchmarks/bench_sweep.py real --threads {args.threads} "
+                   f"python benchmarks/bench_sweep.py real --threads {args.threads} "
                    f"--repeats {args.repeats}")
     lines += ["`scalevae run ../shared/data/real/PTO_Funakubo0004.h5 --channel AmplitudeRetrace "
               "--keypoints grid:4 --windows 8:64:4` (256 x 256 image, default training: "
@@ -198,7 +198,7 @@ def main_scale(args):
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     lines = header("Scale: 1024 x 1024 image, grid:4 keypoints x 15 windows",
-                   f"{sys.executable} benchmarks/bench_sweep.py scale --points {args.points} "
+                   f"python benchmarks/bench_sweep.py scale --points {args.points} "
                    f"--epochs {args.epochs} --batch-size {args.batch_size} --threads {args.threads}" + (" --report" if args.report else ""))
     lines += [f"Synthetic ferroelectric domains 1024 x 1024 ({len(pts)} grid:4 keypoints fit the 64 px "
               f"window; the first N are used), windows 8:64:4, **epochs capped at {args.epochs} per "

@@ -6,22 +6,20 @@ scores the latents against its ground truth with the functions of ``validation/s
 ``validation/RESULTS.md``, where each threshold is justified by the spread over seeds).
 
 The default run holds a fast subset (small images, one or two windows, the default patch size),
-each passing on every seed tried (RESULTS.md); the full checks are ``@pytest.mark.slow``
-(``make test-slow``), one to four minutes each on two cores. The two-scale and domain checks use
-``patch_size=16`` (``SETTINGS`` in ``validation/scoring.py`` says why).
+each passing on every seed tried; the full checks are ``@pytest.mark.slow`` (``make
+test-slow``), one to four minutes each on two cores, and assert only what held on every seed
+RESULTS.md measured (a score that did not is recorded there, not asserted here). The domain
+check uses ``patch_size=16`` (``SETTINGS`` in ``validation/scoring.py`` says why).
+``validation`` is imported as a package: ``tests/conftest.py`` puts the repository root on
+``sys.path``.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
+import json
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "validation" / "scoring.py"
-_spec = importlib.util.spec_from_file_location("scoring", _PATH)
-rv = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("scoring", rv)
-_spec.loader.exec_module(rv)
+from validation import run_validation
+from validation import scoring as rv
 
 SEED = 0
 
@@ -140,18 +138,10 @@ def test_two_scale_recommended_window_lands_within_one_step_of_the_critical_wind
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="known failure on 6/6 seeds (RESULTS.md, fourteenth round): read from "
-                          "the instant state the recommended window lies 2-3 steps below the "
-                          "window where the true void count separates the regions half-way",
-                   strict=False)
-def test_two_scale_recommended_window_lands_on_the_void_count_separation_window(twoscale):
-    check(twoscale, "twoscale_separation_error")
-
-
-@pytest.mark.slow
-def test_domains_separate_at_small_windows_and_broaden_with_window():
+def test_domains_separate_at_small_windows():
+    # domains_broadening_rho is recorded, not asserted: its sign changes from seed to seed.
     scores, _ = rv.validate_domains(SEED)
-    check(scores, "domains_accuracy_gain", "domains_broadening_rho")
+    check(scores, "domains_accuracy_gain")
 
 
 @pytest.mark.slow
@@ -159,3 +149,35 @@ def test_recommended_window_lands_on_the_domain_period_with_default_settings():
     scores, details = rv.validate_period(SEED)
     assert details["significant"] == 1
     check(scores, "period_window_error")
+
+
+# --------------------------------------------------------------------------- the results page
+
+
+def test_every_score_is_either_judged_or_recorded():
+    """Each score a check returns has a threshold or a reason why not (so the page shows it)."""
+    assert not set(rv.THRESHOLDS) & set(rv.RECORDED)
+    assert set(rv.QUICK) == set(rv.SETTINGS) == set(rv.VALIDATIONS)
+
+
+def test_stored_scores_write_the_committed_page():
+    """RESULTS.md is exactly what the script writes from scores.json: no hand-written part."""
+    stored = json.loads((run_validation.HERE / "scores.json").read_text())
+    assert set(stored) == set(rv.VALIDATIONS)
+    assert (run_validation.HERE / "RESULTS.md").read_text() == run_validation.page(stored)
+
+
+def test_quick_run_writes_a_page_of_the_full_shape(tmp_path):
+    """``run_validation.py --quick`` runs every check on tiny data and writes RESULTS.md with the
+    same sections as the full page: one table per check with its settings, date and commit."""
+    run_validation.main(["--quick", "--no-figures", "--out", str(tmp_path)])
+    text = (tmp_path / "RESULTS.md").read_text()
+    stored = json.loads((tmp_path / "scores.json").read_text())
+    full = (run_validation.HERE / "RESULTS.md").read_text()
+    for name in rv.VALIDATIONS:
+        assert stored[name]["quick"] and list(stored[name]["scores"]) == ["0"]
+        assert f"\n## {name}\n" in text and f"\n## {name}\n" in full
+    heading = [line.split("|")[1:3] for line in text.splitlines() if line.startswith("| score")]
+    assert len(heading) == len(rv.VALIDATIONS)
+    assert text.count("- measured at commit `") == len(rv.VALIDATIONS)
+    assert "Quick configuration" in text and "Quick configuration" not in full

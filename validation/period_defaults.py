@@ -1,11 +1,9 @@
 """Domain images of several periods run at the default settings (windows chosen by the run),
 or at given windows for comparison: the recommended window against the known period.
 
-Thirteenth and fourteenth rounds of validation/RESULTS.md (default windows starting at a third
-of a pronounced fine period; the recommendation read from the state the run stores in
-``recommended_window_state``: the final state in the thirteenth round, the instant one since).
-One line per run: windows, patch size, recommended window, conclusive, gradual, every rise
-(onset / middle / end px, strength).
+Recorded, not asserted (the asserted check is ``period`` in ``scoring.py``). One line per run:
+windows, patch size, recommended window, conclusive, gradual, every rise (onset / middle / end
+px, strength). From the repository root, about a minute per run on two cores::
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python validation/period_defaults.py 12 16 20 --seeds 0 1 2
     OMP_NUM_THREADS=1 PYTHONPATH=src python validation/period_defaults.py 12 --windows 8:62:6
@@ -14,10 +12,15 @@ One line per run: windows, patch size, recommended window, conclusive, gradual, 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import warnings
+from pathlib import Path
 
-from scoring import rises_text
+if __package__ in (None, ""):  # run as a script: the repository root makes `validation` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from validation.scoring import rises_text  # noqa: E402
 
 
 def one(period, seed, windows=None):

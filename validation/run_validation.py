@@ -1,14 +1,18 @@
-"""Validate the SI-VAE against synthetic data with known answers (issue 3).
+"""Validate the SI-VAE against synthetic data with known answers; write validation/RESULTS.md.
 
-Runs every check of ``validation/scoring.py`` (the full method, ``scalevae.run``, on every
-generator of ``scalevae.datasets``) with several seeds, and writes the measured part of
-``validation/RESULTS.md`` (a table of the scores per seed, their mean and spread, and the
-threshold) and figures under ``validation/figures/``. The measured part lies between the
-``MEASURED_BEGIN`` and ``MEASURED_END`` markers; the hand-written findings around it are kept.
+Runs every check of ``validation/scoring.py`` (the full method, ``scalevae.run``, on the
+generators of ``scalevae.datasets``) over several seeds, stores the raw scores with the commit,
+date, settings and machine in ``validation/scores.json``, and writes ``validation/RESULTS.md``
+whole from that file: one table per check, nothing written by hand. Figures of the first seed
+go to ``validation/figures/``. Run from the repository root (about an hour on two cores)::
 
-Run from the repository root::
+    make validation
+    python validation/run_validation.py [--seeds 0 1 2 3 4 5] [--only NAME ...]
+    python validation/run_validation.py --page-only      # rewrite RESULTS.md from scores.json
+    python validation/run_validation.py --quick --out DIR  # tiny settings, seconds: a smoke test
 
-    OMP_NUM_THREADS=2 .venv/bin/python validation/run_validation.py [--seeds 0 1 2] [--only NAME ...]
+``--only`` re-measures some checks and keeps the stored scores of the others; each table names
+the commit its scores were measured at, so a page mixing commits says so.
 """
 
 from __future__ import annotations
@@ -16,25 +20,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import subprocess
 import sys
 import time
+import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from scoring import THRESHOLDS, VALIDATIONS, passes
+
+if __package__ in (None, ""):  # run as a script: the repository root makes `validation` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from validation.scoring import QUICK, RECORDED, SETTINGS, THRESHOLDS, VALIDATIONS, passes  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-FIGURES = HERE / "figures"
-
-#: The lines that enclose the part of RESULTS.md this script writes.
-MEASURED_BEGIN = "<!-- measured: written by run_validation.py, do not edit by hand -->"
-MEASURED_END = "<!-- end of the measured part -->"
+ROOT = HERE.parent
+SEEDS = [0, 1, 2, 3, 4, 5]
 
 # --------------------------------------------------------------------------- figures
 
 
-def _figures(name, seed, details):
-    """Write the figures of one validation run (latent distributions per window, key scores)."""
+def _figures(name, seed, details, folder):
+    """Write the figures of one validation run (latent distributions per window, key scores)
+    into ``folder``; returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,7 +52,8 @@ def _figures(name, seed, details):
 
     from scalevae.analysis import latent_density
 
-    FIGURES.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = [folder / f"{name}_density_seed{seed}.png"]
     ds = details["ds"]
     dens = latent_density(ds, grid_size=64)
     windows = dens["window"].values
@@ -58,7 +69,7 @@ def _figures(name, seed, details):
     axes[0, 0].set_ylabel("z2", fontsize=8)
     fig.suptitle(f"{name} (seed {seed}): final-state latent density per window", fontsize=10)
     fig.tight_layout()
-    fig.savefig(FIGURES / f"{name}_density_seed{seed}.png", dpi=80)
+    fig.savefig(written[0], dpi=80)
     plt.close(fig)
 
     fig = None
@@ -106,7 +117,6 @@ def _figures(name, seed, details):
         sc = details["scales"]
         rise = sc["change_from_first"].values
         ax[1].plot(sc["window"].values, rise, "o-", label="regrouping from smallest window")
-        ax[1].axhline(0.5 * np.nanmax(rise), color="gray", lw=0.8, ls=":", label="half maximum")
         ax[1].axvspan(int(sc["recommended_low"]), int(sc["recommended_high"]), color="g",
                       alpha=0.12, label="recommended range")
         ax[1].axvline(details["critical"], color="r", lw=0.8, label="critical W")
@@ -126,99 +136,160 @@ def _figures(name, seed, details):
         ax[1].set(xlabel="window (px)", ylabel="latent information (nats)",
                   title="broadening: spread / posterior width")
     if fig is not None:
+        written.append(folder / f"{name}_scores_seed{seed}.png")
         fig.tight_layout()
-        fig.savefig(FIGURES / f"{name}_scores_seed{seed}.png", dpi=80)
+        fig.savefig(written[-1], dpi=80)
         plt.close(fig)
+    return written
 
 
-# --------------------------------------------------------------------------- report
+# --------------------------------------------------------------------------- provenance
 
 
-def measured_section(table, seeds, timings):
-    """The measured part of RESULTS.md: the score table over seeds and the run times."""
-    lines = [
-        "# Validation results",
-        "",
-        "Written by `validation/run_validation.py` (the full method, `scalevae.run`, on the "
-        "synthetic examples of `scalevae.datasets`, each seed a new data set *and* a new model "
-        "initialisation). Sizes and windows: `SETTINGS` in `validation/scoring.py`; readings of "
-        "the latent space: its module docstring. `spread` is the sample standard deviation over "
-        "seeds.",
-        "",
-        "| check | meaning | " + " | ".join(f"seed {s}" for s in seeds)
-        + " | mean ± spread | threshold | pass |",
-        "| --- | --- | " + " | ".join("---" for _ in seeds) + " | --- | --- | --- |",
-    ]
-    for name, (op, thr, meaning) in THRESHOLDS.items():
-        vals = [table.get((name, s), np.nan) for s in seeds]
-        v = np.array(vals, float)
-        ok = [passes(name, x) for x in v if np.isfinite(x)]
-        mean = np.nanmean(v) if np.isfinite(v).any() else np.nan
-        sd = np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else np.nan
+def commit():
+    """Short hash of HEAD, ``+dirty`` when src/ or validation/ differ from it; "unknown" outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "validation"],
+                               cwd=ROOT, text=True, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty.strip() else "")
+
+
+def machine():
+    """One line: CPUs, architecture, Python, torch and the threads torch used."""
+    import torch
+
+    return (f"{os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def measure(name, seeds, quick=False, figures=None):
+    """Run one check over ``seeds``: its entry of scores.json (scores per seed and provenance)."""
+    kwargs = QUICK[name] if quick else {}
+    entry = {"commit": commit(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+             "machine": machine(), "quick": quick,
+             "settings": repr(kwargs if quick else SETTINGS[name]),
+             "scores": {}, "seconds": {}, "figures": []}
+    for seed in seeds:
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores, details = VALIDATIONS[name](seed, **kwargs)
+        entry["seconds"][str(seed)] = round(time.perf_counter() - t, 1)
+        entry["scores"][str(seed)] = {k: float(v) for k, v in scores.items()}
+        print(f"{name} seed {seed}: " + ", ".join(f"{k}={v:.3g}" for k, v in scores.items())
+              + f" ({entry['seconds'][str(seed)]:.0f} s)", flush=True)
+        if figures is not None and seed == seeds[0]:
+            entry["figures"] = [p.name for p in _figures(name, seed, details, figures)]
+    return entry
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def _cell(x):
+    return "nan" if not np.isfinite(x) else f"{x:.3g}"
+
+
+def check_table(name, entry):
+    """The Markdown section of one check: what it asks, its settings and provenance, its table."""
+    seeds = sorted(entry["scores"], key=int)
+    doc = (VALIDATIONS[name].__doc__ or "").strip().split("\n\n")[0]
+    seconds = ", ".join(f"{entry['seconds'][s]:.0f}" for s in seeds)
+    lines = [f"## {name}", "", " ".join(line.strip() for line in doc.splitlines()), "",
+             f"- settings: `{entry['settings']}`",
+             f"- measured at commit `{entry['commit']}` on {entry['date']}, {entry['machine']}",
+             f"- run time per seed (s): {seconds}"]
+    if entry.get("figures"):
+        lines.append("- figures (seed " + seeds[0] + "): "
+                     + ", ".join(f"[{f}](figures/{f})" for f in entry["figures"]))
+    lines += ["", "| score | meaning | " + " | ".join(f"seed {s}" for s in seeds)
+              + " | mean ± spread | threshold | pass |",
+              "| --- | --- | " + " | ".join("---" for _ in seeds) + " | --- | --- | --- |"]
+    names = [k for k in entry["scores"][seeds[0]]]
+    why = []
+    for score in [k for k in names if k in THRESHOLDS] + [k for k in names if k not in THRESHOLDS]:
+        v = np.array([entry["scores"][s].get(score, np.nan) for s in seeds], float)
+        ok = np.isfinite(v)
+        mean = _cell(np.nanmean(v)) if ok.any() else "nan"
+        spread = _cell(np.nanstd(v, ddof=1)) if ok.sum() > 1 else "-"
+        if score in THRESHOLDS:
+            op, thr, meaning = THRESHOLDS[score]
+            rule = f"{op} {thr}"
+            judged = f"{sum(passes(score, x) for x in v[ok])}/{len(v)}"
+        else:
+            meaning, reason = RECORDED.get(score, ("", "no threshold"))
+            rule, judged = "recorded", "-"
+            why.append(f"`{score}` is recorded, not asserted: {reason}.")
         meaning = meaning.replace("|", "\\|")  # a bare | would split the table cell
-        lines.append(f"| `{name}` | {meaning} | " + " | ".join(f"{x:.3g}" for x in v)
-                     + f" | {mean:.3g} ± {sd:.2g} | {op} {thr} | {sum(ok)}/{len(ok)} |")
-    lines += ["", "Run time per validation and seed (s): "
-              + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())]
+        lines.append(f"| `{score}` | {meaning} | " + " | ".join(_cell(x) for x in v)
+                     + f" | {mean} ± {spread} | {rule} | {judged} |")
+    if why:
+        lines += [""] + why
     return "\n".join(lines)
 
 
-def replace_measured(text, section):
-    """``text`` with the part between the markers replaced by ``section``; the rest unchanged.
-
-    Text without the markers (or no text) gets the marked section at its top.
-    """
-    block = f"{MEASURED_BEGIN}\n{section}\n{MEASURED_END}"
-    start, end = text.find(MEASURED_BEGIN), text.find(MEASURED_END)
-    if start < 0 or end < start:
-        return block + "\n\n" + text if text else block + "\n"
-    return text[:start] + block + text[end + len(MEASURED_END):]
-
-
-def _write_results(table, seeds, timings, path=HERE / "RESULTS.md"):
-    text = path.read_text() if path.exists() else ""
-    path.write_text(replace_measured(text, measured_section(table, seeds, timings)))
-    return path
+def page(stored):
+    """RESULTS.md, whole: a summary row per check, then one section per check."""
+    quick = any(e.get("quick") for e in stored.values())
+    lines = ["# Validation results", "",
+             "Written whole by `validation/run_validation.py` (`make validation`) from "
+             "`validation/scores.json`: rerun the script rather than editing this page. Each "
+             "check runs the full method (`scalevae.run`) on a synthetic example of "
+             "`scalevae.datasets` whose answer is known; each seed is a new data set *and* a new "
+             "model initialisation. How the latent space is read: the docstring of "
+             "`validation/scoring.py`. `spread` is the sample standard deviation over seeds; "
+             "`pass` counts the seeds that meet the threshold. Earlier rounds: "
+             "[HISTORY.md](HISTORY.md).", ""]
+    if quick:
+        lines += ["**Quick configuration** (`--quick`): tiny images and two epochs, a smoke "
+                  "test of the script; these scores say nothing about the method.", ""]
+    lines += ["| check | seeds | scores passing on every seed | commit | date |",
+              "| --- | --- | --- | --- | --- |"]
+    for name in [n for n in VALIDATIONS if n in stored]:
+        entry = stored[name]
+        seeds = sorted(entry["scores"], key=int)
+        judged = [k for k in entry["scores"][seeds[0]] if k in THRESHOLDS]
+        every = sum(all(passes(k, entry["scores"][s][k]) for s in seeds) for k in judged)
+        lines.append(f"| [{name}](#{name}) | {', '.join(seeds)} | {every}/{len(judged)} | "
+                     f"`{entry['commit']}` | {entry['date']} |")
+    for name in [n for n in VALIDATIONS if n in stored]:
+        lines += ["", check_table(name, stored[name])]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
     import torch
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     p.add_argument("--only", nargs="+", choices=list(VALIDATIONS), default=list(VALIDATIONS))
     p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--report-only", action="store_true",
-                   help="only merge validation/results*.json into RESULTS.md")
-    p.add_argument("--json", type=Path, default=HERE / "results.json",
-                   help="raw scores (merged with an earlier file, so runs can be split)")
+    p.add_argument("--page-only", action="store_true",
+                   help="measure nothing: rewrite RESULTS.md from the stored scores")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny settings (scoring.QUICK), first seed only; needs --out")
+    p.add_argument("--out", type=Path, default=HERE,
+                   help="folder of scores.json, RESULTS.md and figures/ (default: validation/)")
     args = p.parse_args(argv)
+    if args.quick and args.out.resolve() == HERE:
+        p.error("--quick writes a smoke-test page: give --out DIR, not validation/")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-
-    raw = json.loads(args.json.read_text()) if args.json.exists() else {}
-    timings = raw.pop("_timings", {})
-    if args.report_only:
-        # Merge every raw-score file beside this script (runs may be split across processes).
-        for f in sorted(HERE.glob("results*.json")):
-            raw.update(json.loads(f.read_text()))
-            timings.update(raw.pop("_timings", {}))
-        args.only = []
-    for name in args.only:
-        for seed in args.seeds:
-            t = time.perf_counter()
-            scores, details = VALIDATIONS[name](seed)
-            timings[f"{name}/{seed}"] = time.perf_counter() - t
-            for k, v in scores.items():
-                raw[f"{k}|{seed}"] = v
-            print(f"{name} seed {seed}: " + ", ".join(f"{k}={v:.3g}" for k, v in scores.items())
-                  + f" ({timings[f'{name}/{seed}']:.0f} s)", flush=True)
-            if not args.no_figures:
-                _figures(name, seed, details)
-            args.json.write_text(json.dumps({**raw, "_timings": timings}, indent=1))
-    raw.pop("_timings", None)
-    seeds = sorted({int(k.split("|")[1]) for k in raw})
-    table = {(k.split("|")[0], int(k.split("|")[1])): v for k, v in raw.items()}
-    print(_write_results(table, seeds, timings))
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = args.out / "scores.json"
+    stored = json.loads(store.read_text()) if store.exists() else {}
+    if not args.page_only:
+        seeds = args.seeds[:1] if args.quick else args.seeds
+        figures = None if args.no_figures else args.out / "figures"
+        for name in args.only:
+            stored[name] = measure(name, seeds, quick=args.quick, figures=figures)
+            store.write_text(json.dumps(stored, indent=1) + "\n")
+    out = args.out / "RESULTS.md"
+    out.write_text(page(stored))
+    print(out)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The two-scale check's recommendation in detail: recommended window, the window where the
 true void count separates the regions half-way, conclusive / gradual, every rise.
 
-Fourteenth round of validation/RESULTS.md. Same runs as ``run_validation.py --only twoscale``
-(same seeds, same settings: identical scores), one line per seed::
+Same runs as ``run_validation.py --only twoscale`` (same seeds, same settings: identical
+scores), one line per seed::
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python validation/twoscale_details.py 0 1 2
 """
@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 
-from scoring import rises_text, validate_twoscale
+if __package__ in (None, ""):  # run as a script: the repository root makes `validation` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from validation.scoring import rises_text, validate_twoscale  # noqa: E402
 
 
 def main(seeds):
