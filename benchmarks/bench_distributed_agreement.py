@@ -7,7 +7,10 @@ the keypoints' pairwise latent distances (final state) between two runs. The sam
 between two single-process runs that differ only in their seed say how much any retraining
 moves them.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_distributed_agreement.py /tmp/agree
+    OMP_NUM_THREADS=1 python benchmarks/bench_distributed_agreement.py FOLDER [--write]
+
+prints the figures as JSON; ``--write`` also stores them in
+``benchmarks/distributed_agreement.json``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def _pair_agreement(a, b, n=400, seed=0):
     return out
 
 
-def main(folder):
+def main(folder, write=False):
     import scalevae
     from scalevae.datasets import ferroelectric_domains
 
@@ -82,8 +85,17 @@ def main(folder):
     base = runs["1 process, seed 0"]
     for k in ("1 process, seed 1", "2 ranks, seed 0"):
         report["agreement"][f"1 process seed 0 vs {k}"] = _pair_agreement(base, runs[k])
-    print(json.dumps(report, indent=1))
+    text = json.dumps(report, indent=1)
+    print(text)
+    if write:
+        (ROOT / "benchmarks" / "distributed_agreement.json").write_text(text + "\n")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "/tmp/agree")
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", help="where the three runs are written")
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    main(args.folder, args.write)

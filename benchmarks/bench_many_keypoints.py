@@ -6,7 +6,7 @@ on a 16 384-keypoint training subset: all patches of a window are 257 000 x 16 x
 once and kept (the behaviour below the budget); ``streamed`` is the default above it. Each
 variant runs in its own process; peak RSS from ``resource.getrusage``.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_many_keypoints.py
+    OMP_NUM_THREADS=2 python benchmarks/bench_many_keypoints.py
 """
 
 from __future__ import annotations
