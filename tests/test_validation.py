@@ -7,8 +7,10 @@ scores the latents against its ground truth with the functions of ``validation/s
 
 The default run holds a fast subset (small images, one or two windows, the default patch size),
 each passing on every seed tried; the full checks are ``@pytest.mark.slow`` (``make
-test-slow``), one to four minutes each on two cores, and assert only what held on every seed
-RESULTS.md measured (a score that did not is recorded there, not asserted here). The domain
+test-slow``), one to four minutes each on two cores (the six-seed ones longer), and assert
+only what held on every seed RESULTS.md measured: a check that passed on all six at seed 0, one
+that passed on five of six as "on at least five of the six"; a score with no threshold that
+holds is recorded there, not asserted here. The domain
 check uses ``patch_size=16`` (``SETTINGS`` in ``validation/scoring.py`` says why).
 ``validation`` is imported as a package: ``tests/conftest.py`` puts the repository root on
 ``sys.path``.
@@ -22,6 +24,10 @@ from validation import run_validation
 from validation import scoring as rv
 
 SEED = 0
+#: The seeds validation/RESULTS.md measured. A check that held on all of them is asserted at SEED;
+#: one that held on five of six is asserted as "at least five of these six" (its slow test runs
+#: all six).
+SEEDS = range(6)
 
 
 def check(scores, *names):
@@ -32,6 +38,16 @@ def check(scores, *names):
         if not rv.passes(name, scores[name]):
             failed.append(f"{name} = {scores[name]:.3g}, needs {op} {thr} ({meaning})")
     assert not failed, "; ".join(failed)
+
+
+def check_most(per_seed, *names, failures_allowed=1):
+    """Assert each named score meets its threshold on all but ``failures_allowed`` seeds."""
+    for name in names:
+        failed = {seed: round(scores[name], 3) for seed, scores in per_seed.items()
+                  if not rv.passes(name, scores[name])}
+        op, thr, meaning = rv.THRESHOLDS[name]
+        assert len(failed) <= failures_allowed, (
+            f"{name} fails {op} {thr} ({meaning}) on seeds {failed}")
 
 
 # --------------------------------------------------------------------------- fast subset
@@ -117,24 +133,24 @@ def test_graphene_bulk_atoms_of_both_sublattices_share_z_where_z_is_used(movie):
 
 
 @pytest.mark.slow
-def test_library_latents_are_monotonic_in_grain_size():
-    scores, _ = rv.validate_library(SEED)
-    check(scores, "library_rho")
+def test_library_latents_are_monotonic_in_grain_size_on_most_seeds():
+    check_most({seed: rv.validate_library(seed)[0] for seed in SEEDS}, "library_rho")
 
 
 @pytest.fixture(scope="module")
 def twoscale():
-    return rv.validate_twoscale(SEED)[0]
+    return {seed: rv.validate_twoscale(seed)[0] for seed in SEEDS}
 
 
 @pytest.mark.slow
 def test_two_scale_regions_separate_only_above_the_critical_window(twoscale):
-    check(twoscale, "twoscale_acc_below", "twoscale_gain_above")
+    check(twoscale[SEED], "twoscale_acc_below")
+    check_most(twoscale, "twoscale_gain_above")
 
 
 @pytest.mark.slow
 def test_two_scale_recommended_window_lands_within_one_step_of_the_critical_window(twoscale):
-    check(twoscale, "twoscale_window_error", "twoscale_w_in_range")
+    check_most(twoscale, "twoscale_window_error", "twoscale_w_in_range")
 
 
 @pytest.mark.slow
@@ -145,10 +161,8 @@ def test_domains_separate_at_small_windows():
 
 
 @pytest.mark.slow
-def test_recommended_window_lands_on_the_domain_period_with_default_settings():
-    scores, details = rv.validate_period(SEED)
-    assert details["significant"] == 1
-    check(scores, "period_window_error")
+def test_recommended_window_lands_on_the_domain_period_with_default_settings_on_most_seeds():
+    check_most({seed: rv.validate_period(seed)[0] for seed in SEEDS}, "period_window_error")
 
 
 # --------------------------------------------------------------------------- the results page
@@ -176,6 +190,7 @@ def test_quick_run_writes_a_page_of_the_full_shape(tmp_path):
     full = (run_validation.HERE / "RESULTS.md").read_text()
     for name in rv.VALIDATIONS:
         assert stored[name]["quick"] and list(stored[name]["scores"]) == ["0"]
+        assert set(stored[name]["scores"]["0"]) <= set(rv.THRESHOLDS) | set(rv.RECORDED)
         assert f"\n## {name}\n" in text and f"\n## {name}\n" in full
     heading = [line.split("|")[1:3] for line in text.splitlines() if line.startswith("| score")]
     assert len(heading) == len(rv.VALIDATIONS)
