@@ -116,7 +116,7 @@ def test_default_windows_start_below_a_fine_period_and_say_why():
 
 def test_atom_keypoints_keep_the_default_start_on_a_fine_lattice():
     """Windows below the bond carry nothing for atom-centred patches: no early start for atoms."""
-    from scalevae.api import _windows
+    from scalevae.plan import choose_windows as _windows
     from scalevae.io import as_stack
 
     yy, xx = np.mgrid[:96, :96]
@@ -234,7 +234,7 @@ def test_keypoints_too_many_to_hold_are_cut_block_by_block_with_the_same_result(
     encoding cuts blocks; the numbers are those of the run that holds every patch, to float
     rounding (cutting fewer keypoints at once may take the other resampling route: measured
     differences <= 1e-5 in z, <= 1.4e-4 rad in the angle)."""
-    import scalevae.api as api
+    import scalevae.pipeline as api
     import scalevae.training.progressive as progressive
 
     rng = np.random.default_rng(3)

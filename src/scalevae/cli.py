@@ -145,7 +145,7 @@ def _cmd_demo(a):
 
 
 def _cmd_apply(a):
-    from .runs import apply
+    from .reuse import apply
 
     ds = apply(a.run_dir, a.input, out=a.out, keypoints=a.keypoints, channel=a.channel,
                pixel_size=a.pixel_size, unit=a.unit, device=a.device, overwrite=a.overwrite,
