@@ -214,7 +214,8 @@ def load_result(path) -> xr.Dataset:
 
 
 def validate_result(ds: xr.Dataset) -> None:
-    """Check the names and dims of DESIGN.md; raise ScaleVAEError naming what is missing."""
+    """Check the schema's names and dims (docs/internals.md, "The result"); raise ScaleVAEError
+    naming what is missing."""
     for name, dims in REQUIRED.items():
         if name not in ds:
             raise ScaleVAEError(f"result lacks the variable {name!r}; not a scalevae result?")
