@@ -152,11 +152,11 @@ class Run:
         --------
         >>> import tempfile, numpy as np, scalevae
         >>> img = np.random.default_rng(0).normal(size=(40, 40)).astype("float32")
-        >>> folder = tempfile.mkdtemp()
-        >>> _ = scalevae.run(img, windows=[8, 12], keypoints="grid:8", epochs=1, quiet=True,
-        ...                  report=False, out=folder, overwrite=True)
-        >>> ds = scalevae.load_run(folder).encode(np.rot90(img))
-        >>> ds.z_mean.dims, ds.attrs["applied_from"] == folder
+        >>> done = scalevae.run(img, windows=[8, 12], keypoints="grid:8", epochs=1, quiet=True,
+        ...                     report=False, out=tempfile.mkdtemp())
+        >>> run = scalevae.load_run(done.attrs["run_dir"])
+        >>> ds = run.encode(np.rot90(img))
+        >>> ds.z_mean.dims, ds.attrs["applied_from"] == str(run.path)
         (('state', 'window', 'point', 'latent'), True)
         """
         import torch
