@@ -106,7 +106,7 @@ def make_plan(stack: ImageStack, *, windows=None, keypoints=config.KEYPOINTS,
     >>> img = np.random.default_rng(0).normal(size=(48, 48)).astype("float32")
     >>> plan = make_plan(as_stack(img), windows=[8, 12], keypoints="grid:8", device="cpu")
     >>> plan.windows.tolist(), plan.patch_size, len(plan.points), plan.windows_reason
-    ([8, 12], 8, 16, 'given')
+    ([8, 12], 16, 16, 'given')
     """
     check_invariance(invariance)
     latent_dim = check_latent_dim(latent_dim)
@@ -155,9 +155,11 @@ def choose_windows(windows, stack, padding=None, keypoints=None, spectrum=None):
     --------
     >>> import numpy as np
     >>> from scalevae.io import as_stack
-    >>> stack = as_stack(np.zeros((64, 64), "float32"))
+    >>> stack = as_stack(np.random.default_rng(0).normal(size=(64, 64)).astype("float32"))
     >>> choose_windows("8:16:4", stack)
     (array([ 8, 12, 16]), 'given')
+    >>> choose_windows(None, stack, keypoints="grid:4")[0].tolist()
+    [8, 10, 12, 14, 16]
     """
     frame_shape = stack.data.shape[1:]
     reason = "given"

@@ -119,7 +119,8 @@ def shift_to_px(shift, window_px):
 
 def final_state_part(final: Sequence[dict], window_px) -> dict:
     """The final state's per-point variables, ``(window, point, ...)``, in the result's units:
-    what a rank writes into its region of a sharded result (:func:`scalevae.store.write_final_region`)."""
+    what a rank writes into its region of a sharded result
+    (:func:`scalevae.store.write_final_region`)."""
     part = {key: np.stack([f[key] for f in final]) for key in final[0]}
     if "shift" in part:
         part["shift"] = shift_to_px(part["shift"], window_px)

@@ -103,8 +103,8 @@ class Spectrum:
     >>> import numpy as np
     >>> yy, xx = np.mgrid[:256, :256]
     >>> s = Spectrum.of(np.sin(2 * np.pi * xx / 32) + 0.1 * yy / 256)
-    >>> round(s.baseline()), round(s.pronounced_period())
-    (32, 32)
+    >>> abs(s.baseline() - 32) < 2, s.pronounced_period() == s.baseline()
+    (True, True)
     >>> Spectrum.of(np.zeros((4, 4))).baseline()
     nan
     """

@@ -52,6 +52,7 @@ def save_result(ds: xr.Dataset, path) -> Path:
     Examples
     --------
     >>> import tempfile, os
+    >>> from scalevae.results import load_result
     >>> from scalevae.testing import make_fake_result
     >>> d = tempfile.mkdtemp()
     >>> for name in ("result.nc", "result.zarr"):

@@ -25,7 +25,8 @@ from .progressive import train_progressive
 from .schedule import (TrainConfig, epoch_cap, steps_per_epoch, training_subset, warmup_steps,
                        window_seed)
 
-__all__ = ["CHECKPOINT_FORMAT", "DistInfo", "DistributedHook", "EpochHook", "encode_in_blocks", "encode_sharded",
+__all__ = ["CHECKPOINT_FORMAT", "DistInfo", "DistributedHook", "EpochHook", "encode_in_blocks",
+           "encode_sharded",
            "setup_distributed", "shard_bounds", "train_window_distributed", "Progress",
            "TrainConfig", "WindowResult", "checkpoint_path",
            "cpu_threads", "encode", "epoch_cap", "load_checkpoint", "model_from_checkpoint",
