@@ -13,7 +13,7 @@ import time
 
 from . import config
 from ._names import renamed_keywords
-from .pipeline import execute, prepare_run_dir, read_input
+from .pipeline import execute, grid_shape, prepare_run_dir, read_input  # noqa: F401 (old home)
 from .plan import make_plan
 
 __all__ = ["run"]
