@@ -21,7 +21,7 @@ import resource, sys, time, warnings
 import numpy as np
 from scipy import ndimage
 sys.path.insert(0, {src!r})
-import scalevae, scalevae.api as api
+import scalevae, scalevae.pipeline as api
 if {held}:
     api.PATCH_CACHE_BYTES = 1 << 40
 rng = np.random.default_rng(0)

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -116,7 +117,7 @@ def test_default_windows_start_below_a_fine_period_and_say_why():
 
 def test_atom_keypoints_keep_the_default_start_on_a_fine_lattice():
     """Windows below the bond carry nothing for atom-centred patches: no early start for atoms."""
-    from scalevae.api import _windows
+    from scalevae.plan import choose_windows as _windows
     from scalevae.io import as_stack
 
     yy, xx = np.mgrid[:96, :96]
@@ -236,7 +237,7 @@ def test_keypoints_too_many_to_hold_are_cut_block_by_block_with_the_same_result(
     encoding cuts blocks; the numbers are those of the run that holds every patch, to float
     rounding (cutting fewer keypoints at once may take the other resampling route: measured
     differences <= 1e-5 in z, <= 1.4e-4 rad in the angle)."""
-    import scalevae.api as api
+    import scalevae.pipeline as api
     import scalevae.training.progressive as progressive
 
     rng = np.random.default_rng(3)
@@ -264,3 +265,37 @@ def test_keypoints_too_many_to_hold_are_cut_block_by_block_with_the_same_result(
     for name in ("z_mean", "z_std", "angle"):
         np.testing.assert_allclose(streamed[name].values, held[name].values, rtol=0, atol=1e-3)
     np.testing.assert_allclose(streamed.loss.values, held.loss.values, rtol=1e-5)
+
+
+@pytest.mark.parametrize("invariance", ["rotation", "none", "rotation+translation"])
+def test_initial_weights_come_from_a_generator_and_leave_the_global_state_alone(invariance):
+    """The model's initial weights are those torch.manual_seed(seed) gave (results stay the
+    numbers they were), drawn from a seeded generator: the caller's global random state is
+    not touched."""
+    import torch
+
+    from scalevae.model import SIVAE
+    from scalevae.pipeline import new_model
+
+    plan = types.SimpleNamespace(patch_size=12, latent_dim=3, invariance=invariance, seed=7)
+    torch.manual_seed(7)
+    expected = SIVAE(12, 3, invariance).state_dict()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    got = new_model(plan).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    other = new_model(types.SimpleNamespace(**{**vars(plan), "seed": 8})).state_dict()
+    assert not all(torch.equal(other[k], got[k]) for k in got)
+
+
+def test_max_train_points_is_a_keyword_and_old_input_names_still_work_with_a_warning():
+    img = np.random.default_rng(0).normal(size=(40, 40)).astype("float32")
+    with pytest.warns(FutureWarning, match=r"run\(image=...\) is now run\(images=...\)"):
+        ds = scalevae.run(image=img, windows=[8, 12], keypoints="grid:2", epochs=1, quiet=True,
+                          report=False, max_train_points=50)
+    assert int(ds.attrs["n_train_points"]) == 50 < ds.sizes["point"]
+    assert json.loads(ds.attrs["config"])["train"]["max_train_points"] == 50
+    with pytest.raises(TypeError, match="images"):
+        scalevae.run(img, image=img)

@@ -157,3 +157,18 @@ def test_decode_takes_the_result_arrays_as_they_are(trained):
     assert tuple(patches.shape) == (3, 8, 8)
     post = model.encode(patches.detach().numpy())  # NumPy in
     assert tuple(post["z_mean"].shape) == (3, 2)
+
+
+def test_apply_quiet_writes_the_report_without_progress_lines(trained, tmp_path, capsys):
+    """`scalevae apply --quiet` is honoured: the report is written, its progress lines are not."""
+    import numpy as np
+
+    from scalevae.cli import main
+
+    out, _ = trained
+    image = tmp_path / "new.npy"
+    np.save(image, wave_image((48, 48), seed=6))
+    assert main(["apply", str(out), str(image), "--quiet", "--out", str(tmp_path / "a")]) == 0
+    captured = capsys.readouterr()
+    assert (tmp_path / "a" / "report.html").exists()
+    assert "report:" not in captured.err and "result:" in captured.out

@@ -263,3 +263,29 @@ def test_installed_command_exits_2_with_one_line(tmp_path, args, message):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith(message) and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stdout == ""
+
+
+def test_main_restores_the_process_state_it_changes():
+    """The command line formats warnings as one line and quiets tifffile's log while it runs;
+    a caller (a notebook, a test, a pipeline calling main) gets both back as they were."""
+    import logging
+    import warnings
+
+    before = (warnings.formatwarning, logging.getLogger("tifffile").level, list(warnings.filters))
+    assert main(["channels", "no-such-file.tif"]) == 2
+    after = (warnings.formatwarning, logging.getLogger("tifffile").level, list(warnings.filters))
+    assert after == before
+
+
+def test_progress_is_one_plain_line_per_window_in_a_log(capsys):
+    """Without a terminal (a log file, a batch job) the bar would redraw into every line: one
+    line per window instead."""
+    import numpy as np
+
+    import scalevae
+
+    img = np.random.default_rng(0).normal(size=(40, 40)).astype("float32")
+    scalevae.run(img, windows=[8, 12], keypoints="grid:4", epochs=1, report=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert [line.split(":")[1].strip() for line in lines] == ["window 8 px (1 of 2)",
+                                                                "window 12 px (2 of 2)"]

@@ -8,11 +8,12 @@ line that says what to fix, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-from pathlib import Path
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run the SI-VAE on an image file or stack")
-    r.add_argument("input", help="image file: .tif/.tiff, .npy/.npz, .png, .h5 (NSID), .ibw, .dm3/.dm4")
+    r.add_argument("images", metavar="INPUT", help="image file: .tif/.tiff, .npy/.npz, .png, .h5 (NSID), .ibw, .dm3/.dm4")
     r.add_argument("--channel", help="channel to read (e.g. AmplitudeRetrace); "
                    "`scalevae channels FILE` lists them")
     _training_options(r, windows_default=None)
@@ -49,14 +50,15 @@ def _parser() -> argparse.ArgumentParser:
 
     ap = sub.add_parser("apply", help="encode a new image with a finished run's models")
     ap.add_argument("run_dir", help="the --out folder of a finished `scalevae run`")
-    ap.add_argument("input", help="image file to encode (any format `scalevae run` reads)")
+    ap.add_argument("images", metavar="INPUT", help="image file to encode (any format `scalevae run` reads)")
     ap.add_argument("--channel", help="channel to read (e.g. AmplitudeRetrace)")
     ap.add_argument("--keypoints", help="grid:STEP | atoms | atoms:SIZE | sift | FILE.csv "
                     "(default: the run's, its grid step scaled with the pixel size)")
     ap.add_argument("--pixel-size", type=float, help="pixel size of INPUT (overrides the "
                     "file's); windows keep the run's physical lengths")
     ap.add_argument("--unit", help="unit of --pixel-size (nm, um, A, ...)")
-    ap.add_argument("--device", default="cpu", help=" | ".join(config.DEVICES))
+    ap.add_argument("--device", default=config.DEVICE, help=" | ".join(config.DEVICES)
+                    + " (default: %(default)s, CUDA when present)")
     ap.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
     ap.add_argument("--no-report", action="store_true", help="do not write report.html")
     ap.add_argument("--quiet", action="store_true", help="no progress output (the summary "
@@ -67,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
 
     ch = sub.add_parser("channels", help="list the channels of an image file")
-    ch.add_argument("input")
+    ch.add_argument("images", metavar="INPUT")
     return p
 
 
@@ -87,15 +89,20 @@ def _training_options(p, windows_default=None, keypoints_default=config.KEYPOINT
                    help="train on at most N keypoints, a fixed random subset, "
                    f"'{config.ALL_POINTS}' for every one (default {config.MAX_TRAIN_POINTS}); "
                    "every keypoint is encoded")
-    p.add_argument("--patch-size", type=int, help="common resampled size (default: smallest window)")
+    p.add_argument("--patch-size", type=int,
+                   help="common size every window is resampled to (default: chosen from the "
+                   f"image's spectrum, {config.PIXELS_PER_PERIOD} px per finest period in the "
+                   f"largest window, from the smallest window up to {config.MAX_DEFAULT_PATCH} px)")
     p.add_argument("--padding", choices=list(config.PADDING_MODES),
                    help="keep border keypoints by padding instead of dropping them")
     p.add_argument("--seed", type=int, default=config.SEED)
-    p.add_argument("--device", default=config.DEVICE, help=" | ".join(config.DEVICES))
+    p.add_argument("--device", default=config.DEVICE, help=" | ".join(config.DEVICES)
+                   + " (default: %(default)s, CUDA when present)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress output (the summary "
+                   "is printed)")
     p.add_argument("--out", required=True, help="run folder (created if needed)")
     p.add_argument("--format", dest="result_format", choices=("auto", "netcdf", "zarr"),
                    default="auto", help="result file: result.nc (netcdf) or result.zarr (zarr); "
@@ -117,7 +124,7 @@ def _max_points(text):
 def _run_kwargs(a) -> dict:
     return dict(windows=a.windows, patch_size=a.patch_size, invariance=a.invariance,
                 latent_dim=a.latent_dim, epochs=a.epochs, batch_size=a.batch_size,
-                train_options={"max_train_points": a.max_train_points},
+                max_train_points=a.max_train_points,
                 padding=a.padding, seed=a.seed, device=a.device, out=a.out, resume=a.resume,
                 overwrite=a.overwrite, quiet=a.quiet, report=not a.no_report,
                 result_format=getattr(a, "result_format", "auto"))
@@ -126,7 +133,7 @@ def _run_kwargs(a) -> dict:
 def _cmd_run(a):
     from .api import run
 
-    ds = run(a.input, keypoints=a.keypoints, channel=a.channel, pixel_size=a.pixel_size,
+    ds = run(a.images, keypoints=a.keypoints, channel=a.channel, pixel_size=a.pixel_size,
              unit=a.unit, **_run_kwargs(a))
     _summary(ds, a)
 
@@ -145,11 +152,11 @@ def _cmd_demo(a):
 
 
 def _cmd_apply(a):
-    from .runs import apply
+    from .reuse import apply
 
-    ds = apply(a.run_dir, a.input, out=a.out, keypoints=a.keypoints, channel=a.channel,
+    ds = apply(a.run_dir, a.images, out=a.out, keypoints=a.keypoints, channel=a.channel,
                pixel_size=a.pixel_size, unit=a.unit, device=a.device, overwrite=a.overwrite,
-               report=not a.no_report)
+               report=not a.no_report, quiet=a.quiet)
     print(f"applied the run in {a.run_dir}")
     _summary(ds, a)
 
@@ -251,23 +258,53 @@ def _cmd_report(a):
 def _cmd_channels(a):
     from .io.channels import describe_channels, format_channels
 
-    print(format_channels(describe_channels(a.input)))
+    print(format_channels(describe_channels(a.images)))
 
 
 def _format_warning(message, category, filename, lineno, line=None):
     return f"scalevae: warning: {message}\n"
 
 
+@contextlib.contextmanager
+def _process_state(rank):
+    """What the command line changes for the process, restored when it returns: warnings as one
+    plain line (and none on the ranks that are not rank 0: rank 0 gives the same warnings
+    once), tifffile's own log quiet (it logs a broken file before raising; the user gets our
+    message), and under torchrun a SIGTERM handler that says why a rank was stopped."""
+    import signal
+
+    logger = logging.getLogger("tifffile")
+    level, formatwarning = logger.level, warnings.formatwarning
+    handler = signal.getsignal(signal.SIGTERM) if rank is not None else None
+    with warnings.catch_warnings():  # restores the filters (not formatwarning: below)
+        warnings.formatwarning = _format_warning
+        if rank not in (None, "0"):
+            warnings.simplefilter("ignore")
+        logger.setLevel(logging.ERROR)
+        if rank is not None:
+            signal.signal(signal.SIGTERM, _stopped(rank))
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+            warnings.formatwarning = formatwarning
+            if rank is not None:
+                signal.signal(signal.SIGTERM, handler)
+
+
 def _distributed_rank():
-    """This process's rank under torchrun, or None; a rank stopped by torchrun (SIGTERM, after
-    another rank failed) says why in one line instead of dying silently."""
+    """This process's rank under torchrun (text), or None."""
     import os
 
     if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
         return None
-    import signal
+    return os.environ.get("RANK", "?")
 
-    rank = os.environ.get("RANK", "?")
+
+def _stopped(rank):
+    """A SIGTERM handler: a rank stopped by torchrun (after another rank failed) says why in
+    one line instead of dying silently."""
+    import os
 
     def stopped(signum, frame):
         print(f"scalevae: error: rank {rank} was stopped because another process of the "
@@ -276,17 +313,14 @@ def _distributed_rank():
         sys.stderr.flush()
         os._exit(143)
 
-    signal.signal(signal.SIGTERM, stopped)
-    return rank
+    return stopped
 
 
 def _quiet_rank(args, rank):
     """Only rank 0 of a distributed run prints its summary and progress."""
     args.silent_rank = rank not in (None, "0")
-    if args.silent_rank:
-        warnings.simplefilter("ignore")  # rank 0 gives the same warnings once
-        if hasattr(args, "quiet"):
-            args.quiet = True
+    if args.silent_rank and hasattr(args, "quiet"):
+        args.quiet = True
 
 
 def _leave_process_group():
@@ -297,26 +331,24 @@ def _leave_process_group():
 
 
 def main(argv=None) -> int:
-    warnings.formatwarning = _format_warning  # one plain line, not the source line
     rank = _distributed_rank()
-    # tifffile logs its own warning about a broken file before raising; the user gets ours
-    logging.getLogger("tifffile").setLevel(logging.ERROR)
-    try:
-        args = _parser().parse_args(argv)
-        _quiet_rank(args, rank)
-        {"run": _cmd_run, "demo": _cmd_demo, "apply": _cmd_apply, "report": _cmd_report,
-         "channels": _cmd_channels}[args.command](args)
-    except ScaleVAEError as exc:
-        # one line, whatever a wrapped library message looked like
-        print("scalevae: error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nscalevae: interrupted; finished windows are saved in --out; add --resume to "
-              "continue", file=sys.stderr)
-        return 130
-    finally:
-        if rank is not None:
-            _leave_process_group()
+    with _process_state(rank):
+        try:
+            args = _parser().parse_args(argv)
+            _quiet_rank(args, rank)
+            {"run": _cmd_run, "demo": _cmd_demo, "apply": _cmd_apply, "report": _cmd_report,
+             "channels": _cmd_channels}[args.command](args)
+        except ScaleVAEError as exc:
+            # one line, whatever a wrapped library message looked like
+            print("scalevae: error: " + " ".join(str(exc).split()), file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("\nscalevae: interrupted; finished windows are saved in --out; add --resume "
+                  "to continue", file=sys.stderr)
+            return 130
+        finally:
+            if rank is not None:
+                _leave_process_group()
     return 0
 
 

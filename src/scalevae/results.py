@@ -1,26 +1,28 @@
-"""The result Dataset of a run (DESIGN.md, "What is stored"): build, save, load, validate.
+"""The result Dataset of a run (docs/internals.md, "The result"): its schema, built, loaded,
+validated.
 
 The file is plain netCDF4/HDF5: ``xarray.open_dataset("result.nc")`` reads it without scalevae;
 results too large for one file are a Zarr store, ``xarray.open_dataset("result.zarr",
-engine="zarr")``.
-Angles are in radians, shifts in pixels of the input image, windows in pixels.
+engine="zarr")``. Writing them is :mod:`scalevae.store`'s (its functions are importable from
+here too). Angles are in radians, shifts in pixels of the input image, windows in pixels.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import xarray as xr
 
 from . import __version__
-from ._atomic import atomic_write
 from .errors import ScaleVAEError
+# the writers moved to scalevae.store; importable from here as before
+from .store import (RESULT_FORMATS, ZARR_BYTES, estimated_nbytes,  # noqa: F401
+                    finish_sharded_zarr, result_format, save_result, set_zarr_attrs,
+                    start_sharded_zarr, write_final_region)
 
 STATES = ("instant", "final")
 REQUIRED = {
@@ -38,64 +40,111 @@ class RunRecord:
     Attributes
     ----------
     windows : sequence of int
-        Window sizes in px, in training order.
+        Window sizes in px, in training order (the ``window`` coordinate).
     points : numpy.ndarray
         ``(n, 3)`` keypoints ``frame, y, x``.
-    per_window : sequence
-        One training result per window with ``instant`` (a dict from
-        :func:`scalevae.training.encode`), ``losses`` (per epoch) and ``kl`` (per latent), e.g.
-        :class:`scalevae.training.WindowResult`.
-    final : sequence of dict
-        Per window, the final model's encoding (``z_mean``, ``z_std`` (n, k), ``angle`` (n,),
-        ``shift`` (n, 2) in patch half-widths).
-    invariance, patch_size, config, normalization :
-        The run's settings, stored as attributes.
-    pixel_size, unit, control, control_name :
-        The input's calibration and control values, if any.
-    grid_shape : (int, int), optional
-        ``(ny, nx)`` when the keypoints are one full grid per frame.
-    extra_attrs : dict
-        Further attributes (non-scalars are stored as JSON text).
+    instant, final : sequence of dict
+        Per window, the encoding (:func:`scalevae.training.encode`: ``z_mean``, ``z_std``
+        (n, k), ``angle`` (n,), ``shift`` (n, 2) in patch half-widths) by that window's own model
+        and by the final model.
+    losses : sequence of sequence of float
+        Per window, the training loss per epoch run.
+    kl : sequence of array
+        Per window, the KL per latent at its end.
+    attrs : dict
+        The global attributes (:func:`result_attrs`).
+    window_px : sequence of int, optional
+        The windows in px of the image the patches were cut from, when it is not the
+        ``windows`` (a run applied to an image of another pixel size): shifts are converted
+        with these.
+    control, control_name :
+        Per-frame control values and what they are, if any.
     """
 
     windows: Sequence[int]
     points: np.ndarray
-    per_window: Sequence[Any]
+    instant: Sequence[dict]
     final: Sequence[dict]
-    invariance: str
-    patch_size: int
-    config: dict
-    normalization: dict
-    pixel_size: float | None = None
-    unit: str | None = None
+    losses: Sequence[Sequence[float]]
+    kl: Sequence[np.ndarray]
+    attrs: dict = field(default_factory=dict)
+    window_px: Sequence[int] | None = None
     control: np.ndarray | None = None
     control_name: str | None = None
-    grid_shape: tuple[int, int] | None = None
-    extra_attrs: dict = field(default_factory=dict)
+
+
+def result_attrs(config: dict, invariance: str, patch_size: int, normalization: dict,
+                 pixel_size=None, unit=None, grid_shape=None, **extra) -> dict:
+    """The global attributes of a result: the schema's own, then ``extra`` (non-scalars as
+    JSON text, which netCDF stores).
+
+    Examples
+    --------
+    >>> a = result_attrs({}, "rotation", 8, {}, n_dropped=3, image_shape=[1, 40, 40])
+    >>> a["patch_size"], a["image_shape"], a["unit"]
+    (8, '[1, 40, 40]', '')
+    """
+    attrs = {
+        "title": "scalevae SI-VAE result",
+        "config": json.dumps(config, default=_json_default),
+        "version": __version__,
+        "invariance": invariance,
+        "patch_size": int(patch_size),
+        "normalization": json.dumps(normalization, default=_json_default),
+        "pixel_size": float(pixel_size) if pixel_size is not None else np.nan,
+        "unit": unit or "",
+    }
+    if grid_shape is not None:
+        attrs["grid_shape"] = np.asarray(grid_shape, dtype=np.int64)
+    for key, value in extra.items():
+        attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+    return attrs
+
+
+def shift_to_px(shift, window_px):
+    """Latent shifts in half-widths of the common patch -> px of the input image.
+
+    ``shift`` is ``(..., window, point, axis)`` (the result's ``(state, window, point, axis)``
+    or one state's ``(window, point, axis)``); ``window_px`` the windows in px of the image the
+    patches were cut from. The one place this conversion is written.
+
+    Examples
+    --------
+    >>> shift_to_px(np.ones((2, 1, 2)), [8, 16])[:, 0, 0].tolist()
+    [4.0, 8.0]
+    """
+    half = np.asarray(window_px) / 2.0
+    return np.asarray(shift) * half.reshape((-1,) + (1,) * 2)
+
+
+def final_state_part(final: Sequence[dict], window_px) -> dict:
+    """The final state's per-point variables, ``(window, point, ...)``, in the result's units:
+    what a rank writes into its region of a sharded result
+    (:func:`scalevae.store.write_final_region`)."""
+    part = {key: np.stack([f[key] for f in final]) for key in final[0]}
+    if "shift" in part:
+        part["shift"] = shift_to_px(part["shift"], window_px)
+    return part
 
 
 def build_result(record: RunRecord) -> xr.Dataset:
-    """Assemble the result Dataset (DESIGN.md, "What is stored") from a run's record.
+    """Assemble the result Dataset (docs/internals.md, "The result") from a run's record.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from types import SimpleNamespace
     >>> enc = {"z_mean": np.zeros((4, 2)), "z_std": np.ones((4, 2)), "angle": np.zeros(4)}
-    >>> trained = SimpleNamespace(instant=enc, losses=[1.0, 0.5], kl=np.ones(2))
-    >>> rec = RunRecord(windows=[8, 12], points=np.zeros((4, 3)), per_window=[trained] * 2,
-    ...                 final=[enc, enc], invariance="rotation", patch_size=8, config={},
-    ...                 normalization={})
+    >>> rec = RunRecord(windows=[8, 12], points=np.zeros((4, 3)), instant=[enc, enc],
+    ...                 final=[enc, enc], losses=[[1.0, 0.5]] * 2, kl=[np.ones(2)] * 2,
+    ...                 attrs=result_attrs({}, "rotation", 8, {}))
     >>> dict(build_result(rec).z_mean.sizes)
     {'state': 2, 'window': 2, 'point': 4, 'latent': 2}
     """
-    windows, points, final = record.windows, record.points, record.final
-    instant = [res.instant for res in record.per_window]
-    losses = [res.losses for res in record.per_window]
-    kl = [res.kl for res in record.per_window]
+    instant, final, losses = record.instant, record.final, record.losses
     control, control_name = record.control, record.control_name
-    windows = np.asarray(windows, dtype=np.int64)
-    points = np.asarray(points, dtype=np.float64)
+    windows = np.asarray(record.windows, dtype=np.int64)
+    window_px = windows if record.window_px is None else np.asarray(record.window_px)
+    points = np.asarray(record.points, dtype=np.float64)
     k = instant[0]["z_mean"].shape[1]
     n_epoch = max(len(v) for v in losses)
     loss = np.full((len(windows), n_epoch), np.nan)
@@ -115,15 +164,13 @@ def build_result(record: RunRecord) -> xr.Dataset:
         "z_mean": (REQUIRED["z_mean"], stack("z_mean").astype(np.float32)),
         "z_std": (REQUIRED["z_std"], stack("z_std").astype(np.float32)),
         "loss": (REQUIRED["loss"], loss),
-        "kl": (REQUIRED["kl"], np.stack(kl).astype(np.float64)),
+        "kl": (REQUIRED["kl"], np.stack(record.kl).astype(np.float64)),
     }
     if "angle" in instant[0]:
         data["angle"] = (("state", "window", "point"), stack("angle").astype(np.float32))
     if "shift" in instant[0]:
-        # Half-widths of the common patch -> pixels of the input image, per window.
-        half = (windows / 2.0)[None, :, None, None]
         data["shift"] = (("state", "window", "point", "axis"),
-                         (stack("shift") * half).astype(np.float32))
+                         shift_to_px(stack("shift"), window_px).astype(np.float32))
         coords["axis"] = ["y", "x"]
     if control is not None:
         coords["control"] = ("frame", np.asarray(control))
@@ -144,178 +191,8 @@ def build_result(record: RunRecord) -> xr.Dataset:
         ds["shift"].attrs.update(units="px", long_name="latent translation (dy, dx)")
     if control is not None and control_name:
         ds["control"].attrs["long_name"] = control_name
-    ds.attrs.update({
-        "title": "scalevae SI-VAE result",
-        "config": json.dumps(record.config, default=_json_default),
-        "version": __version__,
-        "invariance": record.invariance,
-        "patch_size": int(record.patch_size),
-        "normalization": json.dumps(record.normalization, default=_json_default),
-        "pixel_size": float(record.pixel_size) if record.pixel_size is not None else np.nan,
-        "unit": record.unit or "",
-    })
-    if record.grid_shape is not None:
-        ds.attrs["grid_shape"] = np.asarray(record.grid_shape, dtype=np.int64)
-    for key, value in record.extra_attrs.items():
-        ds.attrs[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+    ds.attrs.update(record.attrs)
     return ds
-
-
-# results above this many bytes are written as Zarr (a folder of chunks) instead of netCDF
-ZARR_BYTES = 2 * 2**30
-RESULT_FORMATS = ("auto", "netcdf", "zarr")
-
-
-def result_format(ds: xr.Dataset, fmt: str = "auto") -> str:
-    """``"netcdf"`` or ``"zarr"``: the format asked, or for ``"auto"`` Zarr above :data:`ZARR_BYTES`.
-
-    Examples
-    --------
-    >>> from scalevae.testing import make_fake_result
-    >>> result_format(make_fake_result()), result_format(make_fake_result(), "zarr")
-    ('netcdf', 'zarr')
-    """
-    if fmt not in RESULT_FORMATS:
-        raise ScaleVAEError(f"unknown result format {fmt!r}; use one of {', '.join(RESULT_FORMATS)}")
-    if fmt == "auto":
-        return "zarr" if ds.nbytes > ZARR_BYTES else "netcdf"
-    return fmt
-
-
-def save_result(ds: xr.Dataset, path) -> Path:
-    """Write ``ds`` to ``path`` atomically: a crash never leaves a partial result.
-
-    A path ending in ``.zarr`` is written as a Zarr store (a folder; ``xr.open_dataset(path,
-    engine="zarr")`` reads it), anything else as netCDF4/HDF5.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> from scalevae.testing import make_fake_result
-    >>> d = tempfile.mkdtemp()
-    >>> for name in ("result.nc", "result.zarr"):
-    ...     _ = save_result(make_fake_result(), os.path.join(d, name))
-    >>> load_result(os.path.join(d, "result.zarr")).z_mean.dims
-    ('state', 'window', 'point', 'latent')
-    """
-    path = Path(path)
-    if path.suffix == ".zarr":
-        return _save_zarr(ds, path)
-    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
-
-
-def _save_zarr(ds: xr.Dataset, path: Path) -> Path:
-    """Write a Zarr store beside ``path`` and swap it in: readers see the old or the new store."""
-    tmp = _zarr_temporary(path)
-    try:
-        # Zarr format 2: its string types and consolidated metadata are in the specification
-        # (format 3 has neither yet), so any Zarr reader opens it
-        ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
-        _swap_in(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
-
-
-def _zarr_temporary(path: Path) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-
-
-def _swap_in(tmp: Path, path: Path) -> None:
-    """Rename the finished store ``tmp`` to ``path``, replacing an older one."""
-    old = None
-    if path.exists():  # a folder cannot be replaced in one rename: move the old one aside
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        path.rename(old)
-    tmp.rename(path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-# Sharded writing (a data-parallel run): rank 0 writes the Dataset with the final state left
-# empty (NaN) to a temporary store whose point chunks are the ranks' shards, every rank writes
-# its shard of the final state into its own chunks (no two ranks share a chunk), and rank 0
-# adds the attributes that need all of it and swaps the store in.
-
-def estimated_nbytes(n_points: int, n_windows: int, latent_dim: int) -> int:
-    """Upper estimate of a result's size in bytes, before it exists (for ``result_format``)."""
-    per_point = 2 * n_windows * (2 * latent_dim + 3) * 4 + 24  # both states; angle, shift
-    return int(n_points) * per_point
-
-
-def start_sharded_zarr(ds: xr.Dataset, path, chunk: int) -> Path:
-    """Write ``ds`` to a temporary store beside ``path`` with its final state emptied and the
-    point dimension in chunks of ``chunk``; returns the temporary's path."""
-    path = Path(path)
-    template = ds.copy()
-    encoding = {}
-    for name in _per_point(ds):
-        values = template[name].values.copy()
-        values[STATES.index("final")] = np.nan
-        template[name] = (ds[name].dims, values, ds[name].attrs)
-        encoding[name] = {"chunks": tuple(1 if d == "state" else min(chunk, ds.sizes[d])
-                                          if d == "point" else ds.sizes[d] for d in ds[name].dims)}
-    tmp = _zarr_temporary(path)
-    try:
-        template.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2, encoding=encoding)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return tmp
-
-
-def write_final_region(tmp, final: Sequence[dict], start: int, stop: int, like: xr.Dataset) -> None:
-    """Write one shard (points ``start:stop``) of the final state into the store ``tmp``.
-
-    ``final`` holds per window the final model's encoding of the shard (as for
-    :class:`RunRecord`); ``like`` is the Dataset the store was started from (names, dims, the
-    pixel scale of ``shift``)."""
-    if stop <= start:
-        return
-    part = {}
-    for name in _per_point(like):
-        values = np.stack([f[name] for f in final])[None]
-        if name == "shift":  # half-widths of the common patch -> pixels, as build_result does
-            values = values * (like["window"].values / 2.0)[None, :, None, None]
-        part[name] = (like[name].dims, values.astype(like[name].dtype))
-    xr.Dataset(part).to_zarr(tmp, mode="r+", zarr_format=2,
-                             region={"state": slice(1, 2), "point": slice(start, stop)})
-
-
-def finish_sharded_zarr(tmp, path, attrs: dict) -> Path:
-    """Add ``attrs`` to the store ``tmp`` and swap it in as ``path``."""
-    tmp, path = Path(tmp), Path(path)
-    try:
-        set_zarr_attrs(tmp, attrs)
-        _swap_in(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
-
-
-def set_zarr_attrs(path, attrs: dict) -> None:
-    """Add or replace global attributes of the Zarr store ``path`` (and its consolidated
-    metadata, which readers use)."""
-    import zarr
-
-    group = zarr.open_group(Path(path), mode="r+", zarr_format=2)
-    group.attrs.update({k: _attr(v) for k, v in attrs.items()})
-    zarr.consolidate_metadata(Path(path), zarr_format=2)
-
-
-def _per_point(ds: xr.Dataset) -> list[str]:
-    return [v for v in ds.data_vars if ds[v].dims[:1] == ("state",) and "point" in ds[v].dims]
-
-
-def _attr(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def load_result(path) -> xr.Dataset:
@@ -338,7 +215,8 @@ def load_result(path) -> xr.Dataset:
 
 
 def validate_result(ds: xr.Dataset) -> None:
-    """Check the names and dims of DESIGN.md; raise ScaleVAEError naming what is missing."""
+    """Check the schema's names and dims (docs/internals.md, "The result"); raise ScaleVAEError
+    naming what is missing."""
     for name, dims in REQUIRED.items():
         if name not in ds:
             raise ScaleVAEError(f"result lacks the variable {name!r}; not a scalevae result?")

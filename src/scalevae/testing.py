@@ -1,4 +1,5 @@
-"""Small synthetic result Datasets with exactly DESIGN.md's names, and a fake decoder.
+"""Small synthetic result Datasets with exactly the result's names (docs/internals.md, "The
+result"), and a fake decoder.
 
 Used by the analysis, plot and report tests so they do not need a trained model.
 """

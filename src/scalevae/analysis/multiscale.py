@@ -6,8 +6,8 @@ window against the smallest window, less the posterior-noise floor) and reports 
 it (onset, middle, end window, strength), says when the window range stops before the curve
 levels off, and names the recommended window from the rises.
 
-Baselines that need no model: :func:`spectral_period` (the dominant period of the image's
-power spectrum) and :func:`patch_statistics` (the same regrouping curve computed from each
+Baselines that need no model: :func:`~scalevae.spectrum.spectral_period` (the dominant period
+of the image's power spectrum, from :mod:`scalevae.spectrum`) and :func:`patch_statistics` (the same regrouping curve computed from each
 patch's mean and standard deviation instead of the latents, and how far the latents' groups
 agree with those of these two numbers).
 """
@@ -19,7 +19,11 @@ import xarray as xr
 from scipy import ndimage as ndi
 from scipy import stats
 
+from ..config import PRONOUNCED_PEAK  # noqa: F401  (read here before the spectrum had a module)
 from ..errors import ScaleVAEError
+# the spectral baselines live in scalevae.spectrum; imported here under their old home
+from ..spectrum import (pronounced_period, spectral_baseline, spectral_peak,  # noqa: F401
+                        spectral_period)
 from ._common import scales_state
 
 __all__ = ["find_scales", "spectral_peak", "spectral_period", "spectral_baseline",
@@ -40,13 +44,6 @@ STILL_RISING = 0.1
 #: whose half-way window is set by where the range starts and stops (validation/RESULTS.md,
 #: twelfth round: wider rises of 3.5-5.3x were the misses on periods 12, 32 and 40 px).
 WIDEST_RISE = 3.0
-#: A spectral peak at least this far above the image's scale-free (power-law) background, in
-#: ln power (eight-fold), is a period of the image's own. Measured on the whole image (validation/
-#: RESULTS.md, thirteenth round): synthetic domains of period 12-40 px 2.2-3.6 (one of 36
-#: images 1.7), graphene 3.5; no single period: the two-scale texture 1.7-2.1, the grain
-#: library 1.1-1.4, white noise 0.3, the real PFM files 0.6-2.0. A threshold set on these
-#: images, not a calibrated test.
-PRONOUNCED_PEAK = float(np.log(8))
 
 
 # --------------------------------------------------------------------------- rises
@@ -262,108 +259,6 @@ def find_scales(scales, state=None, slope_fraction=SLOPE_FRACTION, min_strength=
 
 # --------------------------------------------------------------------------- baselines
 
-
-def spectral_peak(image, min_period=2.0, max_period=None):
-    """Dominant period of an image and how far its peak stands out (a baseline).
-
-    The radially averaged power spectrum
-    (:func:`scalevae.patches.size.radial_power_spectrum`) is divided by a power-law fit of
-    itself (a straight line in log-log, the scale-free background of most images), and the
-    period of the highest remaining peak between ``min_period`` and ``max_period`` is returned,
-    refined by a parabola through the peak and its neighbours.
-
-    Parameters
-    ----------
-    image : array_like
-        2-D image or ``(frame, y, x)`` stack.
-    min_period, max_period : float
-        Periods searched, px (default: 2 px to a quarter of the smaller frame side).
-
-    Returns
-    -------
-    period : float
-        Period in px.
-    height : float
-        The peak's ln power above the power-law background (``ln 8``: eight-fold;
-        :data:`PRONOUNCED_PEAK`).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> yy, xx = np.mgrid[:256, :256]
-    >>> period, height = spectral_peak(np.sin(2 * np.pi * xx / 32) + 0.1 * yy / 256)
-    >>> abs(period - 32) < 2, height > PRONOUNCED_PEAK
-    (True, True)
-    """
-    from ..patches.size import radial_power_spectrum
-
-    k, p = radial_power_spectrum(image)
-    n = round(1 / k[0])
-    max_period = float(max_period or n / 4)
-    if not 2 <= min_period < max_period:
-        raise ScaleVAEError(f"need 2 <= min_period < max_period (got {min_period}, {max_period})")
-    logp = np.log(np.maximum(p, 1e-300))
-    fit = np.polyfit(np.log(k), logp, 1)
-    resid = logp - np.polyval(fit, np.log(k))
-    band = (k >= 1 / max_period) & (k <= 1 / min_period)
-    if not band.any():
-        raise ScaleVAEError("no frequency between min_period and max_period; widen the range")
-    idx = np.flatnonzero(band)
-    i = idx[np.argmax(resid[idx])]
-    kk = k[i]
-    if 0 < i < len(k) - 1:  # parabolic refinement of the peak position
-        a, b, c = resid[i - 1], resid[i], resid[i + 1]
-        d = a - 2 * b + c
-        if d < 0:
-            kk = k[i] + 0.5 * (a - c) / d * (k[1] - k[0])
-    return float(1 / kk), float(resid[i])
-
-
-def spectral_period(image, min_period=2.0, max_period=None):
-    """Dominant period of an image: the period of :func:`spectral_peak`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> yy, xx = np.mgrid[:256, :256]
-    >>> img = np.sin(2 * np.pi * xx / 32) + 0.1 * yy / 256
-    >>> abs(spectral_period(img) - 32) < 2
-    True
-    """
-    return spectral_peak(image, min_period, max_period)[0]
-
-
-def pronounced_period(image):
-    """The image's :func:`spectral_peak` period when the peak stands out at least
-    :data:`PRONOUNCED_PEAK` (eight-fold) above the power-law background, else None.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> pronounced_period(np.random.default_rng(0).normal(size=(128, 128))) is None
-    True
-    """
-    try:
-        period, height = spectral_peak(image)
-    except ScaleVAEError:
-        return None
-    return period if height >= PRONOUNCED_PEAK else None
-
-
-def spectral_baseline(image) -> float:
-    """:func:`spectral_period` of an image or stack, NaN when it has none (too small, flat):
-    the model-free baseline a run stores beside its recommended window.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> spectral_baseline(np.zeros((4, 4)))
-    nan
-    """
-    try:
-        return float(spectral_period(image))
-    except ScaleVAEError:
-        return float("nan")
 
 def _keypoint_stats(frames, frame, y, x, w):
     """Mean and std of the w x w box around each keypoint (nearest pixel centre)."""

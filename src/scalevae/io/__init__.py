@@ -21,7 +21,10 @@ What lives where:
 * :mod:`.stack`: :class:`ImageStack`, :func:`as_stack`, :func:`read_image`,
   :func:`list_channels` and the checks every stack passes;
 * :mod:`.units`: unit spellings, :func:`physical_pixel`, :func:`physical_to_pixels`;
-* :mod:`.formats`: format detection, the reader registry and what the readers share;
+* :mod:`.registry`: format detection by suffix and the reader registry;
+* :mod:`.formats`: what the readers share (channels, colour, calibration);
+* :mod:`.lazy`: stacks too large for memory, read frame by frame;
+* :mod:`.channels`: the channels of a file, described for ``scalevae channels``;
 * one reader module per format: :mod:`.tiff`, :mod:`.numpy_files` (``.npy``/``.npz``),
   :mod:`.hdf5` (NSID), :mod:`.igor` (``.ibw``), :mod:`.gatan` (``.dm3``/``.dm4``),
   :mod:`.pillow` (PNG/JPEG).
@@ -29,9 +32,7 @@ What lives where:
 
 from __future__ import annotations
 
-from .formats import READERS as _READERS  # noqa: F401  (tests patch scalevae.io._READERS)
-from .formats import format_of as _format_of  # noqa: F401
-from .formats import run_reader as _run_reader  # noqa: F401
+from .registry import READERS as _READERS  # noqa: F401  (tests patch scalevae.io._READERS)
 from .stack import MIN_SIZE, ImageStack, as_stack, list_channels, read_image  # noqa: F401
 from .units import normalize_unit, physical_pixel, physical_to_pixels, to_pixels  # noqa: F401
 

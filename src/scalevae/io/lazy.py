@@ -153,24 +153,6 @@ def h5_frames(path, dataset_name) -> ArrayFrames:
     return ArrayFrames(h5[dataset_name], f"{path}:{dataset_name}", keep=h5)
 
 
-def zarr_frames(path_or_array) -> ArrayFrames:
-    """The frames of a 3-D Zarr array (a path to a ``.zarr`` store, or an opened array)."""
-    import zarr
-
-    a = path_or_array
-    name = "the Zarr array"
-    if not hasattr(a, "shape"):
-        name = str(a)
-        a = zarr.open(str(a), mode="r")
-        if not hasattr(a, "shape"):  # a group: its single array
-            arrays = list(a.arrays())
-            if len(arrays) != 1:
-                raise ScaleVAEError(f"{name} is a Zarr group with {len(arrays)} arrays; open the "
-                                    "array itself (path/to/store.zarr/NAME)")
-            a = arrays[0][1]
-    return ArrayFrames(a, name)
-
-
 def tiff_frames(path, series=0) -> ArrayFrames:
     """The pages of a TIFF series as frames, read on demand through tifffile's Zarr store."""
     import tifffile

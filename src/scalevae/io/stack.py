@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ScaleVAEError
-from .formats import format_of, run_reader
+from .registry import format_of, run_reader
 from .lazy import is_lazy, lazy_array
 from .units import normalize_unit
 

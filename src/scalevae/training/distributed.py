@@ -7,10 +7,12 @@ joins one process group (gloo on the CPU, NCCL on CUDA, one GPU per process chos
 rank runs the same number of steps), each rank takes ``batch_size / world_size`` patches per
 step, so that one optimiser step sees the same global batch as a single process, and DDP
 averages the gradients. The epoch loss is summed over all ranks, and the convergence decision is
-taken on rank 0 and broadcast. Encodings are computed on contiguous shards of the keypoints and
-gathered; the final encoding of a run whose result is a Zarr store is not gathered: each rank
-writes its shard into its own chunks of the store (``saving.save_by_regions``). Without
-``torchrun`` (``WORLD_SIZE`` unset or 1) nothing here is used.
+taken on rank 0 and broadcast: :class:`DistributedHook`, the hook of the one epoch loop
+(:func:`scalevae.training.loop.train_window`). Encodings are computed on contiguous shards of
+the keypoints and gathered (:mod:`.encoding`); the final encoding of a run whose result is a
+Zarr store is not gathered: each rank writes its shard into its own chunks of the store
+(:func:`scalevae.store.write_sharded`). Without ``torchrun`` (``WORLD_SIZE`` unset or 1)
+nothing here is used.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ import torch.distributed as tdist
 
 from ..errors import ScaleVAEError
 from ..model import SIVAE
-from .schedule import TrainConfig, epoch_cap, warmup_steps
+from .loop import EpochHook, train_window
+from .schedule import TrainConfig
+
+#: How long a rank waits for the others before the run fails.
+PROCESS_GROUP_TIMEOUT = timedelta(minutes=30)
+#: Each rank's noise generator is seeded with ``seed * RANK_SEED_STRIDE + rank``.
+RANK_SEED_STRIDE = 1009
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ def setup_distributed(device: torch.device) -> tuple[DistInfo | None, torch.devi
         torch.cuda.set_device(device)
     if not tdist.is_initialized():
         tdist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                 timeout=timedelta(minutes=30))
+                                 timeout=PROCESS_GROUP_TIMEOUT)
     return DistInfo(rank, world, local_rank), device
 
 
@@ -112,15 +120,6 @@ def gather_encoding(part: dict, dist: DistInfo) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in part}
 
 
-def encode_sharded(model: SIVAE, patches: torch.Tensor, dist: DistInfo) -> dict:
-    """:func:`~scalevae.training.encode` of all ``patches``, each rank encoding its contiguous
-    shard; the gathered result on every rank."""
-    from .loop import encode_in_blocks
-
-    return encode_in_blocks(model, lambda _window, index: patches[index], None,
-                            patches.shape[0], patches.device, dist)
-
-
 def broadcast_error(message: str | None, dist: DistInfo) -> None:
     """Raise rank 0's ScaleVAEError (``message``) on every rank, so that none waits for it."""
     box = [message]
@@ -143,6 +142,56 @@ class _DDPModel:
         return getattr(self._ddp.module, name)
 
 
+class DistributedHook(EpochHook):
+    """The epoch loop on ``dist.world_size`` processes: a DistributedSampler's share of the
+    keypoints per rank (padded so that every rank runs the same number of steps), each rank
+    taking ``batch_size / world_size`` patches per step, DDP averaging the gradients, the loss
+    sums reduced in float64 over the ranks, and rank 0's stop decision broadcast."""
+
+    dtype = torch.float64
+
+    def __init__(self, model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, seed: int,
+                 dist: DistInfo):
+        from torch.nn.parallel import DistributedDataParallel
+        from torch.utils.data import DistributedSampler
+
+        world, device, n = dist.world_size, patches.device, patches.shape[0]
+        self.dist, self.device = dist, device
+        # the global batch is the single process's: each rank takes its share of it
+        self.batch = max(1, math.ceil(min(cfg.batch_size, n) / world))
+        self.sampler = DistributedSampler(range(n), num_replicas=world, rank=dist.rank,
+                                          shuffle=True, seed=int(seed), drop_last=False)
+        self.n_local = len(self.sampler)  # the same on every rank: the sampler pads
+        self.n_seen = self.n_local * world
+        self.steps = math.ceil(self.n_local / self.batch)
+        with warnings.catch_warnings():
+            # log_noise is a per-rank record of the batch's noise scale, never synchronised
+            warnings.filterwarnings("ignore", message=".*broadcast_buffers.*")
+            ddp = DistributedDataParallel(
+                model, broadcast_buffers=False,
+                device_ids=[device.index] if device.type == "cuda" else None)
+        self.net = _DDPModel(ddp)
+
+    def order(self, epoch, generator, device):
+        self.sampler.set_epoch(epoch)
+        return torch.tensor(list(iter(self.sampler)), dtype=torch.long, device=device)
+
+    def reduce(self, sums):
+        tdist.all_reduce(sums)
+        return sums
+
+    def agree(self, stop):
+        # rank 0 decides, every rank follows: one decision, never two that could disagree
+        decision = torch.zeros(1, dtype=torch.int32, device=self.device)
+        if self.dist.is_main:
+            decision[0] = int(stop)
+        tdist.broadcast(decision, src=0)
+        return bool(decision[0])
+
+    def finish(self, model):
+        model.eval()
+
+
 def train_window_distributed(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, seed: int,
                              dist: DistInfo, first: bool = False, progress=None):
     """:func:`~scalevae.training.train_window` on ``dist.world_size`` processes.
@@ -151,63 +200,7 @@ def train_window_distributed(model: SIVAE, patches: torch.Tensor, cfg: TrainConf
     share. ``seed`` seeds the sampler (the same on every rank) and this rank's noise (rotation
     angles, reparameterisation). Returns the same ``(losses, kl)`` on every rank.
     """
-    from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data import DistributedSampler
-
-    from .loop import train_step
-
-    device = patches.device
-    n = patches.shape[0]
-    world = dist.world_size
-    # the global batch is the single process's: each rank takes its share of it
-    local = max(1, math.ceil(min(cfg.batch_size, n) / world))
-    sampler = DistributedSampler(range(n), num_replicas=world, rank=dist.rank, shuffle=True,
-                                 seed=int(seed), drop_last=False)
-    n_local = len(sampler)  # the same on every rank: the sampler pads with repeated keypoints
-    n_steps = math.ceil(n_local / local)
-    with warnings.catch_warnings():
-        # log_noise is a per-rank record of the batch's noise scale, never synchronised
-        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*")
-        ddp = DistributedDataParallel(model, broadcast_buffers=False,
-                                      device_ids=[device.index] if device.type == "cuda" else None)
-    net = _DDPModel(ddp)
-    gen = torch.Generator(device=device).manual_seed(int(seed) * 1009 + dist.rank)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
-    n_pix = float(model.mask.sum())
-    min_epochs = cfg.min_epochs * (2 if first else 1)
-    warm = warmup_steps(cfg, n, first)
-    losses, best = [], []
-    step = 0
-    model.train()
-    for epoch in range(epoch_cap(cfg, n, first)):
-        sampler.set_epoch(epoch)
-        order = torch.tensor(list(iter(sampler)), dtype=torch.long, device=device)
-        sums = torch.zeros(1 + model.latent_dim, dtype=torch.float64, device=device)
-        for start in range(0, n_local, local):
-            x = patches[order[start:start + local]]
-            beta = min(1.0, step / warm) if warm else 1.0
-            parts = train_step(net, opt, x, cfg, gen, beta)
-            sums[0] += parts["elbo"].double() * x.shape[0]
-            sums[1:] += parts["kl_z"].double() * x.shape[0]
-            step += 1
-        tdist.all_reduce(sums)
-        n_seen = n_local * world
-        epoch_loss = float(sums[0]) / n_seen
-        if not math.isfinite(epoch_loss):
-            raise ScaleVAEError("training diverged (the loss is not finite); check the input "
-                                "for extreme values and clip them (e.g. np.clip(a, "
-                                "*np.percentile(a, [0.1, 99.9]))), or lower the learning rate")
-        losses.append(epoch_loss)
-        if step - n_steps >= warm:
-            best.append(min(best[-1], epoch_loss) if best else epoch_loss)
-        if progress is not None:
-            progress(epoch + 1, epoch_loss)
-        # rank 0 decides, every rank follows: one decision, never two that could disagree
-        stop = torch.zeros(1, dtype=torch.int32, device=device)
-        if dist.is_main and len(best) >= min_epochs and len(best) > cfg.patience:
-            stop[0] = int((best[-1 - cfg.patience] - best[-1]) / n_pix < cfg.tol)
-        tdist.broadcast(stop, src=0)
-        if int(stop[0]):
-            break
-    model.eval()
-    return losses, (sums[1:] / (n_local * world)).float().cpu().numpy()
+    hook = DistributedHook(model, patches, cfg, seed, dist)
+    gen = torch.Generator(device=patches.device).manual_seed(
+        int(seed) * RANK_SEED_STRIDE + dist.rank)
+    return train_window(model, patches, cfg, gen, first=first, progress=progress, hook=hook)

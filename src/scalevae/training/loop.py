@@ -1,7 +1,10 @@
-"""One window's training loop, the final encoding, and where and how it runs (device, threads).
+"""One window's training loop, the encoding, and where and how it runs (device, threads).
 
 :func:`train_window` trains the model in place on one window's patches until the loss stops
-improving (or the epoch cap); :func:`encode` gives the posterior of any patches.
+improving (or the epoch cap); it is the package's one epoch loop. What differs between one
+process and a data-parallel run (the keypoint order, the batch per process, the reductions of
+the loss, the agreed stop) is its :class:`EpochHook`; :mod:`.distributed` supplies the other
+one. :func:`encode` gives the posterior of any patches.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..config import MAX_DEFAULT_PATCH
 from ..errors import ScaleVAEError
 from ..model import SIVAE, rotate_patches
 from .schedule import TrainConfig, epoch_cap, steps_per_epoch, warmup_steps
+
+#: Patches encoded per forward pass.
+ENCODE_BATCH = 4096
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -31,9 +38,44 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise ScaleVAEError(f"unknown device {device!r}; use auto, cpu or cuda") from exc
 
 
+class EpochHook:
+    """What the epoch loop asks of where it runs; this one is a single process.
+
+    ``net`` is what the loop calls (the model, or a data-parallel wrapper of it); ``batch``
+    patches per step; ``n_local`` patches this process visits per epoch (``order``);
+    ``n_seen`` patches all processes visit together (the loss is averaged over them);
+    ``steps`` optimiser steps per epoch; ``dtype`` the loss sums' type; ``reduce`` sums them
+    over the processes; ``agree`` turns this process's wish to stop into the decision all take.
+    """
+
+    dtype = None  # the loss's own (float32): sums stay on the device, no host synchronisation
+
+    def __init__(self, model: SIVAE, n: int, cfg: TrainConfig):
+        self.net = model
+        self.batch = min(cfg.batch_size, n)  # a batch larger than the data still trains
+        self.n_local = self.n_seen = n
+        self.steps = steps_per_epoch(cfg, n)
+
+    def order(self, epoch: int, generator: torch.Generator, device) -> torch.Tensor:
+        return torch.randperm(self.n_local, generator=generator, device=device)
+
+    def reduce(self, sums: torch.Tensor) -> torch.Tensor:
+        return sums
+
+    def agree(self, stop: bool) -> bool:
+        return stop
+
+    def finish(self, model: SIVAE) -> None:
+        pass
+
+
 def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generator: torch.Generator,
-                 first: bool = False, progress: Callable[[int, float], None] | None = None):
+                 first: bool = False, progress: Callable[[int, float], None] | None = None,
+                 hook: EpochHook | None = None):
     """Train ``model`` in place on one window's patches until converged or :func:`epoch_cap`.
+
+    ``hook`` says how the epochs run: :class:`EpochHook` (one process, the default) or
+    :class:`~scalevae.training.distributed.DistributedHook`.
 
     Returns
     -------
@@ -43,35 +85,32 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
         KL per latent dimension over the last epoch (nats per sample).
     """
     n = patches.shape[0]
-    batch = min(cfg.batch_size, n)  # a batch larger than the data still trains (one full batch)
+    hook = hook or EpochHook(model, n, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     n_pix = float(model.mask.sum())
     min_epochs = cfg.min_epochs * (2 if first else 1)
     # The KL weight must reach 1 inside the first window (at most half its step budget), and
     # only epochs trained on the full objective count for convergence: while the weight ramps
-    # up the loss rises, so judging those epochs stopped the first window mid-warm-up (beta
-    # ~0.5 on a typical image) and its latents came from a weaker KL than every other window's.
-    # The warm-up epochs come on top of the cap: taken out of it, they left the first window
-    # short of full-weight epochs (the sublattice check's seed 0 ran to the cap and came out
-    # with the two sublattices' angles mixed).
-    n_steps = steps_per_epoch(cfg, n)
+    # up the loss rises, so judging those epochs would stop the first window mid-warm-up with
+    # its latents from a weaker KL than every other window's. The warm-up epochs come on top
+    # of the cap, so that the first window has as many full-weight epochs as the others.
     warm = warmup_steps(cfg, n, first)
     losses, best = [], []
     step = 0
     model.train()
     for epoch in range(epoch_cap(cfg, n, first)):
-        order = torch.randperm(n, generator=generator, device=patches.device)
-        total = torch.zeros((), device=patches.device)
-        kl_sum = torch.zeros(model.latent_dim, device=patches.device)
-        for start in range(0, n, batch):
-            x = patches[order[start:start + batch]]
+        order = hook.order(epoch, generator, patches.device)
+        # [loss, kl per latent], accumulated on the device: no host synchronisation per step
+        sums = torch.zeros(1 + model.latent_dim, dtype=hook.dtype, device=patches.device)
+        for start in range(0, hook.n_local, hook.batch):
+            x = patches[order[start:start + hook.batch]]
             beta = min(1.0, step / warm) if warm else 1.0
-            parts = train_step(model, opt, x, cfg, generator, beta)
-            # Accumulate on the device: no host synchronisation inside the step.
-            total += parts["elbo"] * x.shape[0]
-            kl_sum += parts["kl_z"] * x.shape[0]
+            parts = train_step(hook.net, opt, x, cfg, generator, beta)
+            sums[0] += parts["elbo"].to(sums.dtype) * x.shape[0]
+            sums[1:] += parts["kl_z"].to(sums.dtype) * x.shape[0]
             step += 1
-        epoch_loss = float(total) / n
+        sums = hook.reduce(sums)
+        epoch_loss = float(sums[0]) / hook.n_seen
         if not math.isfinite(epoch_loss):
             # almost always extreme outliers in the input (e.g. one 1e30 pixel): say so
             # plainly (CLI: one line, exit 2); the windows finished so far are saved
@@ -79,15 +118,16 @@ def train_window(model: SIVAE, patches: torch.Tensor, cfg: TrainConfig, generato
                                 "for extreme values and clip them (e.g. np.clip(a, "
                                 "*np.percentile(a, [0.1, 99.9]))), or lower the learning rate")
         losses.append(epoch_loss)
-        if step - n_steps >= warm:  # the whole epoch ran at beta = 1
+        if step - hook.steps >= warm:  # the whole epoch ran at beta = 1
             best.append(min(best[-1], epoch_loss) if best else epoch_loss)
         if progress is not None:
             progress(epoch + 1, epoch_loss)
-        if len(best) >= min_epochs and len(best) > cfg.patience:
-            gain = (best[-1 - cfg.patience] - best[-1]) / n_pix
-            if gain < cfg.tol:
-                break
-    return losses, (kl_sum / n).cpu().numpy()
+        converged = (len(best) >= min_epochs and len(best) > cfg.patience
+                     and (best[-1 - cfg.patience] - best[-1]) / n_pix < cfg.tol)
+        if hook.agree(converged):
+            break
+    hook.finish(model)
+    return losses, (sums[1:] / hook.n_seen).float().cpu().numpy()
 
 
 def train_step(net, opt, x, cfg, generator, beta) -> dict:
@@ -119,7 +159,7 @@ def _step_loss(model, x, cfg, generator, beta):
 
 
 @torch.no_grad()
-def encode(model: SIVAE, patches: torch.Tensor, batch: int = 4096) -> dict:
+def encode(model: SIVAE, patches: torch.Tensor, batch: int = ENCODE_BATCH) -> dict:
     """Posterior means and stds for patches (n, r, r): numpy arrays ``z_mean``, ``z_std``,
     ``angle`` (radians, in (-pi, pi]) and ``shift`` ((dy, dx) in patch half-widths), the last two
     only for the invariances that have them."""
@@ -143,29 +183,10 @@ def as_patch_tensor(patches, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(patches, dtype=np.float32)).to(device)
 
 
-def encode_in_blocks(model: SIVAE, get_patches, window, n: int, device, dist=None,
-                     gather: bool = True, block: int = 16384) -> dict:
-    """:func:`encode` of all ``n`` keypoints at ``window``, their patches fetched ``block``
-    keypoints at a time (``get_patches(window, slice)``). In a distributed run each rank encodes
-    its shard (:func:`~scalevae.training.shard_bounds`), gathered on every rank unless
-    ``gather`` is False. ``block`` is a multiple of :func:`encode`'s batch, so the batches and
-    the numbers are those of encoding everything at once."""
-    from .distributed import gather_encoding, shard_bounds
-
-    start, stop = (0, n) if dist is None else shard_bounds(n, dist.world_size, dist.rank)
-    parts = [encode(model, as_patch_tensor(get_patches(window, slice(a, min(a + block, stop))),
-                                           device))
-             for a in range(start, stop, block)]
-    if not parts:  # fewer keypoints than ranks: an empty part with the right keys and shapes
-        first = encode(model, as_patch_tensor(get_patches(window, slice(0, 1)), device))
-        parts = [{k: v[:0] for k, v in first.items()}]
-    part = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    return part if dist is None or not gather else gather_encoding(part, dist)
-
-
 @contextlib.contextmanager
 def cpu_threads(device: torch.device, patch_size: int):
-    """Train small patches (at most 16 px) on one CPU thread; restore the thread count after.
+    """Train small patches (up to :data:`config.MAX_DEFAULT_PATCH` px, the largest automatic
+    size) on one CPU thread; restore the thread count after.
 
     The model is many tiny ops, and with two threads each op waits for the other thread.
     Large patches keep torch's thread count.
@@ -181,7 +202,7 @@ def cpu_threads(device: torch.device, patch_size: int):
     True
     """
     before = torch.get_num_threads()
-    if device.type == "cpu" and patch_size <= 16:
+    if device.type == "cpu" and patch_size <= MAX_DEFAULT_PATCH:
         torch.set_num_threads(1)
     try:
         yield

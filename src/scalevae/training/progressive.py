@@ -20,9 +20,10 @@ import torch
 from ..model import SIVAE
 from .checkpoints import (WindowResult, checkpoint_path, load_checkpoint, model_from_checkpoint,
                           save_checkpoint)
-from .distributed import encode_sharded, train_window_distributed
-from .loop import as_patch_tensor, encode, encode_in_blocks, train_window
-from .schedule import TrainConfig, epoch_cap, training_subset
+from .distributed import train_window_distributed
+from .encoding import encode_in_blocks, encode_sharded
+from .loop import as_patch_tensor, encode, train_window
+from .schedule import TrainConfig, epoch_cap, training_subset, window_seed
 
 
 def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.ndarray],
@@ -84,7 +85,7 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         n = get_patches.n_points if streaming else len(x)
         # the same keypoints at every window (the subset depends on n and the seed only)
         subset = training_subset(n, cfg.max_train_points, seed)
-        gen = torch.Generator(device=device).manual_seed(int(seed) * 100_003 + i)
+        gen = torch.Generator(device=device).manual_seed(window_seed(seed, i))
         cb = (lambda e, loss, i=i, w=w: progress.epoch(i, w, e, loss)) if progress else None
         if streaming:
             x_train = as_patch_tensor(get_patches(w, slice(None) if subset is None else subset),
@@ -94,7 +95,7 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
         if dist is None:
             losses, kl = train_window(model, x_train, cfg, gen, first=(i == 0), progress=cb)
         else:
-            losses, kl = train_window_distributed(model, x_train, cfg, int(seed) * 100_003 + i,
+            losses, kl = train_window_distributed(model, x_train, cfg, window_seed(seed, i),
                                                   dist, first=(i == 0), progress=cb)
         at_cap = len(losses) >= epoch_cap(cfg, len(x_train), first=(i == 0))
         del x_train

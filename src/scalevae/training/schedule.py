@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import config
+from ..errors import ScaleVAEError
 
 
 @dataclass
@@ -50,7 +51,7 @@ class TrainConfig:
     max_train_points: int | None = config.MAX_TRAIN_POINTS
 
     def __post_init__(self):
-        self.max_train_points = config.check_train_settings(
+        self.max_train_points = check_train_settings(
             self.epochs, self.batch_size, self.lr, self.max_train_points)
         self.min_epochs = min(self.min_epochs, self.epochs)
 
@@ -108,3 +109,43 @@ def training_subset(n, max_points, seed):
     if max_points is None or n <= max_points:
         return None
     return np.sort(np.random.default_rng([int(seed), 7]).choice(n, int(max_points), replace=False))
+
+
+#: Window ``i`` of a run draws its randomness from ``seed * WINDOW_SEED_STRIDE + i`` (a prime
+#: larger than any window count: no two (seed, window) pairs share a stream).
+WINDOW_SEED_STRIDE = 100_003
+
+
+def window_seed(seed: int, i: int) -> int:
+    """The seed of window ``i``'s own generator, so that a resumed run draws what an
+    uninterrupted one does.
+
+    Examples
+    --------
+    >>> window_seed(0, 3), window_seed(1, 0)
+    (3, 100003)
+    """
+    return int(seed) * WINDOW_SEED_STRIDE + i
+
+
+def check_train_settings(epochs, batch_size, lr, max_train_points):
+    """Validate the training numbers; return ``max_train_points`` as an int (or None: all).
+
+    Examples
+    --------
+    >>> check_train_settings(30, 128, 1e-3, 100.0)
+    100
+    """
+    if int(epochs) < 1:
+        raise ScaleVAEError(f"epochs must be at least 1 (got {epochs}); "
+                            "it is the cap on training epochs per window")
+    if int(batch_size) < 1:
+        raise ScaleVAEError(f"batch size must be at least 1 (got {batch_size})")
+    if lr <= 0:
+        raise ScaleVAEError(f"learning rate must be positive (got {lr})")
+    if max_train_points is None:
+        return None
+    if isinstance(max_train_points, bool) or int(max_train_points) < 1:
+        raise ScaleVAEError(f"max_train_points must be a positive number of keypoints or "
+                            f"None for all (got {max_train_points!r})")
+    return int(max_train_points)
