@@ -1,7 +1,7 @@
 """docs/internals.md names every module of src/scalevae (issue 22).
 
 A module ``pkg/name.py`` counts as named when the page holds its path ``pkg/name.py``, or when
-the table row of its package (the row that starts with ``| `pkg/` |``) holds ``name.py``; a
+the table row of its package (a table row holding ``` `pkg/` ```) holds ``name.py``; a
 module at the top (``name.py``) when the page holds it in backquotes. A package's
 ``__init__.py`` counts as named with its package's row, the top ``__init__.py`` with the page.
 """
@@ -18,9 +18,9 @@ def package_rows(text):
     """{package path: its table row} for rows that start with a backquoted ``pkg/``."""
     rows = {}
     for line in text.splitlines():
-        m = re.match(r"\|\s*`([\w/]+)/`", line)
-        if m:
-            rows[m.group(1)] = line
+        if line.startswith("|"):  # any cell of a table row may name the package
+            for package in re.findall(r"`([\w/]+)/`", line):
+                rows.setdefault(package, line)
     return rows
 
 
