@@ -6,7 +6,8 @@ scores the latents against its ground truth with the functions of ``validation/s
 ``validation/RESULTS.md``, where each threshold is justified by the spread over seeds).
 
 The default run holds a fast subset (small images, one or two windows, the default patch size),
-each passing on every seed tried; the full checks are ``@pytest.mark.slow`` (``make
+each passing on every seed tried (two more of that kind, a minute between them on two cores,
+are marked slow); the full checks are ``@pytest.mark.slow`` (``make
 test-slow``), one to four minutes each on two cores (the six-seed ones longer), and assert
 only what held on every seed RESULTS.md measured: a check that passed on all six at seed 0, one
 that passed on five of six as "on at least five of the six"; a score with no threshold that
@@ -77,7 +78,8 @@ def test_graphene_atoms_near_defects_stand_out_fast():
     check(scores, "defect_auc")
 
 
-def test_graphene_movie_latent_dispersion_tracks_defect_count_fast():
+@pytest.mark.slow  # ~11 CPU s; the full movie's check below asserts the same on 4 windows
+def test_graphene_movie_latent_dispersion_tracks_defect_count_two_windows():
     """The full movie (10 frames of 192 x 192 px, as in the slow check) with only its smallest
     and largest windows, 12 and 48 px: the per-frame spread of z at 48 px rises with the number
     of defects. Seeds 0-5: rho 0.96-1.0 (threshold 0.7); about 10 s each on two cores."""
@@ -93,7 +95,8 @@ def test_domains_small_window_latents_tell_a_c_and_walls_apart_fast():
     check(scores, "domains_accuracy_gain")
 
 
-def test_two_scale_regions_separate_only_above_the_critical_window_fast():
+@pytest.mark.slow  # ~24 CPU s; the full two-scale check below asserts the same on 6 seeds
+def test_two_scale_regions_separate_only_above_the_critical_window_three_windows():
     """Two-scale texture (W = 24 px), windows 16, 32 and 48 px on a 6 px grid: the halves are
     not told apart from z at 16 px (below W) and are at 48 px, by at least half of what a
     perfect void counter achieves. Seeds 0-5: accuracy at 16 px 0.50-0.54, gain 0.72-1.15
