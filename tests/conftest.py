@@ -1,15 +1,8 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-# The repository root, so that the test helpers of validation/ import as a package
-# (``from validation import scoring``). Kept here until pyproject's pytest ``pythonpath`` says so.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 # Two cores on CI: keep torch from oversubscribing them (and runs comparable).
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
