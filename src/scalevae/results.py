@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from ._atomic import atomic_write
+from ._atomic import atomic_write_netcdf
 from .errors import ScaleVAEError
 
 STATES = ("instant", "final")
@@ -201,7 +201,7 @@ def save_result(ds: xr.Dataset, path) -> Path:
     path = Path(path)
     if path.suffix == ".zarr":
         return _save_zarr(ds, path)
-    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    return atomic_write_netcdf(ds, path)  # built in memory: HDF5 never writes to disk
 
 
 def _save_zarr(ds: xr.Dataset, path: Path) -> Path:
