@@ -64,7 +64,7 @@ def atomic_write(path, write) -> Path:
 
 
 def atomic_write_bytes(path, data) -> Path:
-    """Write ``data`` (bytes, bytearray or memoryview) to ``path`` atomically (:func:`atomic_write`).
+    """Write ``data`` (bytes, bytearray or memoryview) to ``path`` atomically.
 
     Examples
     --------

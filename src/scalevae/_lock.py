@@ -91,7 +91,7 @@ class FolderLock:
     def __init__(self, path):
         self.path = Path(path)
         # shared with the finalizer, which must not hold a reference to self
-        self._state = {"fd": None, "ino": None, "stop": None}
+        self._state = {"fd": None, "ino": None, "record": None, "stop": None}
         previous = self._acquire()
         self._finalizer = weakref.finalize(self, _release, self.path, self._state)
         if previous and previous.get("pid") != os.getpid():
@@ -122,13 +122,22 @@ class FolderLock:
     def _acquire_flock(self):
         path = self.path
         for _ in range(20):  # the file can be replaced between open and lock: then again
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+            try:
+                fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o666), True
+            except FileExistsError:
+                try:
+                    fd, created = os.open(path, flags), False
+                except FileNotFoundError:  # released (and removed) meanwhile
+                    continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 os.close(fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise busy(path) from None
+                if created:  # no flock here: the record will be the lock, created anew
+                    os.unlink(path)
                 raise
             # the holder before us unlinks the file while it still holds the lock: a lock
             # taken on a file that is no longer at `path` guards nothing
@@ -162,8 +171,7 @@ class FolderLock:
             except OSError as exc:
                 raise write_error(path, exc) from exc
             try:
-                _write_record(fd)
-                self._state["ino"] = os.fstat(fd).st_ino
+                self._state.update(record=_write_record(fd), ino=os.fstat(fd).st_ino)
             except OSError as exc:
                 os.close(fd)
                 os.unlink(path)
@@ -171,7 +179,7 @@ class FolderLock:
             os.close(fd)
             stop = threading.Event()
             self._state["stop"] = stop
-            threading.Thread(target=_heartbeat, args=(path, self._state["ino"], stop),
+            threading.Thread(target=_heartbeat, args=(path, self._state["record"], stop),
                              name="scalevae-lock-heartbeat", daemon=True).start()
             return previous
         raise busy(path)
@@ -201,25 +209,34 @@ def describe(record: dict) -> str:
 
 
 def _release(path, state):
-    stop, fd, ino = state["stop"], state["fd"], state["ino"]
+    stop, fd, ino, record = state["stop"], state["fd"], state["ino"], state["record"]
     if stop is not None:
         stop.set()
-    if ino is not None:
-        try:  # unlinked while still held, so that nobody locks a file about to vanish
+    try:
+        if fd is not None:  # unlinked while still held, so that nobody locks a file about to go
             if os.stat(path).st_ino == ino:
                 os.unlink(path)
-        except OSError:
-            pass
+        elif record is not None and _owns(path, record):  # (an inode number can be reused)
+            os.unlink(path)
+    except OSError:
+        pass
     if fd is not None:
         os.close(fd)  # releases the flock
-    state.update(fd=None, ino=None, stop=None)
+    state.update(fd=None, ino=None, record=None, stop=None)
+
+
+def _owns(path, record: bytes) -> bool:
+    try:
+        return Path(path).read_bytes() == record
+    except OSError:
+        return False
 
 
 def _record() -> dict:
     return {"pid": os.getpid(), "host": socket.gethostname(),
             "started": datetime.datetime.now(datetime.timezone.utc).strftime(
                 "%Y-%m-%d %H:%M:%S UTC"),
-            "command": _command()}
+            "command": _command(), "token": os.urandom(8).hex()}  # token: this holder alone
 
 
 def _command() -> str:
@@ -231,10 +248,11 @@ def _command() -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _write_record(fd) -> None:
+def _write_record(fd) -> bytes:
     data = json.dumps(_record()).encode()
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
+    return data
 
 
 def _parse(raw: bytes):
@@ -297,10 +315,10 @@ def _take_over(path, old) -> bool:
     return True
 
 
-def _heartbeat(path, ino, stop):
+def _heartbeat(path, record, stop):
     while not stop.wait(HEARTBEAT_SECONDS):
         try:
-            if os.stat(path).st_ino == ino:
+            if _owns(path, record):
                 os.utime(path)
         except OSError:
             pass

@@ -154,7 +154,8 @@ class RunDir:
                 p.unlink()
 
     def write_inputs(self, config: dict, data: np.ndarray) -> None:
-        """Create ``checkpoints/``, clear a killed run's temporaries, write config.json and input.npy."""
+        """Create ``checkpoints/``, clear a killed run's temporaries, write config.json and
+        input.npy."""
         self.checkpoints.mkdir(exist_ok=True)
         # a killed run may have left half-written temporaries of its own files
         remove_leftovers(self.path, [n for n in RUN_FILES if "." in n])
