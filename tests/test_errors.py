@@ -506,11 +506,15 @@ def test_full_disk_while_writing_the_result_keeps_the_old_one(files, finished, t
     result = tmp_path / "run" / "result.nc"
     before = result.read_bytes()
 
-    def full(self, path, *a, **k):  # half the file reaches the disk, then the disk is full
-        Path(path).write_bytes(before[:len(before) // 2])
-        raise OSError(code, os.strerror(code))
+    import scalevae._atomic as atomic
 
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
+    def full(path, data):  # half the file reaches the disk, then the disk is full
+        def half(tmp):
+            Path(tmp).write_bytes(bytes(data[:len(data) // 2]))
+            raise OSError(code, os.strerror(code))
+        return atomic.atomic_write(path, half)
+
+    monkeypatch.setattr(atomic, "atomic_write_bytes", full)
     line = cli_error(capsys, argv + ["--resume"])
     assert "the disk is full" in line and "--resume" in line
     assert result.read_bytes() == before

@@ -35,6 +35,8 @@ from scalevae.cli import main
 from scalevae.errors import ScaleVAEError
 from scalevae.results import load_result
 
+pytestmark = pytest.mark.filterwarnings("ignore:training of window")  # tiny runs hit the cap
+
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 OPTIONS = ["--windows", "8,12,16", "--keypoints", "grid:4", "--epochs", "2", "--seed", "5",
            "--quiet", "--no-report"]
@@ -361,7 +363,9 @@ def test_full_disk_keeps_the_old_result_and_the_finished_windows(image, referenc
 
 # ----------------------------------------------------------------------------- stopped processes
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM,
+                                 pytest.param(signal.SIGKILL, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGKILL"])
 def test_stopped_in_a_window_then_resumed_gives_the_uninterrupted_result(image, reference,
                                                                          tmp_path, capsys, sig):
     """A batch system ends a job (SIGTERM, then SIGKILL after its grace time) while window 12
