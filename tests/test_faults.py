@@ -260,6 +260,40 @@ def test_damaged_checkpoint_is_retrained_from_the_window_before(image, reference
     assert_same_result(out, reference)
 
 
+def test_a_checkpoint_after_a_retrained_window_is_reused_only_if_it_started_from_its_weights(
+        image, reference, tmp_path, monkeypatch):
+    """Window 16's checkpoint says it started from other weights than those window 12 is
+    retrained to (as after a retraining on another machine): it is retrained too."""
+    import hashlib
+    import io
+
+    out = copy_of(reference, tmp_path / "run")
+    (out / "result.nc").unlink()
+    _truncate(out / "checkpoints" / "window_0012.pt")
+    last = out / "checkpoints" / "window_0016.pt"
+    ck = torch.load(last, weights_only=True)
+    ck["parent_state"] = "0" * 64
+    buffer = io.BytesIO()
+    torch.save(ck, buffer)
+    last.write_bytes(buffer.getvalue())  # a sound file, listed as such in the manifest
+    manifest = json.loads((out / "checkpoints" / "manifest.json").read_text())
+    manifest["checkpoints"][last.name] = {"bytes": len(buffer.getvalue()),
+                                          "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
+    (out / "checkpoints" / "manifest.json").write_text(json.dumps(manifest))
+    trained = []
+    real = train_mod.train_window
+
+    def train_window(*a, **k):
+        trained.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod.progressive, "train_window", train_window)
+    with pytest.warns(UserWarning, match="window_0012.pt is damaged"):
+        assert main(run_args(image, out, "--resume")) == 0
+    assert len(trained) == 2
+    assert_same_result(out, reference)
+
+
 def test_damaged_checkpoint_of_a_finished_run_is_refused_by_name_when_applied(reference,
                                                                               tmp_path, capsys):
     out = copy_of(reference, tmp_path / "run")

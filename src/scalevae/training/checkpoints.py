@@ -241,10 +241,9 @@ class ResumePoint:
             return None
         finally:
             self.previous = int(window)
-        parent = ck.get("parent_state", "")
-        # a checkpoint follows from the weights in hand only if it started from them
-        if (parent and parent != self.parent) or (not parent and self.retrained):
-            self.retrained = True
+        # after loaded windows the weights in hand are those this checkpoint started from;
+        # after a retrained one, only if its recorded starting weights are exactly these
+        if self.retrained and ck.get("parent_state", "") != self.parent:
             return None
         return ck
 
