@@ -297,6 +297,8 @@ def test_a_checkpoint_after_a_retrained_window_is_reused_only_if_it_started_from
 def test_damaged_checkpoint_of_a_finished_run_is_refused_by_name_when_applied(reference,
                                                                               tmp_path, capsys):
     out = copy_of(reference, tmp_path / "run")
+    applied = scalevae.apply(out, wave_image((64, 64), seed=4), report=False)
+    assert set(json.loads(applied.attrs["timings"])) == {"read", "encode"}  # as a run has them
     _truncate(out / "checkpoints" / "window_0016.pt")
     with pytest.raises(ScaleVAEError, match=r"window_0016\.pt is damaged: 1000 bytes where"):
         scalevae.load_model(out)
