@@ -53,7 +53,7 @@ def test_result_has_the_names_dims_and_coords_of_the_design(small_run):
     assert json.loads(ds.attrs["normalization"])["scale"] > 0
     assert (out / "config.json").exists()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
-        "window_0008.pt", "window_0012.pt", "window_0016.pt"]
+        "manifest.json", "window_0008.pt", "window_0012.pt", "window_0016.pt"]
 
 
 def test_result_carries_the_recommended_window_and_its_evidence(small_run):

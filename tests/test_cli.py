@@ -35,7 +35,7 @@ def done(npy, tmp_path_factory):
 def test_run_writes_the_run_folder_of_the_design(done):
     assert (done / "result.nc").is_file() and (done / "config.json").is_file()
     assert sorted(p.name for p in (done / "checkpoints").iterdir()) == [
-        "window_0008.pt", "window_0012.pt", "window_0016.pt"]
+        "manifest.json", "window_0008.pt", "window_0012.pt", "window_0016.pt"]
     ds = scalevae.load_result(done)
     assert ds.window.values.tolist() == [8, 12, 16]  # 8:16:4 includes STOP
     assert ds.z_mean.dims == ("state", "window", "point", "latent")
@@ -215,7 +215,7 @@ def test_overwrite_replaces_a_run(npy, done, tmp_path):
     assert main(argv + ["--overwrite"]) == 0
     assert scalevae.load_result(out).window.values.tolist() == [8, 12]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
-        "window_0008.pt", "window_0012.pt"]  # the old window-16 checkpoint is gone
+        "manifest.json", "window_0008.pt", "window_0012.pt"]  # the old window-16 checkpoint is gone
 
 
 @pytest.mark.slow  # the report draws every figure: ~5 s alone, 20 s on a loaded machine

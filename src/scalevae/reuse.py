@@ -15,6 +15,7 @@ run's patch size. The result's ``window`` coordinate stays the run's windows; th
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -321,8 +322,13 @@ def apply(run_dir, images, out=None, *, keypoints=None, channel: str | None = No
                                 "the applied result")
         # a folder of ours is replaced only with overwrite; anything else is refused
         target.prepare("apply", resume=False, overwrite=overwrite)
+    t0 = time.perf_counter()
     stack = read_input(images, channel, pixel_size, unit)
+    timings = {"read": time.perf_counter() - t0}
+    t0 = time.perf_counter()
     ds = run.encode(stack, keypoints, keypoint_options=keypoint_options, device=device)
+    timings["encode"] = time.perf_counter() - t0  # keypoints, patches and both states
+    ds.attrs["timings"] = json.dumps(timings)  # seconds, as a run's result has them
     if target is not None:
         _write(target, ds, stack.data, report, quiet)
     return ds

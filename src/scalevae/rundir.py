@@ -1,9 +1,11 @@
 """The run folder (``--out``): its files, the checks before a run writes there, atomic saves.
 
 A run folder holds ``config.json`` (the settings and the input's fingerprint), ``input.npy``
-(the image stack as read), ``checkpoints/window_NNNN.pt`` (one per finished window),
-``result.nc`` and ``report.html``. Every file is written atomically, so a killed run leaves
-either the old file or the new one, never half of one.
+(the image stack as read), ``checkpoints/window_NNNN.pt`` (one per finished window) with
+``checkpoints/manifest.json`` (their sizes and hashes), ``result.nc`` and ``report.html``.
+Every file is written atomically, so a killed run leaves either the old file or the new one,
+never half of one. While a run uses the folder it holds ``.scalevae.lock``
+(:mod:`scalevae._lock`): a second run into the same folder is refused, naming the first.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import atomic_write, check_writable, remove_leftovers
+from ._atomic import atomic_write, check_writable, file_size_limit_as_error, remove_leftovers
+from ._atomic import write_error
+from ._lock import lock_folder
 from .errors import ScaleVAEError
 from .results import result_format, save_result
 
@@ -61,14 +65,18 @@ class RunDir:
     >>> folder.prepare("0123abcd", resume=False, overwrite=False)
     >>> folder.write_inputs({"fingerprint": "0123abcd"}, np.zeros((1, 8, 8), "float32"))
     >>> sorted(p.name for p in folder.path.iterdir())
-    ['checkpoints', 'config.json', 'input.npy']
+    ['.scalevae.lock', 'checkpoints', 'config.json', 'input.npy']
     >>> folder.result_path.name, folder.report_path.name
     ('result.nc', 'report.html')
+    >>> folder.release()  # or when the object is gone; the lock file goes with the lock
+    >>> sorted(p.name for p in folder.path.iterdir())
+    ['checkpoints', 'config.json', 'input.npy']
     """
 
     def __init__(self, path, result_format: str = "auto"):
         self.path = Path(path)
         self.result_format = result_format  # "auto", "netcdf" or "zarr" (results.result_format)
+        self._lock = None  # the folder's run lock, taken by prepare, held while this object lives
 
     def __str__(self):
         return str(self.path)
@@ -94,12 +102,29 @@ class RunDir:
 
         An empty or new folder is used as it is; one holding a scalevae run is continued
         (``resume``, same fingerprint only) or emptied of the run's files (``overwrite``);
-        anything else is refused, so that nothing of the user's is overwritten.
+        anything else is refused, so that nothing of the user's is overwritten. The folder's
+        lock is taken first, so a second run into it is refused whatever its options; it is
+        held until :meth:`release`, until this object is gone, or until the process ends.
         """
         out = self.path
         if out.exists() and not out.is_dir():
             raise ScaleVAEError(f"--out {out} is a file; give a folder")
         check_writable(out)
+        self._lock = lock_folder(out)
+        try:
+            self._check_contents(fingerprint, resume, overwrite)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Let other runs use the folder (the lock also goes when this object is gone)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _check_contents(self, fingerprint: str, resume: bool, overwrite: bool) -> None:
+        out = self.path
         present = [p for p in out.iterdir() if not p.name.startswith(".")]
         if not present:
             return
@@ -129,11 +154,12 @@ class RunDir:
                 p.unlink()
 
     def write_inputs(self, config: dict, data: np.ndarray) -> None:
-        """Create ``checkpoints/``, clear a killed run's temporaries, write config.json and input.npy."""
+        """Create ``checkpoints/``, clear a killed run's temporaries, write config.json and
+        input.npy."""
         self.checkpoints.mkdir(exist_ok=True)
         # a killed run may have left half-written temporaries of its own files
         remove_leftovers(self.path, [n for n in RUN_FILES if "." in n])
-        remove_leftovers(self.checkpoints, ["window_*.pt"])
+        remove_leftovers(self.checkpoints, ["window_*.pt", "manifest.json"])
         for tmp in self.path.glob(".result.zarr.*"):  # a Zarr result's temporary is a folder
             shutil.rmtree(tmp, ignore_errors=True)
         self.write_config_and_input(config, data)
@@ -148,7 +174,11 @@ class RunDir:
         """Write the result Dataset atomically to ``result.nc``, or ``result.zarr`` when asked
         or when it is large (:func:`scalevae.results.result_format`); the other one is removed."""
         name = "result.zarr" if result_format(ds, self.result_format) == "zarr" else "result.nc"
-        path = save_result(ds, self.path / name)
+        try:  # result.nc reports its own write errors; a Zarr store is written by zarr's I/O
+            with file_size_limit_as_error():
+                path = save_result(ds, self.path / name)
+        except OSError as exc:
+            raise write_error(self.path / name, exc) from exc
         other = self.path / ("result.nc" if name == "result.zarr" else "result.zarr")
         if other.is_dir():
             shutil.rmtree(other)

@@ -16,7 +16,7 @@ from typing import Mapping
 import numpy as np
 import xarray as xr
 
-from ._atomic import atomic_write
+from ._atomic import atomic_write_netcdf
 from .errors import ScaleVAEError
 
 __all__ = ["ZARR_BYTES", "RESULT_FORMATS", "result_format", "save_result", "estimated_nbytes",
@@ -63,7 +63,7 @@ def save_result(ds: xr.Dataset, path) -> Path:
     path = Path(path)
     if path.suffix == ".zarr":
         return _save_zarr(ds, path)
-    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf"))
+    return atomic_write_netcdf(ds, path)  # built in memory: HDF5 never writes to disk
 
 
 def _save_zarr(ds: xr.Dataset, path: Path) -> Path:

@@ -43,13 +43,20 @@ _NPZ_RESERVED = ("pixel_size", "unit", "control", "control_name")
 
 def read_npz(path, channel, names_only=False):
     """Read one named array of a ``.npz``; arrays named like calibration fields are calibration."""
+    with open(path, "rb") as fh:  # np.load takes anything that is not a zip for a pickle
+        if fh.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise ScaleVAEError(
+                f"{path} is not a NumPy .npz archive (no zip signature at its start); it may "
+                "be truncated or corrupt, or a file of another format named .npz")
     with np.load(path, allow_pickle=False) as z:
         # arrays with these names are calibration, not channels
         names = [n for n in z.files if n not in _NPZ_RESERVED]
         if names_only:
             return {"channels": names}
         if not names:
-            raise ScaleVAEError(f"{path} holds no image arrays (it has: {', '.join(z.files)})")
+            held = f"it has only {', '.join(z.files)}" if z.files else "it holds no arrays at all"
+            raise ScaleVAEError(f"{path} holds no image arrays ({held}); save the image with "
+                                "np.savez(path, image=array)")
         name = names[pick_channel(names, channel, path, "array")]
         out = {"array": z[name], "channel": name, "channels": names}
         for key in _NPZ_RESERVED:

@@ -52,6 +52,9 @@ def format_of(path):
 
 def run_reader(path, fmt, channel, names_only=False):
     """Call a reader; any library failure becomes one ScaleVAEError naming file and format."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise ScaleVAEError(f"{path} is empty (0 bytes); the file was not written completely "
+                            "or was cut to nothing: copy it again or give another file")
     try:
         return READERS[fmt](path, channel, names_only)
     except ScaleVAEError:

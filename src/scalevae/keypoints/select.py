@@ -62,7 +62,7 @@ def check_inside(points, frame_shape, window):
         ny, nx = (int(s) for s in frame_shape[-2:])
         _refuse(points, bad, f"are too close to the edge of the {ny} x {nx} frame for a window "
                 f"of {window} px", "drop them with scalevae.keypoints.select_inside(points, "
-                "frame_shape, window) or pass padding='reflect'")
+                "frame_shape, window) or pass padding='reflect' (--padding reflect)")
 
 
 def inside_mask(points, frame_shape, window):
@@ -143,7 +143,7 @@ def select_inside(points, frame_shape, window, padding=None):
         raise ScaleVAEError(
             f"no keypoint lies far enough inside the {ny} x {nx} frame for a window of {window} px "
             f"(its centre must be at least {margin:g} px from the edge pixels); use smaller "
-            "windows, a finer grid, or padding='reflect'")
+            "windows, a finer grid, or padding: padding='reflect' (--padding reflect)")
     _warn_if_few(int(mask.sum()), len(points), window)
     return points[mask], int((~mask).sum())
 

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from ..model import SIVAE
-from .checkpoints import (WindowResult, checkpoint_path, load_checkpoint, model_from_checkpoint,
-                          save_checkpoint)
+from .checkpoints import ResumePoint, WindowResult, model_from_checkpoint
 from .distributed import train_window_distributed
 from .encoding import encode_in_blocks, encode_sharded
 from .loop import as_patch_tensor, encode, train_window
@@ -64,10 +63,11 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
     if checkpoint_dir is not None:
         Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
     results: list[WindowResult] = []
+    # verified checkpoints: a damaged one is retrained (checkpoints.ResumePoint)
+    saved = ResumePoint(checkpoint_dir, fingerprint, resume)
     for i, w in enumerate(windows):
-        path = checkpoint_path(checkpoint_dir, w) if checkpoint_dir is not None else None
-        if resume and path is not None and path.exists():
-            ck = load_checkpoint(path, fingerprint)
+        ck = saved.load(w, model)
+        if ck is not None:
             model.load_state_dict(model_from_checkpoint(ck).state_dict())
             results.append(WindowResult(int(w), {k: v.numpy() for k, v in ck["instant"].items()},
                                         list(ck["losses"]), ck["kl"].numpy(), ck["seconds"],
@@ -105,7 +105,7 @@ def train_progressive(windows: Sequence[int], get_patches: Callable[[int], np.nd
             instant = encode(model, x) if dist is None else encode_sharded(model, x, dist)
         res = WindowResult(int(w), instant, losses, kl, time.perf_counter() - t0, at_cap)
         if checkpoint_dir is not None and (dist is None or dist.is_main):
-            save_checkpoint(checkpoint_dir, model, res, fingerprint)
+            saved.save(model, res)
         results.append(res)
         if progress is not None:
             progress.end_window(i, w)
