@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "scalevae"
 # from the ground floor up; modules in one entry may import each other (without circles)
 LAYERS = [
     ("scalevae", "config", "errors", "_names"),
-    ("_atomic", "_checks"),
+    ("_atomic", "_checks", "_lock"),
     ("spectrum",),
     ("io",),
     ("keypoints",),
