@@ -1,0 +1,322 @@
+"""The crystal lattice of an atomically resolved image, measured from its own Bragg peaks.
+
+:func:`measure_lattice` finds the first-order Bragg peaks in the windowed power spectrum
+(:func:`skimage.feature.peak_local_max` on the log power with its radial median removed),
+groups them into grains (a 6-fold set for a hexagonal lattice, a 4-fold set for a square one,
+at one radius; grains differ by their angle) and fits each grain's reciprocal basis to all of
+its peaks and their harmonics. Hexagonal and honeycomb lattices share their Bragg peaks; they
+are told apart in real space, by the number of maxima per unit cell of the Bragg-filtered image
+(one for hexagonal, two for honeycomb).
+
+:func:`bragg_filter` keeps only the lattice's spots (Gaussian spots at every reciprocal-lattice
+point of each grain up to the second order), and :func:`lattice_order` is the local fraction of
+the image's lattice-band power that falls on those spots: high on crystal, low on amorphous
+material, contamination, vacuum and holes, where the atoms detector puts no keypoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import ScaleVAEError
+
+__all__ = ["Lattice", "measure_lattice", "bragg_filter", "lattice_order"]
+
+_SPOT_RATIO = 25.0     # a grain's strongest Bragg peak stands this many times above its ring's median
+_WEAK_RATIO = 6.0      # its other orders need only this (they are looked for where expected)
+_ANGLE_TOL = 4.0       # degrees: two peaks belong to one set when their angles differ by this
+_RADIUS_TOL = 0.05     # ... and their radii by this fraction
+_SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filter is local to ~1 cell
+_MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
+_MAX_PEAKS = 200       # strongest spectrum maxima examined
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """A measured lattice.
+
+    Attributes
+    ----------
+    kind : str
+        ``"hexagonal"``, ``"honeycomb"`` or ``"square"``.
+    constant : float
+        Lattice constant ``a`` in px (mean over grains).
+    bond : float
+        Nearest-neighbour distance of the columns in px: ``a / sqrt(3)`` for honeycomb, ``a``
+        otherwise.
+    orientations : tuple of float
+        Per grain, the angle of a real-space lattice vector in degrees, from +x towards +y (image
+        rows), modulo 60 (hexagonal, honeycomb) or 90 (square).
+    bases : tuple of (2, 2) arrays
+        Per grain, the reciprocal basis vectors (rows, ``(ky, kx)`` in cycles/px).
+    """
+
+    kind: str
+    constant: float
+    bond: float
+    orientations: tuple
+    bases: tuple
+
+    @property
+    def n_grains(self):
+        return len(self.bases)
+
+
+def _spectrum(frame):
+    """Windowed power spectrum (fftshifted) and the log power with its radial median removed."""
+    f = np.asarray(frame, np.float64)
+    lo, hi = np.percentile(f, [1, 99])
+    f = np.clip(f, lo, hi)  # a few very bright dopants or dark holes must not dominate
+    ny, nx = f.shape
+    win = np.outer(np.hanning(ny), np.hanning(nx))
+    power = np.abs(np.fft.fftshift(np.fft.fft2((f - f.mean()) * win))) ** 2
+    ky = (np.arange(ny) - ny // 2) / ny
+    kx = (np.arange(nx) - nx // 2) / nx
+    k = np.hypot(ky[:, None], kx[None, :])
+    logp = np.log(power + 1e-30 * power.max() + 1e-300)
+    # radial median: the smooth, isotropic background (noise, slow background, amorphous ring)
+    rbin = np.round(k * min(ny, nx)).astype(int)
+    order = np.argsort(rbin.ravel(), kind="stable")
+    edges = np.searchsorted(rbin.ravel()[order], np.arange(rbin.max() + 2))
+    vals = logp.ravel()[order]
+    med = np.array([np.median(vals[a:b]) if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
+    white = logp - med[rbin]
+    white[:, nx // 2] = 0.0  # kx = 0 holds the scan-line (row-to-row) noise
+    white[k * min(ny, nx) < 3] = 0.0  # fewer than 3 periods across the frame is not a lattice
+    white[k > 0.5] = 0.0
+    return power, white, ky, kx
+
+
+def _peaks(frame):
+    """Half-plane Bragg peak candidates: (k vectors (n, 2) in cycles/px, strengths), strongest first."""
+    from skimage.feature import peak_local_max
+
+    power, white, ky, kx = _spectrum(frame)
+    ny, nx = white.shape
+    half = white.copy()
+    half[: ny // 2] = 0.0  # P(-k) = P(k): keep ky >= 0
+    half[ny // 2, : nx // 2] = 0.0
+    idx = peak_local_max(half, min_distance=2, threshold_abs=np.log(_WEAK_RATIO),
+                         exclude_border=1, num_peaks=_MAX_PEAKS)
+    if len(idx) == 0:
+        return np.empty((0, 2)), np.empty(0)
+    # sub-bin position: centroid of the power over 3 x 3 bins
+    vec = []
+    for r, c in idx:
+        w = power[r - 1:r + 2, c - 1:c + 2]
+        dy, dx = np.mgrid[-1:2, -1:2]
+        vec.append([ky[r] + (w * dy).sum() / w.sum() / ny, kx[c] + (w * dx).sum() / w.sum() / nx])
+    return np.array(vec), white[idx[:, 0], idx[:, 1]]
+
+
+def _rot(v, deg):
+    t = np.deg2rad(deg)
+    c, s = np.cos(t), np.sin(t)
+    return np.array([c * v[0] + s * v[1], -s * v[0] + c * v[1]])
+
+
+def _match(vec, target, tol):
+    """Index of the peak (or its mirror -k) within tol (cycles/px) of target, else -1."""
+    d = np.minimum(np.hypot(*(vec - target).T), np.hypot(*(vec + target).T))
+    i = int(np.argmin(d))
+    return i if d[i] <= tol else -1
+
+
+def _hits(vec, targets, tol):
+    return sum(_match(vec, t, tol) >= 0 for t in targets)
+
+
+def _grain(vec, g, n):
+    """Best lattice through peak g: (kind, basis) with the finest lattice that explains it.
+
+    ``vec`` holds the weaker peaks too: a finer reciprocal lattice (g was a higher order) is
+    accepted when at least two of its independent first-order directions show a peak.
+    """
+    tol = max(_RADIUS_TOL * np.hypot(*g), 1.5 / n)
+    kind = None
+    for _ in range(3):
+        hex_hits = _hits(vec, [_rot(g, a) for a in (60, 120)], tol)
+        sq_hits = _hits(vec, [_rot(g, 90)], tol)
+        if kind is None:
+            if not (hex_hits or sq_hits):
+                return None
+            kind = "hexagonal" if hex_hits >= sq_hits else "square"
+        finer = ([[_rot(g, a) / np.sqrt(3) for a in (30, 90, 150)]] if kind == "hexagonal"
+                 else [[_rot(g, a) / np.sqrt(2) for a in (45, 135)]])
+        finer.append([_rot(g, a) / 2 for a in ((0, 60, 120) if kind == "hexagonal" else (0, 90))])
+        for targets in finer:
+            if _hits(vec, targets, tol) >= 2:
+                g = next(vec[_match(vec, t, tol)] for t in targets if _match(vec, t, tol) >= 0)
+                break
+        else:
+            break
+    g2 = _rot(g, 60 if kind == "hexagonal" else 90)
+    return kind, np.array([g, g2])
+
+
+def _fit_basis(vec, basis, tol):
+    """Peaks explained as integer combinations of `basis`; the basis refined on them (lstsq)."""
+    hk = np.rint(vec @ np.linalg.inv(basis))
+    pred = hk @ basis
+    ok = (np.hypot(*(vec - pred).T) <= tol) & (np.abs(hk).sum(1) > 0) & (np.abs(hk).max(1) <= 4)
+    if ok.sum() >= 2:
+        sol, *_ = np.linalg.lstsq(hk[ok], vec[ok], rcond=None)
+        if np.linalg.matrix_rank(hk[ok]) == 2:
+            basis = sol
+    return basis, ok
+
+
+def _count_kind(frame, bases, kind, constant):
+    """'honeycomb' when the Bragg-filtered image has about two maxima per cell, else `kind`."""
+    from skimage.feature import peak_local_max
+
+    if kind != "hexagonal":
+        return kind
+    filt = bragg_filter(frame, bases, kind)
+    order = ndi.gaussian_filter(filt ** 2, constant)
+    strong = order > 0.5 * np.percentile(order, 90)
+    pk = peak_local_max(filt, min_distance=max(1, int(0.3 * constant)), exclude_border=False)
+    pk = pk[strong[pk[:, 0], pk[:, 1]]]
+    if len(pk) < 4 or strong.sum() == 0:
+        return kind
+    per_cell = len(pk) / (strong.sum() / (constant ** 2 * np.sqrt(3) / 2))
+    return "honeycomb" if per_cell > 1.5 else "hexagonal"
+
+
+def measure_lattice(frame):
+    """Lattice type, constant, bond length and per-grain orientation from the image's Bragg peaks.
+
+    Parameters
+    ----------
+    frame : (y, x) array
+        One atomically resolved image (columns brighter or darker than the background).
+
+    Returns
+    -------
+    Lattice
+
+    Raises
+    ------
+    ScaleVAEError
+        If the power spectrum shows no set of Bragg peaks (no lattice).
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> img = np.cos(2 * np.pi * yy / 8) + np.cos(2 * np.pi * xx / 8)   # square, a = 8 px
+    >>> lat = measure_lattice(img)
+    >>> lat.kind, round(lat.constant, 2), lat.n_grains
+    ('square', 8.0, 1)
+    """
+    frame = np.asarray(frame, np.float64)
+    vec, strength = _peaks(frame)
+    grains, pool = [], np.ones(len(vec), bool)
+    for i in np.argsort(-strength, kind="stable"):
+        if strength[i] < np.log(_SPOT_RATIO):
+            break
+        if not pool[i]:
+            continue
+        found = _grain(vec, vec[i], min(frame.shape))
+        if found is None:
+            continue
+        kind, basis = found
+        tol = max(_RADIUS_TOL * np.hypot(*basis[0]), 1.5 / min(frame.shape))
+        basis, ok = _fit_basis(vec, basis, tol)
+        if (ok & pool).sum() < 2:
+            continue
+        # a new grain: not a harmonic of an earlier one, same kind as the first
+        if grains and kind != grains[0][0]:
+            pool[ok] = False
+            continue
+        grains.append((kind, basis, strength[ok].sum()))
+        pool &= ~ok
+    if not grains:
+        raise ScaleVAEError(
+            "the image shows no lattice periodicity (no set of Bragg peaks in its power "
+            "spectrum); give the atom spacing in px as 'atoms:SIZE' or use 'grid:STEP'")
+    first = grains[0][1]
+    radius = np.hypot(*first[0])
+    # grains: sets at the radius of the strongest one (other radii are its harmonics or noise)
+    grains = [g for g in grains if abs(np.hypot(*g[1][0]) / radius - 1) < 2 * _RADIUS_TOL]
+    kind = grains[0][0]
+    bases = tuple(g[1] for g in grains)
+    consts, angles = [], []
+    for b in bases:
+        real = np.linalg.inv(b).T  # rows: real-space lattice vectors (y, x) in px
+        consts.append(np.mean(np.hypot(*real.T)))
+        ang = np.rad2deg(np.arctan2(real[:, 0], real[:, 1]))
+        period = 60.0 if kind == "hexagonal" else 90.0
+        angles.append(float(np.rad2deg(np.angle(np.mean(np.exp(1j * np.deg2rad(ang) * 360 / period))))
+                            * period / 360 % period))
+    constant = float(np.median(consts))
+    kind = _count_kind(frame, bases, kind, constant)
+    bond = constant / np.sqrt(3) if kind == "honeycomb" else constant
+    return Lattice(kind, constant, float(bond), tuple(angles), bases)
+
+
+def _spot_masks(shape, bases, kind):
+    """Per grain, the real Fourier mask (Gaussian spots at +-G up to _MAX_ORDER |g1|, no DC)."""
+    ny, nx = shape
+    ky = np.fft.fftfreq(ny)[:, None]
+    kx = np.fft.fftfreq(nx)[None, :]
+    masks = []
+    for b in bases:
+        g1 = np.hypot(*b[0])
+        sig = _SPOT_SIGMA * g1
+        m = np.zeros(shape)
+        for h in range(-3, 4):
+            for k in range(-3, 4):
+                gy, gx = h * b[0] + k * b[1]
+                if (h, k) == (0, 0) or np.hypot(gy, gx) > _MAX_ORDER * g1:
+                    continue
+                m = np.maximum(m, np.exp(-((ky - gy) ** 2 + (kx - gx) ** 2) / (2 * sig * sig)))
+        masks.append(m)
+    return masks
+
+
+def bragg_filter(frame, bases, kind, per_grain=False):
+    """The image kept at the lattice's Bragg spots (each grain's, up to the second order).
+
+    Returns the sum over grains, or a list per grain with ``per_grain=True``.
+    """
+    f = np.asarray(frame, np.float64)
+    spec = np.fft.fft2(f - f.mean())
+    out = [np.fft.ifft2(spec * m).real for m in _spot_masks(f.shape, bases, kind)]
+    return out if per_grain else np.sum(out, axis=0)
+
+
+def lattice_order(frame, lattice, window=None):
+    """Local fraction of lattice-band power on the Bragg spots, and the level that marks a lattice.
+
+    The lattice band is an annulus from half the first-order radius to past the largest spot;
+    white noise puts the fraction ``r0`` of its power on the spots (the spots' share of the
+    annulus), amorphous material about as much, a crystal much more. Powers are smoothed over
+    ``window`` px (default 1.5 lattice constants).
+
+    Returns
+    -------
+    order : (y, x) array
+    threshold : float
+        ``r0 + 0.35 (q90 - r0)``, ``q90`` the 90th percentile of ``order``: a region is lattice
+        when its order exceeds this.
+    """
+    f = np.asarray(frame, np.float64)
+    lo, hi = np.percentile(f, [0.5, 99.5])
+    f = np.clip(f, lo, hi)
+    spec = np.fft.fft2(f - f.mean())
+    masks = _spot_masks(f.shape, lattice.bases, lattice.kind)
+    spots = np.max(masks, axis=0)
+    g1 = np.hypot(*lattice.bases[0][0])
+    k = np.hypot(np.fft.fftfreq(f.shape[0])[:, None], np.fft.fftfreq(f.shape[1])[None, :])
+    band = ((k > 0.5 * g1) & (k < (_MAX_ORDER + 2 * _SPOT_SIGMA) * g1)).astype(float)
+    spots = spots * band
+    bragg = np.fft.ifft2(spec * spots).real
+    total = np.fft.ifft2(spec * band).real
+    w = 1.5 * lattice.constant if window is None else window
+    order = ndi.gaussian_filter(bragg ** 2, w) / np.maximum(ndi.gaussian_filter(total ** 2, w), 1e-300)
+    r0 = float((spots ** 2).sum() / band.sum())
+    q90 = float(np.percentile(order, 90))
+    return order, r0 + 0.35 * max(q90 - r0, 0.0)
