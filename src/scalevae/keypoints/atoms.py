@@ -28,6 +28,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import ScaleVAEError
 from .lattice import bragg_filter, lattice_order, measure_lattice
+from .spacing import _noise_sigma, _refine, _strongest_period, _suppress, ring_spacing
 from .select import MIN_KEYPOINTS  # one threshold for every keypoint source
 
 __all__ = ["AtomDetection", "detect_atoms", "estimate_spacing", "atom_keypoints", "atom_windows",
@@ -43,6 +44,7 @@ _NOISE_K = 4.0      # contrast must exceed this many noise sigmas of the smoothe
 _FRACTION = 0.3     # ... and this fraction of the median column contrast
 _LONELY = 1.6       # a column needs another one within this many spacings
 _OFF_SITE = 0.25    # a column's Bragg-filtered value is above -this x the median column's
+_TEXTURE = 3.0      # a reflection ring this many bonds long: the Bragg lattice is a texture
 _MASK_WARN = 0.05   # warn when more than this fraction of the image shows no lattice
 
 
@@ -61,17 +63,6 @@ def _stack3(stack):
         raise ScaleVAEError(f"frames of {a.shape[1]} x {a.shape[2]} px are too small to find "
                             "atoms in; they need at least 16 x 16 px")
     return a
-
-
-def _noise_sigma(frame):
-    """Robust per-pixel noise sigma from horizontal and vertical pixel differences (MAD).
-
-    Differences of neighbours cancel the smooth signal; for well-sampled atoms (spacing of
-    several px) what is left is mostly noise, so this slightly overestimates it at most.
-    """
-    d = np.concatenate([np.diff(frame, axis=0).ravel(), np.diff(frame, axis=1).ravel()])
-    mad = np.median(np.abs(d - np.median(d)))
-    return 1.4826 * mad / np.sqrt(2)
 
 
 def _lattice_mask(frame, lattice):
@@ -101,6 +92,25 @@ def _residual_noise(smooth, lattice, mask):
     high = np.fft.ifft2(np.fft.fft2(smooth) * (k > 0.5 * g1)).real
     resid = (high - model)[mask] if mask.any() else (high - model).ravel()
     return 1.4826 * float(np.median(np.abs(resid - np.median(resid)))), model
+
+
+def _credible_lattice(frame, spacing):
+    """The frame's lattice, or None where it is not the columns' lattice.
+
+    Not when a given ``spacing`` disagrees with its bond by more than 25 %, nor when the
+    strongest reflection ring's period is over _TEXTURE times its bond: then the Bragg peaks
+    come from a fine texture (scan or tiling artefacts), not from the columns.
+    """
+    lat = measure_lattice(frame)
+    if spacing is not None and abs(lat.bond / spacing - 1) > 0.25:
+        log.info("atoms: the Bragg lattice (bond %.3g px) disagrees with the given spacing "
+                 "%.3g px: no lattice mask", lat.bond, spacing)
+        return None
+    if _strongest_period(frame[None]) > _TEXTURE * lat.bond:
+        log.info("atoms: the Bragg peaks (bond %.3g px) are a texture finer than the columns' "
+                 "period: no lattice mask", lat.bond)
+        return None
+    return lat
 
 
 def _detect(frame, spacing, fraction, lattice=None, mask=None):
@@ -157,56 +167,6 @@ def _detect(frame, spacing, fraction, lattice=None, mask=None):
     # positions: a parabola through 3 px along y and x of the band-passed frame, whose maxima
     # are not pulled toward a brighter neighbour's slope
     return _refine(band, peaks), h
-
-
-def _suppress(peaks, h, radius):
-    """Greedy non-maximum suppression: keep maxima with no higher kept maximum within radius."""
-    order = np.argsort(-h, kind="stable")
-    pairs = cKDTree(peaks).query_pairs(radius, output_type="ndarray")
-    keep = np.ones(len(peaks), bool)
-    if len(pairs) == 0:
-        return keep
-    rank = np.empty(len(h), np.intp)
-    rank[order] = np.arange(len(h))
-    # orient each pair from the higher-ranked (brighter) maximum to the lower one
-    a, b = pairs[:, 0], pairs[:, 1]
-    swap = rank[a] > rank[b]
-    hi = np.where(swap, b, a)
-    lo = np.where(swap, a, b)
-    srt = np.argsort(rank[hi], kind="stable")
-    hi, lo = hi[srt], lo[srt]
-    start = np.searchsorted(rank[hi], np.arange(len(h)))
-    stop = np.searchsorted(rank[hi], np.arange(len(h)), side="right")
-    for i, idx in enumerate(order):  # brightest first
-        if keep[idx] and start[i] < stop[i]:
-            keep[lo[start[i]:stop[i]]] = False
-    return keep
-
-
-def _refine(image, peaks):
-    """Sub-pixel maxima: 3-point parabola along y and x, moved to the best pixel first."""
-    ny, nx = image.shape
-    p = peaks.astype(np.intp)
-    for _ in range(2):  # the smoother copy's maximum may be a pixel away
-        r = np.clip(p[:, 0], 1, ny - 2)
-        c = np.clip(p[:, 1], 1, nx - 2)
-        win = np.stack([image[r + dy, c + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
-        k = np.argmax(win, axis=1)
-        p = np.column_stack([r + k // 3 - 1, c + k % 3 - 1])
-    r = np.clip(p[:, 0], 1, ny - 2)
-    c = np.clip(p[:, 1], 1, nx - 2)
-    out = []
-    for a, b, d, base in ((image[r - 1, c], image[r, c], image[r + 1, c], r),
-                          (image[r, c - 1], image[r, c], image[r, c + 1], c)):
-        den = a - 2 * b + d
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shift = np.where(den < 0, 0.5 * (a - d) / den, 0.0)
-        out.append(base + np.clip(shift, -0.5, 0.5))
-    out = np.column_stack(out)
-    # frames smaller than 3 px along an axis cannot happen (_stack3); keep points in the frame
-    out[:, 0] = np.clip(out[:, 0], 0, ny - 1)
-    out[:, 1] = np.clip(out[:, 1], 0, nx - 1)
-    return out
 
 
 def _sample_frames(data, n=4):
@@ -351,15 +311,16 @@ def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
     if spacing is not None:
         spacing = _check_spacing(spacing, data.shape[1:])
     fraction = _check_fraction(threshold)
-    lattices, masks, out = [], [], []
+    lattices, masks, out, bonds = [], [], [], []
     for i, frame in enumerate(data):
         try:
-            lat = measure_lattice(frame)
+            lat = _credible_lattice(frame, spacing)
         except ScaleVAEError:
-            if spacing is None:
-                raise
             lat = None
-        bond = spacing if spacing is not None else _check_spacing(lat.bond, data.shape[1:])
+        if spacing is not None:
+            bond = spacing
+        else:  # no lattice: the ring spectrum's spacing (raises where there is none either)
+            bond = _check_spacing(lat.bond if lat else ring_spacing(frame[None]), data.shape[1:])
         mask = (_lattice_mask(frame, lat) if lat is not None and mask_amorphous
                 else np.ones(frame.shape, bool))
         yx, _ = _detect(frame, bond, fraction, lat, mask)
@@ -368,9 +329,10 @@ def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
             out.append(np.column_stack([np.full(len(yx), i, float), yx]))
         lattices.append(lat)
         masks.append(mask)
+        bonds.append(bond)
     mask = np.stack(masks)
     masked = float(1.0 - mask.mean())
-    bond = spacing if spacing is not None else float(np.median([l.bond for l in lattices]))
+    bond = float(np.median(bonds))
     log.info("atoms: spacing %.2f px; %.1f %% of the image shows no lattice and is masked",
              bond, 100 * masked)
     pts = np.concatenate(out) if out else np.empty((0, 3))

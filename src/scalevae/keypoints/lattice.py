@@ -83,18 +83,20 @@ def _spectrum(frame):
     edges = np.searchsorted(rbin.ravel()[order], np.arange(rbin.max() + 2))
     vals = logp.ravel()[order]
     med = np.array([np.median(vals[a:b]) if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
+    base = np.exp(med)[rbin]
     white = logp - med[rbin]
     white[:, nx // 2] = 0.0  # kx = 0 holds the scan-line (row-to-row) noise
     white[k * min(ny, nx) < 3] = 0.0  # fewer than 3 periods across the frame is not a lattice
     white[k > 0.5] = 0.0
-    return power, white, ky, kx
+    return power - base, white, ky, kx
 
 
 def _peaks(frame):
-    """Half-plane Bragg peak candidates: (k vectors (n, 2) in cycles/px, strengths), strongest first."""
+    """Half-plane Bragg peak candidates: k vectors (n, 2) in cycles/px, log heights above the
+    ring's median, and excess powers (over 3 x 3 bins)."""
     from skimage.feature import peak_local_max
 
-    power, white, ky, kx = _spectrum(frame)
+    excess, white, ky, kx = _spectrum(frame)
     ny, nx = white.shape
     half = white.copy()
     half[: ny // 2] = 0.0  # P(-k) = P(k): keep ky >= 0
@@ -102,14 +104,15 @@ def _peaks(frame):
     idx = peak_local_max(half, min_distance=2, threshold_abs=np.log(_WEAK_RATIO),
                          exclude_border=1, num_peaks=_MAX_PEAKS)
     if len(idx) == 0:
-        return np.empty((0, 2)), np.empty(0)
+        return np.empty((0, 2)), np.empty(0), np.empty(0)
     # sub-bin position: centroid of the power over 3 x 3 bins
     vec = []
     for r, c in idx:
-        w = power[r - 1:r + 2, c - 1:c + 2]
+        w = np.clip(excess[r - 1:r + 2, c - 1:c + 2], 0, None) + 1e-300
         dy, dx = np.mgrid[-1:2, -1:2]
         vec.append([ky[r] + (w * dy).sum() / w.sum() / ny, kx[c] + (w * dx).sum() / w.sum() / nx])
-    return np.array(vec), white[idx[:, 0], idx[:, 1]]
+    power = [excess[r - 1:r + 2, c - 1:c + 2].sum() for r, c in idx]
+    return np.array(vec), white[idx[:, 0], idx[:, 1]], np.array(power)
 
 
 def _rot(v, deg):
@@ -169,6 +172,39 @@ def _fit_basis(vec, basis, tol):
     return basis, ok
 
 
+def _credible(vec, power, basis, kind, tol, shape):
+    """A lattice's first-order peaks: all present and of comparable power (within 10 x).
+
+    Symmetry-equivalent reflections of a crystal are about equally strong; a chance match of
+    streaks (scan-line artefacts, tiling) is not. A direction on the kx = 0 line, which the
+    spectrum leaves out (scan-line noise), may be missing.
+    """
+    dirs = [basis[0], basis[1]] + ([basis[1] - basis[0]] if kind == "hexagonal" else [])
+    found = []
+    for d in dirs:
+        j = _match(vec, d, tol)
+        if j >= 0:
+            found.append(power[j])
+        elif abs(d[1]) * shape[1] > 1.5:
+            return False
+    return len(found) >= 2 and max(found) <= 10 * max(min(found), 1e-300)
+
+
+def _firsts(bases, period):
+    """Which bases are the first of their orientation (a boolean per basis): a split Bragg
+    peak can seed the same grain twice."""
+    seen, out = [], []
+    for b in bases:
+        real = np.linalg.inv(b).T
+        ang = np.rad2deg(np.arctan2(real[:, 0], real[:, 1]))
+        a = float(np.rad2deg(np.angle(np.mean(np.exp(1j * np.deg2rad(ang) * 360 / period))))
+                  * period / 360 % period)
+        dup = any(abs((a - x + period / 2) % period - period / 2) < 2 * _ANGLE_TOL for x in seen)
+        out.append(not dup)
+        seen.append(a)
+    return out
+
+
 def _count_kind(frame, bases, kind, constant):
     """'honeycomb' when the Bragg-filtered image has about two maxima per cell, else `kind`."""
     from skimage.feature import peak_local_max
@@ -212,12 +248,12 @@ def measure_lattice(frame):
     ('square', 8.0, 1)
     """
     frame = np.asarray(frame, np.float64)
-    vec, strength = _peaks(frame)
+    vec, strength, power = _peaks(frame)
     grains, pool = [], np.ones(len(vec), bool)
-    for i in np.argsort(-strength, kind="stable"):
-        if strength[i] < np.log(_SPOT_RATIO):
-            break
-        if not pool[i]:
+    # seeds: the peaks that carry the most power first (a lattice of bright columns, not a
+    # sharp but faint texture), among those standing far above their ring
+    for i in np.argsort(-power, kind="stable"):
+        if not pool[i] or strength[i] < np.log(_SPOT_RATIO):
             continue
         found = _grain(vec, vec[i], min(frame.shape))
         if found is None:
@@ -225,13 +261,14 @@ def measure_lattice(frame):
         kind, basis = found
         tol = max(_RADIUS_TOL * np.hypot(*basis[0]), 1.5 / min(frame.shape))
         basis, ok = _fit_basis(vec, basis, tol)
-        if (ok & pool).sum() < 2:
+        if (ok & pool).sum() < 2 or not _credible(vec, power, basis, kind, tol, frame.shape):
+            pool[i] = False
             continue
         # a new grain: not a harmonic of an earlier one, same kind as the first
         if grains and kind != grains[0][0]:
             pool[ok] = False
             continue
-        grains.append((kind, basis, strength[ok].sum()))
+        grains.append((kind, basis, power[ok].sum()))
         pool &= ~ok
     if not grains:
         raise ScaleVAEError(
@@ -242,15 +279,17 @@ def measure_lattice(frame):
     # grains: sets at the radius of the strongest one (other radii are its harmonics or noise)
     grains = [g for g in grains if abs(np.hypot(*g[1][0]) / radius - 1) < 2 * _RADIUS_TOL]
     kind = grains[0][0]
-    bases = tuple(g[1] for g in grains)
+    period = 60.0 if kind == "hexagonal" else 90.0
+    bases = [g[1] for g in grains]
+    bases = tuple(b for b, first in zip(bases, _firsts(bases, period)) if first)
     consts, angles = [], []
     for b in bases:
         real = np.linalg.inv(b).T  # rows: real-space lattice vectors (y, x) in px
         consts.append(np.mean(np.hypot(*real.T)))
         ang = np.rad2deg(np.arctan2(real[:, 0], real[:, 1]))
-        period = 60.0 if kind == "hexagonal" else 90.0
-        angles.append(float(np.rad2deg(np.angle(np.mean(np.exp(1j * np.deg2rad(ang) * 360 / period))))
-                            * period / 360 % period))
+        angle = float(np.rad2deg(np.angle(np.mean(np.exp(1j * np.deg2rad(ang) * 360 / period))))
+                      * period / 360 % period)
+        angles.append(angle)
     constant = float(np.median(consts))
     kind = _count_kind(frame, bases, kind, constant)
     bond = constant / np.sqrt(3) if kind == "honeycomb" else constant
