@@ -97,3 +97,37 @@ def test_too_few_keypoints_after_border_dropping_warns():
 def test_bad_spacing_is_an_error(size):
     with pytest.raises(ScaleVAEError, match="spacing"):
         atom_keypoints(np.zeros((64, 64)), size=size)
+
+
+# ----------------------------------------------------------------------------- HDF5 scan size
+
+@pytest.mark.parametrize("text, size, unit, size_y", [
+    ('{"instrument": {"scan size": 6.1, "unit": "nm", "image shape": [512, 512]}}', 6.1 / 512, "nm", None),
+    ('{"FOV (nm)": 6.1}', 6.1 / 512, "nm", None),
+    ('{"Field of View": "61 A"}', 61 / 512, "A", None),
+    ('{"scan_size": [6.1, 3.05], "units": "nm"}', 6.1 / 512, "nm", 3.05 / 512),
+    ("HAADF 60 kV; FOV: 6.1 x 6.1 nm; dwell 8 us", 6.1 / 512, "nm", None),
+], ids=["json-nested", "json-key-unit", "json-string", "json-xy", "free-text"])
+def test_pixel_size_from_scan_size_in_a_string_attribute(tmp_path, text, size, unit, size_y):
+    h5py = pytest.importorskip("h5py")
+    from scalevae.io import read_image
+
+    path = tmp_path / "haadf.h5"
+    with h5py.File(path, "w") as h5:
+        d = h5.create_dataset("image", data=np.random.default_rng(0).random((512, 512)).astype(np.float32))
+        d.attrs["metadata"] = text
+    s = read_image(path)
+    assert s.unit == unit and s.pixel_size == pytest.approx(size)
+    assert s.metadata.get("pixel_size_y") == (None if size_y is None else pytest.approx(size_y))
+    assert "metadata" in s.metadata["pixel_size_source"]
+
+
+def test_no_scan_size_in_the_attribute_claims_no_pixel_size(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    from scalevae.io import read_image
+
+    path = tmp_path / "haadf.h5"
+    with h5py.File(path, "w") as h5:
+        d = h5.create_dataset("image", data=np.random.default_rng(0).random((64, 64)).astype(np.float32))
+        d.attrs["metadata"] = '{"dwell time": 8, "unit": "us", "voltage": "60 kV"}'
+    assert read_image(path).pixel_size is None
