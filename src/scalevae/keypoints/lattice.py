@@ -85,7 +85,7 @@ def _spectrum(frame):
     med = np.array([np.median(vals[a:b]) if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
     base = np.exp(med)[rbin]
     white = logp - med[rbin]
-    white[:, nx // 2] = 0.0  # kx = 0 holds the scan-line (row-to-row) noise
+    white[:, nx // 2 - 1:nx // 2 + 2] = 0.0  # kx = 0 (and its window lobes): scan-line noise
     white[k * min(ny, nx) < 3] = 0.0  # fewer than 3 periods across the frame is not a lattice
     white[k > 0.5] = 0.0
     return power - base, white, ky, kx
@@ -128,8 +128,12 @@ def _match(vec, target, tol):
     return i if d[i] <= tol else -1
 
 
-def _hits(vec, targets, tol):
-    return sum(_match(vec, t, tol) >= 0 for t in targets)
+def _hits(vec, targets, tol, n=None):
+    """How many targets show a peak; with n (the frame's width), targets on the blanked
+    kx = 0 line count as shown but not as the only one."""
+    found = sum(_match(vec, t, tol) >= 0 for t in targets)
+    blank = 0 if n is None else sum(abs(t[1]) * n <= 1.5 for t in targets)
+    return found + blank if found else 0
 
 
 def _grain(vec, g, n):
@@ -146,12 +150,12 @@ def _grain(vec, g, n):
         if kind is None:
             if not (hex_hits or sq_hits):
                 return None
-            kind = "hexagonal" if hex_hits >= sq_hits else "square"
+            kind = "hexagonal" if hex_hits / 2 >= sq_hits else "square"  # shares of targets
         finer = ([[_rot(g, a) / np.sqrt(3) for a in (30, 90, 150)]] if kind == "hexagonal"
                  else [[_rot(g, a) / np.sqrt(2) for a in (45, 135)]])
         finer.append([_rot(g, a) / 2 for a in ((0, 60, 120) if kind == "hexagonal" else (0, 90))])
         for targets in finer:
-            if _hits(vec, targets, tol) >= 2:
+            if _hits(vec, targets, tol, n) >= 2:
                 g = next(vec[_match(vec, t, tol)] for t in targets if _match(vec, t, tol) >= 0)
                 break
         else:
@@ -180,14 +184,17 @@ def _credible(vec, power, basis, kind, tol, shape):
     spectrum leaves out (scan-line noise), may be missing.
     """
     dirs = [basis[0], basis[1]] + ([basis[1] - basis[0]] if kind == "hexagonal" else [])
-    found = []
+    found, blank = [], 0
     for d in dirs:
         j = _match(vec, d, tol)
         if j >= 0:
             found.append(power[j])
         elif abs(d[1]) * shape[1] > 1.5:
             return False
-    return len(found) >= 2 and max(found) <= 10 * max(min(found), 1e-300)
+        else:
+            blank += 1
+    return (len(found) + blank >= 2 and len(found) >= 1
+            and max(found) <= 10 * max(min(found), 1e-300))
 
 
 def _firsts(bases, period):
@@ -242,10 +249,12 @@ def measure_lattice(frame):
     Examples
     --------
     >>> yy, xx = np.mgrid[:128, :128]
-    >>> img = np.cos(2 * np.pi * yy / 8) + np.cos(2 * np.pi * xx / 8)   # square, a = 8 px
+    >>> img = sum(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)   # square, a = 10 px
+    ...           for cy in range(4, 128, 10) for cx in range(4, 128, 10))
+    >>> img = img + np.random.default_rng(0).normal(0, 0.05, img.shape)
     >>> lat = measure_lattice(img)
-    >>> lat.kind, round(lat.constant, 2), lat.n_grains
-    ('square', 8.0, 1)
+    >>> lat.kind, round(lat.constant, 1), lat.n_grains
+    ('square', 10.0, 1)
     """
     frame = np.asarray(frame, np.float64)
     vec, strength, power = _peaks(frame)
@@ -255,7 +264,7 @@ def measure_lattice(frame):
     for i in np.argsort(-power, kind="stable"):
         if not pool[i] or strength[i] < np.log(_SPOT_RATIO):
             continue
-        found = _grain(vec, vec[i], min(frame.shape))
+        found = _grain(vec, vec[i], frame.shape[1])
         if found is None:
             continue
         kind, basis = found
