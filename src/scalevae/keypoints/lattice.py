@@ -128,15 +128,20 @@ def _match(vec, target, tol):
     return i if d[i] <= tol else -1
 
 
-def _hits(vec, targets, tol, n=None):
-    """How many targets show a peak; with n (the frame's width), targets on the blanked
-    kx = 0 line count as shown but not as the only one."""
-    found = sum(_match(vec, t, tol) >= 0 for t in targets)
-    blank = 0 if n is None else sum(abs(t[1]) * n <= 1.5 for t in targets)
-    return found + blank if found else 0
+def _hits(vec, targets, tol):
+    return sum(_match(vec, t, tol) >= 0 for t in targets)
 
 
-def _grain(vec, g, n):
+def _finer_found(vec, strong, targets, tol, n):
+    """A finer reciprocal lattice shows: two of its directions have a peak, or every direction
+    off the blanked kx = 0 line has a strong one (n: the frame's width in px)."""
+    if _hits(vec, targets, tol) >= 2:
+        return True
+    open_ = [t for t in targets if abs(t[1]) * n > 1.5]
+    return 0 < len(open_) < len(targets) and _hits(vec[strong], open_, tol) == len(open_)
+
+
+def _grain(vec, strong, g, n):
     """Best lattice through peak g: (kind, basis) with the finest lattice that explains it.
 
     ``vec`` holds the weaker peaks too: a finer reciprocal lattice (g was a higher order) is
@@ -155,7 +160,7 @@ def _grain(vec, g, n):
                  else [[_rot(g, a) / np.sqrt(2) for a in (45, 135)]])
         finer.append([_rot(g, a) / 2 for a in ((0, 60, 120) if kind == "hexagonal" else (0, 90))])
         for targets in finer:
-            if _hits(vec, targets, tol, n) >= 2:
+            if _finer_found(vec, strong, targets, tol, n):
                 g = next(vec[_match(vec, t, tol)] for t in targets if _match(vec, t, tol) >= 0)
                 break
         else:
@@ -264,7 +269,7 @@ def measure_lattice(frame):
     for i in np.argsort(-power, kind="stable"):
         if not pool[i] or strength[i] < np.log(_SPOT_RATIO):
             continue
-        found = _grain(vec, vec[i], frame.shape[1])
+        found = _grain(vec, strength >= np.log(_SPOT_RATIO), vec[i], frame.shape[1])
         if found is None:
             continue
         kind, basis = found
