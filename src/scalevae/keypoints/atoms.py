@@ -72,11 +72,14 @@ def _lattice_mask(frame, lattice):
     sense) are noise in the order map, not lattice or amorphous material.
     """
     order, level = lattice_order(frame, lattice)
-    mask = order > level
-    r = max(1, int(round(0.5 * lattice.constant)))
-    disk = np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= r
+    # the order map is smooth over a cell: clean it on a grid of a quarter cell
+    step = max(1, int(lattice.constant / 4))
+    mask = order[step // 2::step, step // 2::step] > level
+    disk = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # half a cell
     mask = ndi.binary_closing(ndi.binary_opening(mask, disk), disk, border_value=1)
-    return mask
+    mask = np.repeat(np.repeat(mask, step, 0), step, 1)[:frame.shape[0], :frame.shape[1]]
+    return np.pad(mask, [(0, frame.shape[0] - mask.shape[0]), (0, frame.shape[1] - mask.shape[1])],
+                  mode="edge")
 
 
 def _residual_noise(smooth, lattice, mask):
@@ -129,7 +132,7 @@ def _detect(frame, spacing, fraction, lattice=None, mask=None):
     smooth = ndi.gaussian_filter(frame, s)
     # local background: the floor between columns (a minimum filter), robust to bright dopants
     size = max(3, int(round(2 * spacing)) | 1)
-    floor = ndi.gaussian_filter(ndi.minimum_filter(smooth, size=size), spacing)
+    floor = ndi.gaussian_filter(ndi.minimum_filter(smooth, size=size), spacing, truncate=2.5)
     contrast = smooth - floor
     model = None
     if lattice is not None:

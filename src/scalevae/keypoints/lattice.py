@@ -23,7 +23,7 @@ from scipy import ndimage as ndi
 
 from ..errors import ScaleVAEError
 
-__all__ = ["Lattice", "measure_lattice", "bragg_filter", "lattice_order"]
+__all__ = ["Lattice", "measure_lattice", "bragg_filter", "lattice_order", "smooth_fft"]
 
 _SPOT_RATIO = 25.0     # a grain's strongest Bragg peak stands this many times above its ring's median
 _WEAK_RATIO = 6.0      # its other orders need only this (they are looked for where expected)
@@ -31,6 +31,7 @@ _ANGLE_TOL = 4.0       # degrees: two peaks belong to one set when their angles 
 _RADIUS_TOL = 0.05     # ... and their radii by this fraction
 _SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filter is local to ~1 cell
 _MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
+_ORDER_WINDOW = 0.75   # lattice constants: the order map's smoothing (sigma)
 _MAX_PEAKS = 200       # strongest spectrum maxima examined
 
 
@@ -224,7 +225,7 @@ def _count_kind(frame, bases, kind, constant):
     if kind != "hexagonal":
         return kind
     filt = bragg_filter(frame, bases, kind)
-    order = ndi.gaussian_filter(filt ** 2, constant)
+    order = smooth_fft(filt ** 2, constant)
     strong = order > 0.5 * np.percentile(order, 90)
     pk = peak_local_max(filt, min_distance=max(1, int(0.3 * constant)), exclude_border=False)
     pk = pk[strong[pk[:, 0], pk[:, 1]]]
@@ -310,22 +311,36 @@ def measure_lattice(frame):
     return Lattice(kind, constant, float(bond), tuple(angles), bases)
 
 
+def smooth_fft(image, sigma):
+    """Gaussian smoothing (sigma px) by the FFT: periodic edges, cheap for wide kernels."""
+    ny, nx = image.shape
+    k2 = np.fft.fftfreq(ny)[:, None] ** 2 + np.fft.rfftfreq(nx)[None, :] ** 2
+    return np.fft.irfft2(np.fft.rfft2(image) * np.exp(-2 * (np.pi * sigma) ** 2 * k2), s=image.shape)
+
+
 def _spot_masks(shape, bases, kind):
-    """Per grain, the real Fourier mask (Gaussian spots at +-G up to _MAX_ORDER |g1|, no DC)."""
+    """Per grain, the real Fourier mask (Gaussian spots at +-G up to _MAX_ORDER |g1|, no DC).
+
+    Each spot is drawn on a patch of +-4 sigma around it (wrapping around the spectrum's edges).
+    """
     ny, nx = shape
-    ky = np.fft.fftfreq(ny)[:, None]
-    kx = np.fft.fftfreq(nx)[None, :]
     masks = []
     for b in bases:
         g1 = np.hypot(*b[0])
         sig = _SPOT_SIGMA * g1
+        ry, rx = int(np.ceil(4 * sig * ny)), int(np.ceil(4 * sig * nx))
         m = np.zeros(shape)
         for h in range(-3, 4):
             for k in range(-3, 4):
                 gy, gx = h * b[0] + k * b[1]
                 if (h, k) == (0, 0) or np.hypot(gy, gx) > _MAX_ORDER * g1:
                     continue
-                m = np.maximum(m, np.exp(-((ky - gy) ** 2 + (kx - gx) ** 2) / (2 * sig * sig)))
+                iy = np.arange(int(round(gy * ny)) - ry, int(round(gy * ny)) + ry + 1)
+                ix = np.arange(int(round(gx * nx)) - rx, int(round(gx * nx)) + rx + 1)
+                spot = np.exp(-((iy[:, None] / ny - gy) ** 2 + (ix[None, :] / nx - gx) ** 2)
+                              / (2 * sig * sig))
+                sub = np.ix_(iy % ny, ix % nx)
+                m[sub] = np.maximum(m[sub], spot)
         masks.append(m)
     return masks
 
@@ -347,7 +362,8 @@ def lattice_order(frame, lattice, window=None):
     The lattice band is an annulus from half the first-order radius to past the largest spot;
     white noise puts the fraction ``r0`` of its power on the spots (the spots' share of the
     annulus), amorphous material about as much, a crystal much more. Powers are smoothed over
-    ``window`` px (default 1.5 lattice constants).
+    ``window`` px (default 0.75 lattice constant: a wider one lets a bright amorphous patch's
+    power spill over the lattice beside it).
 
     Returns
     -------
@@ -368,8 +384,19 @@ def lattice_order(frame, lattice, window=None):
     spots = spots * band
     bragg = np.fft.ifft2(spec * spots).real
     total = np.fft.ifft2(spec * band).real
-    w = 1.5 * lattice.constant if window is None else window
-    order = ndi.gaussian_filter(bragg ** 2, w) / np.maximum(ndi.gaussian_filter(total ** 2, w), 1e-300)
+    w = _ORDER_WINDOW * lattice.constant if window is None else window
+    # smoothed on a grid of a quarter window (reflecting edges): the powers vary over a cell
+    step = max(1, int(w / 4))
+    ny, nx = f.shape
+    cy, cx = ny // step, nx // step
+
+    def local(power):
+        blocks = power[:cy * step, :cx * step].reshape(cy, step, cx, step).mean(axis=(1, 3))
+        return ndi.gaussian_filter(blocks, w / step, mode="reflect")
+
+    coarse = local(bragg ** 2) / np.maximum(local(total ** 2), 1e-300)
+    order = np.repeat(np.repeat(coarse, step, 0), step, 1)
+    order = np.pad(order, [(0, ny - order.shape[0]), (0, nx - order.shape[1])], mode="edge")
     r0 = float((spots ** 2).sum() / band.sum())
     q90 = float(np.percentile(order, 90))
     return order, r0 + 0.35 * max(q90 - r0, 0.0)
