@@ -11,7 +11,7 @@ Gaussian read noise.
 
 from __future__ import annotations
 
-__all__ = ["simulate_haadf", "degrade", "resample", "CC"]
+__all__ = ["simulate_haadf", "degrade", "resample", "match_points", "CC"]
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -218,3 +218,39 @@ def resample(image, points, mask, factor):
     scale = (np.array(out.shape) - 1) / (np.array(img.shape) - 1)
     big = ndi.zoom(np.asarray(mask, np.uint8), factor, order=0, grid_mode=False).astype(bool)
     return out, np.asarray(points, np.float64) * scale, big
+
+
+def match_points(found, truth, radius, margin=0.0, shape=None, exclude=None):
+    """Recall and precision of found points (y, x) against true ones, matched within radius.
+
+    Recall: the fraction of true points with a found point within ``radius``; precision: the
+    fraction of found points with a true point within ``radius``. With ``shape`` and
+    ``margin``, points closer than ``margin`` to the frame's edge are left out of both; with
+    ``exclude`` (a boolean image), true points on it are left out of the recall and found
+    points on it out of the precision.
+
+    Examples
+    --------
+    >>> match_points(np.array([[1.0, 1.0], [5.0, 5.0]]), np.array([[1.2, 1.0], [9.0, 9.0]]), 0.5)
+    (0.5, 0.5)
+    """
+    found = np.asarray(found, np.float64).reshape(-1, 2)
+    truth = np.asarray(truth, np.float64).reshape(-1, 2)
+
+    def keep(p):
+        ok = np.ones(len(p), bool)
+        if shape is not None:
+            ok &= (p >= margin).all(1) & (p[:, 0] <= shape[0] - 1 - margin) \
+                & (p[:, 1] <= shape[1] - 1 - margin)
+        if exclude is not None:
+            iy = np.clip(np.round(p[:, 0]).astype(int), 0, exclude.shape[0] - 1)
+            ix = np.clip(np.round(p[:, 1]).astype(int), 0, exclude.shape[1] - 1)
+            ok &= ~exclude[iy, ix]
+        return ok
+
+    t, f = truth[keep(truth)], found[keep(found)]
+    if len(t) == 0 or len(f) == 0:
+        return 0.0, 0.0
+    recall = float(np.mean(cKDTree(f).query(t)[0] <= radius))
+    precision = float(np.mean(cKDTree(truth).query(f)[0] <= radius))
+    return recall, precision

@@ -28,7 +28,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import ScaleVAEError
 from .lattice import bragg_filter, lattice_order, measure_lattice
-from .spacing import _noise_sigma, _refine, _strongest_period, _suppress, ring_spacing
+from .spacing import _noise_sigma, _refine, _suppress, ring_spacing
 from .select import MIN_KEYPOINTS  # one threshold for every keypoint source
 
 __all__ = ["AtomDetection", "detect_atoms", "estimate_spacing", "atom_keypoints", "atom_windows",
@@ -44,7 +44,6 @@ _NOISE_K = 4.0      # contrast must exceed this many noise sigmas of the smoothe
 _FRACTION = 0.3     # ... and this fraction of the median column contrast
 _LONELY = 1.6       # a column needs another one within this many spacings
 _OFF_SITE = 0.25    # a column's Bragg-filtered value is above -this x the median column's
-_TEXTURE = 3.0      # a reflection ring this many bonds long: the Bragg lattice is a texture
 _MASK_WARN = 0.05   # warn when more than this fraction of the image shows no lattice
 
 
@@ -100,18 +99,13 @@ def _residual_noise(smooth, lattice, mask):
 def _credible_lattice(frame, spacing):
     """The frame's lattice, or None where it is not the columns' lattice.
 
-    Not when a given ``spacing`` disagrees with its bond by more than 25 %, nor when the
-    strongest reflection ring's period is over _TEXTURE times its bond: then the Bragg peaks
-    come from a fine texture (scan or tiling artefacts), not from the columns.
+    Not when a given ``spacing`` disagrees with its bond by more than 25 %: the user's
+    spacing wins, and the lattice may be a texture (scan or tiling artefacts).
     """
     lat = measure_lattice(frame)
     if spacing is not None and abs(lat.bond / spacing - 1) > 0.25:
         log.info("atoms: the Bragg lattice (bond %.3g px) disagrees with the given spacing "
                  "%.3g px: no lattice mask", lat.bond, spacing)
-        return None
-    if _strongest_period(frame[None]) > _TEXTURE * lat.bond:
-        log.info("atoms: the Bragg peaks (bond %.3g px) are a texture finer than the columns' "
-                 "period: no lattice mask", lat.bond)
         return None
     return lat
 

@@ -32,6 +32,7 @@ _RADIUS_TOL = 0.05     # ... and their radii by this fraction
 _SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filter is local to ~1 cell
 _MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
 _ORDER_WINDOW = 0.75   # lattice constants: the order map's smoothing (sigma)
+_ORDER_CLIP = 97.0     # percentile: brighter pixels (dopants, bright contamination) are clipped
 _MAX_PEAKS = 200       # strongest spectrum maxima examined
 
 
@@ -183,12 +184,18 @@ def _fit_basis(vec, basis, tol):
 
 
 def _credible(vec, power, basis, kind, tol, shape):
-    """A lattice's first-order peaks: all present and of comparable power (within 10 x).
+    """A lattice's fitted basis is of its kind (equal lengths, 60 or 90 degrees) and its
+    first-order peaks are all present and of comparable power (within 10 x).
 
     Symmetry-equivalent reflections of a crystal are about equally strong; a chance match of
     streaks (scan-line artefacts, tiling) is not. A direction on the kx = 0 line, which the
     spectrum leaves out (scan-line noise), may be missing.
     """
+    lengths = np.hypot(*basis.T)
+    angle = np.rad2deg(np.arccos(np.clip(basis[0] @ basis[1] / lengths.prod(), -1, 1)))
+    if abs(lengths[0] / lengths[1] - 1) > 2 * _RADIUS_TOL or \
+            abs(angle - (60 if kind == "hexagonal" else 90)) > 2 * _ANGLE_TOL:
+        return False  # the fitted basis is not of that kind (e.g. a rectangular lattice)
     dirs = [basis[0], basis[1]] + ([basis[1] - basis[0]] if kind == "hexagonal" else [])
     found, blank = [], 0
     for d in dirs:
@@ -264,7 +271,7 @@ def measure_lattice(frame):
     """
     frame = np.asarray(frame, np.float64)
     vec, strength, power = _peaks(frame)
-    grains, pool = [], np.ones(len(vec), bool)
+    grains, pool, explained = [], np.ones(len(vec), bool), np.zeros(len(vec), bool)
     # seeds: the peaks that carry the most power first (a lattice of bright columns, not a
     # sharp but faint texture), among those standing far above their ring
     for i in np.argsort(-power, kind="stable"):
@@ -284,11 +291,17 @@ def measure_lattice(frame):
             pool[ok] = False
             continue
         grains.append((kind, basis, power[ok].sum()))
+        explained |= ok
         pool &= ~ok
     if not grains:
         raise ScaleVAEError(
             "the image shows no lattice periodicity (no set of Bragg peaks in its power "
             "spectrum); give the atom spacing in px as 'atoms:SIZE' or use 'grid:STEP'")
+    sharp = np.flatnonzero(strength >= np.log(_SPOT_RATIO))
+    if not explained[sharp[np.argmax(power[sharp])]]:
+        raise ScaleVAEError(
+            "the strongest Bragg peak fits no hexagonal, honeycomb or square lattice (a "
+            "rectangular or oblique one?); give the atom spacing in px as 'atoms:SIZE'")
     first = grains[0][1]
     radius = np.hypot(*first[0])
     # grains: sets at the radius of the strongest one (other radii are its harmonics or noise)
@@ -373,7 +386,7 @@ def lattice_order(frame, lattice, window=None):
         when its order exceeds this.
     """
     f = np.asarray(frame, np.float64)
-    lo, hi = np.percentile(f, [0.5, 99.5])
+    lo, hi = np.percentile(f, [0.5, _ORDER_CLIP])
     f = np.clip(f, lo, hi)
     spec = np.fft.fft2(f - f.mean())
     masks = _spot_masks(f.shape, lattice.bases, lattice.kind)
