@@ -27,7 +27,8 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from ..errors import ScaleVAEError
-from .lattice import bragg_filter, lattice_order, measure_lattice
+from .bragg import lattice_mask, residual_noise
+from .lattice import measure_lattice
 from .spacing import _noise_sigma, _refine, _suppress, ring_spacing
 from .select import MIN_KEYPOINTS  # one threshold for every keypoint source
 
@@ -64,38 +65,6 @@ def _stack3(stack):
     return a
 
 
-def _lattice_mask(frame, lattice):
-    """True where the frame shows its lattice (:func:`.lattice.lattice_order` above its level).
-
-    Cleaned at the scale of a lattice constant: regions narrower than about one cell (in either
-    sense) are noise in the order map, not lattice or amorphous material.
-    """
-    order, level = lattice_order(frame, lattice)
-    # the order map is smooth over a cell: clean it on a grid of a quarter cell
-    step = max(1, int(lattice.constant / 4))
-    mask = order[step // 2::step, step // 2::step] > level
-    disk = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # half a cell
-    mask = ndi.binary_closing(ndi.binary_opening(mask, disk), disk, border_value=1)
-    mask = np.repeat(np.repeat(mask, step, 0), step, 1)[:frame.shape[0], :frame.shape[1]]
-    return np.pad(mask, [(0, frame.shape[0] - mask.shape[0]), (0, frame.shape[1] - mask.shape[1])],
-                  mode="edge")
-
-
-def _residual_noise(smooth, lattice, mask):
-    """Noise sigma of the smoothed frame: robust spread (MAD) of what the lattice does not explain.
-
-    The residual is the smoothed frame less its slow part (below half the first-order Bragg
-    radius) and less its Bragg-filtered part, on the lattice region; measured at the scale of
-    the detection, it includes correlated (scan) noise that pixel differences miss.
-    """
-    model = bragg_filter(smooth, lattice.bases, lattice.kind)
-    g1 = np.hypot(*lattice.bases[0][0])
-    k = np.hypot(np.fft.fftfreq(smooth.shape[0])[:, None], np.fft.fftfreq(smooth.shape[1])[None, :])
-    high = np.fft.ifft2(np.fft.fft2(smooth) * (k > 0.5 * g1)).real
-    resid = (high - model)[mask] if mask.any() else (high - model).ravel()
-    return 1.4826 * float(np.median(np.abs(resid - np.median(resid)))), model
-
-
 def _credible_lattice(frame, spacing):
     """The frame's lattice, or None where it is not the columns' lattice.
 
@@ -130,7 +99,7 @@ def _detect(frame, spacing, fraction, lattice=None, mask=None):
     contrast = smooth - floor
     model = None
     if lattice is not None:
-        noise, model = _residual_noise(smooth, lattice, mask)
+        noise, model = residual_noise(smooth, lattice, mask)
     else:  # white noise sigma / (2 sqrt(pi) s) for a Gaussian of sigma s
         noise = _noise_sigma(frame) / (2 * np.sqrt(np.pi) * s)
     noise = max(noise, 1e-3 * float(np.ptp(contrast)))  # a noise-free image: not every ripple
@@ -270,7 +239,7 @@ def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
 
     Per frame: the lattice is measured from the Bragg peaks (:func:`.lattice.measure_lattice`);
     the lattice region is where the local share of Bragg-spot power is high
-    (:func:`.lattice.lattice_order`); columns are the maxima of the band-passed frame there,
+    (:func:`.bragg.lattice_order`); columns are the maxima of the band-passed frame there,
     at least 0.6 ``spacing`` apart, whose contrast exceeds 4 noise sigmas (the robust spread
     of what the lattice does not explain) and ``threshold`` times the median column contrast,
     that lie on a bright site of the Bragg-filtered frame and have a neighbour within 1.6
@@ -318,7 +287,7 @@ def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
             bond = spacing
         else:  # no lattice: the ring spectrum's spacing (raises where there is none either)
             bond = _check_spacing(lat.bond if lat else ring_spacing(frame[None]), data.shape[1:])
-        mask = (_lattice_mask(frame, lat) if lat is not None and mask_amorphous
+        mask = (lattice_mask(frame, lat) if lat is not None and mask_amorphous
                 else np.ones(frame.shape, bool))
         yx, _ = _detect(frame, bond, fraction, lat, mask)
         if len(yx):

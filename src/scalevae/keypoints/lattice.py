@@ -8,10 +8,7 @@ its peaks and their harmonics. Hexagonal and honeycomb lattices share their Brag
 are told apart in real space, by the number of maxima per unit cell of the Bragg-filtered image
 (one for hexagonal, two for honeycomb).
 
-:func:`bragg_filter` keeps only the lattice's spots (Gaussian spots at every reciprocal-lattice
-point of each grain up to the second order), and :func:`lattice_order` is the local fraction of
-the image's lattice-band power that falls on those spots: high on crystal, low on amorphous
-material, contamination, vacuum and holes, where the atoms detector puts no keypoint.
+The Bragg filter and the lattice-presence map built on a measured lattice are in :mod:`.bragg`.
 """
 
 from __future__ import annotations
@@ -19,20 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..errors import ScaleVAEError
+from .bragg import bragg_filter, smooth_fft
 
-__all__ = ["Lattice", "measure_lattice", "bragg_filter", "lattice_order", "smooth_fft"]
+__all__ = ["Lattice", "measure_lattice"]
 
 _SPOT_RATIO = 25.0     # a grain's strongest Bragg peak stands this many times above its ring's median
 _WEAK_RATIO = 6.0      # its other orders need only this (they are looked for where expected)
 _ANGLE_TOL = 4.0       # degrees: two peaks belong to one set when their angles differ by this
 _RADIUS_TOL = 0.05     # ... and their radii by this fraction
-_SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filter is local to ~1 cell
-_MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
-_ORDER_WINDOW = 0.75   # lattice constants: the order map's smoothing (sigma)
-_ORDER_CLIP = 97.0     # percentile: brighter pixels (dopants, bright contamination) are clipped
 _MAX_PEAKS = 200       # strongest spectrum maxima examined
 
 
@@ -322,94 +315,3 @@ def measure_lattice(frame):
     kind = _count_kind(frame, bases, kind, constant)
     bond = constant / np.sqrt(3) if kind == "honeycomb" else constant
     return Lattice(kind, constant, float(bond), tuple(angles), bases)
-
-
-def smooth_fft(image, sigma):
-    """Gaussian smoothing (sigma px) by the FFT: periodic edges, cheap for wide kernels."""
-    ny, nx = image.shape
-    k2 = np.fft.fftfreq(ny)[:, None] ** 2 + np.fft.rfftfreq(nx)[None, :] ** 2
-    return np.fft.irfft2(np.fft.rfft2(image) * np.exp(-2 * (np.pi * sigma) ** 2 * k2), s=image.shape)
-
-
-def _spot_masks(shape, bases, kind):
-    """Per grain, the real Fourier mask (Gaussian spots at +-G up to _MAX_ORDER |g1|, no DC).
-
-    Each spot is drawn on a patch of +-4 sigma around it (wrapping around the spectrum's edges).
-    """
-    ny, nx = shape
-    masks = []
-    for b in bases:
-        g1 = np.hypot(*b[0])
-        sig = _SPOT_SIGMA * g1
-        ry, rx = int(np.ceil(4 * sig * ny)), int(np.ceil(4 * sig * nx))
-        m = np.zeros(shape)
-        for h in range(-3, 4):
-            for k in range(-3, 4):
-                gy, gx = h * b[0] + k * b[1]
-                if (h, k) == (0, 0) or np.hypot(gy, gx) > _MAX_ORDER * g1:
-                    continue
-                iy = np.arange(int(round(gy * ny)) - ry, int(round(gy * ny)) + ry + 1)
-                ix = np.arange(int(round(gx * nx)) - rx, int(round(gx * nx)) + rx + 1)
-                spot = np.exp(-((iy[:, None] / ny - gy) ** 2 + (ix[None, :] / nx - gx) ** 2)
-                              / (2 * sig * sig))
-                sub = np.ix_(iy % ny, ix % nx)
-                m[sub] = np.maximum(m[sub], spot)
-        masks.append(m)
-    return masks
-
-
-def bragg_filter(frame, bases, kind, per_grain=False):
-    """The image kept at the lattice's Bragg spots (each grain's, up to the second order).
-
-    Returns the sum over grains, or a list per grain with ``per_grain=True``.
-    """
-    f = np.asarray(frame, np.float64)
-    spec = np.fft.fft2(f - f.mean())
-    out = [np.fft.ifft2(spec * m).real for m in _spot_masks(f.shape, bases, kind)]
-    return out if per_grain else np.sum(out, axis=0)
-
-
-def lattice_order(frame, lattice, window=None):
-    """Local fraction of lattice-band power on the Bragg spots, and the level that marks a lattice.
-
-    The lattice band is an annulus from half the first-order radius to past the largest spot;
-    white noise puts the fraction ``r0`` of its power on the spots (the spots' share of the
-    annulus), amorphous material about as much, a crystal much more. Powers are smoothed over
-    ``window`` px (default 0.75 lattice constant: a wider one lets a bright amorphous patch's
-    power spill over the lattice beside it).
-
-    Returns
-    -------
-    order : (y, x) array
-    threshold : float
-        ``r0 + 0.35 (q90 - r0)``, ``q90`` the 90th percentile of ``order``: a region is lattice
-        when its order exceeds this.
-    """
-    f = np.asarray(frame, np.float64)
-    lo, hi = np.percentile(f, [0.5, _ORDER_CLIP])
-    f = np.clip(f, lo, hi)
-    spec = np.fft.fft2(f - f.mean())
-    masks = _spot_masks(f.shape, lattice.bases, lattice.kind)
-    spots = np.max(masks, axis=0)
-    g1 = np.hypot(*lattice.bases[0][0])
-    k = np.hypot(np.fft.fftfreq(f.shape[0])[:, None], np.fft.fftfreq(f.shape[1])[None, :])
-    band = ((k > 0.5 * g1) & (k < (_MAX_ORDER + 2 * _SPOT_SIGMA) * g1)).astype(float)
-    spots = spots * band
-    bragg = np.fft.ifft2(spec * spots).real
-    total = np.fft.ifft2(spec * band).real
-    w = _ORDER_WINDOW * lattice.constant if window is None else window
-    # smoothed on a grid of a quarter window (reflecting edges): the powers vary over a cell
-    step = max(1, int(w / 4))
-    ny, nx = f.shape
-    cy, cx = ny // step, nx // step
-
-    def local(power):
-        blocks = power[:cy * step, :cx * step].reshape(cy, step, cx, step).mean(axis=(1, 3))
-        return ndi.gaussian_filter(blocks, w / step, mode="reflect")
-
-    coarse = local(bragg ** 2) / np.maximum(local(total ** 2), 1e-300)
-    order = np.repeat(np.repeat(coarse, step, 0), step, 1)
-    order = np.pad(order, [(0, ny - order.shape[0]), (0, nx - order.shape[1])], mode="edge")
-    r0 = float((spots ** 2).sum() / band.sum())
-    q90 = float(np.percentile(order, 90))
-    return order, r0 + 0.35 * max(q90 - r0, 0.0)
