@@ -10,6 +10,7 @@ and :func:`residual_noise` the noise of a smoothed frame measured against its la
 from __future__ import annotations
 
 import numpy as np
+from scipy import fft as sfft
 from scipy import ndimage as ndi
 
 __all__ = ["bragg_filter", "lattice_order", "lattice_mask", "residual_noise", "smooth_fft"]
@@ -24,7 +25,8 @@ def smooth_fft(image, sigma):
     """Gaussian smoothing (sigma px) by the FFT: periodic edges, cheap for wide kernels."""
     ny, nx = image.shape
     k2 = np.fft.fftfreq(ny)[:, None] ** 2 + np.fft.rfftfreq(nx)[None, :] ** 2
-    return np.fft.irfft2(np.fft.rfft2(image) * np.exp(-2 * (np.pi * sigma) ** 2 * k2), s=image.shape)
+    return sfft.irfft2(sfft.rfft2(image, workers=-1) * np.exp(-2 * (np.pi * sigma) ** 2 * k2),
+                       s=image.shape, workers=-1)
 
 
 def _spot_masks(shape, bases, kind):
@@ -60,8 +62,10 @@ def bragg_filter(frame, bases, kind, per_grain=False):
     Returns the sum over grains, or a list per grain with ``per_grain=True``.
     """
     f = np.asarray(frame, np.float64)
-    spec = np.fft.fft2(f - f.mean())
-    out = [np.fft.ifft2(spec * m).real for m in _spot_masks(f.shape, bases, kind)]
+    spec = sfft.rfft2(f - f.mean(), workers=-1)  # the masks are symmetric: half a spectrum
+    half = f.shape[1] // 2 + 1
+    out = [sfft.irfft2(spec * m[:, :half], s=f.shape, workers=-1)
+           for m in _spot_masks(f.shape, bases, kind)]
     return out if per_grain else np.sum(out, axis=0)
 
 
@@ -84,15 +88,16 @@ def lattice_order(frame, lattice, window=None):
     f = np.asarray(frame, np.float64)
     lo, hi = np.percentile(f, [0.5, _ORDER_CLIP])
     f = np.clip(f, lo, hi)
-    spec = np.fft.fft2(f - f.mean())
+    spec = sfft.rfft2(f - f.mean(), workers=-1)
+    half = f.shape[1] // 2 + 1
     masks = _spot_masks(f.shape, lattice.bases, lattice.kind)
     spots = np.max(masks, axis=0)
     g1 = np.hypot(*lattice.bases[0][0])
     k = np.hypot(np.fft.fftfreq(f.shape[0])[:, None], np.fft.fftfreq(f.shape[1])[None, :])
     band = ((k > 0.5 * g1) & (k < (_MAX_ORDER + 2 * _SPOT_SIGMA) * g1)).astype(float)
     spots = spots * band
-    bragg = np.fft.ifft2(spec * spots).real
-    total = np.fft.ifft2(spec * band).real
+    bragg = sfft.irfft2(spec * spots[:, :half], s=f.shape, workers=-1)
+    total = sfft.irfft2(spec * band[:, :half], s=f.shape, workers=-1)
     w = _ORDER_WINDOW * lattice.constant if window is None else window
     # smoothed on a grid of a quarter window (reflecting edges): the powers vary over a cell
     step = max(1, int(w / 4))
@@ -138,6 +143,8 @@ def residual_noise(smooth, lattice, mask):
     model = bragg_filter(smooth, lattice.bases, lattice.kind)
     g1 = np.hypot(*lattice.bases[0][0])
     k = np.hypot(np.fft.fftfreq(smooth.shape[0])[:, None], np.fft.fftfreq(smooth.shape[1])[None, :])
-    high = np.fft.ifft2(np.fft.fft2(smooth) * (k > 0.5 * g1)).real
+    half = smooth.shape[1] // 2 + 1
+    high = sfft.irfft2(sfft.rfft2(smooth, workers=-1) * (k > 0.5 * g1)[:, :half], s=smooth.shape,
+                       workers=-1)
     resid = (high - model)[mask] if mask.any() else (high - model).ravel()
     return 1.4826 * float(np.median(np.abs(resid - np.median(resid)))), model

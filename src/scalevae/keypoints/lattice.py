@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sfft
 
 from ..errors import ScaleVAEError
 from .bragg import bragg_filter, smooth_fft
@@ -67,17 +68,18 @@ def _spectrum(frame):
     f = np.clip(f, lo, hi)  # a few very bright dopants or dark holes must not dominate
     ny, nx = f.shape
     win = np.outer(np.hanning(ny), np.hanning(nx))
-    power = np.abs(np.fft.fftshift(np.fft.fft2((f - f.mean()) * win))) ** 2
+    power = np.abs(np.fft.fftshift(sfft.fft2((f - f.mean()) * win, workers=-1))) ** 2
     ky = (np.arange(ny) - ny // 2) / ny
     kx = (np.arange(nx) - nx // 2) / nx
     k = np.hypot(ky[:, None], kx[None, :])
     logp = np.log(power + 1e-30 * power.max() + 1e-300)
     # radial median: the smooth, isotropic background (noise, slow background, amorphous ring)
     rbin = np.round(k * min(ny, nx)).astype(int)
-    order = np.argsort(rbin.ravel(), kind="stable")
-    edges = np.searchsorted(rbin.ravel()[order], np.arange(rbin.max() + 2))
+    order = np.lexsort((logp.ravel(), rbin.ravel()))  # by ring, then by value
+    counts = np.bincount(rbin.ravel())
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     vals = logp.ravel()[order]
-    med = np.array([np.median(vals[a:b]) if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
+    med = np.where(counts > 0, vals[np.minimum(starts + counts // 2, vals.size - 1)], 0.0)
     base = np.exp(med)[rbin]
     white = logp - med[rbin]
     white[:, nx // 2 - 1:nx // 2 + 2] = 0.0  # kx = 0 (and its window lobes): scan-line noise
