@@ -23,10 +23,10 @@ from .bragg import bragg_filter, smooth_fft
 
 __all__ = ["Lattice", "measure_lattice"]
 
-_SPOT_RATIO = 25.0     # a grain's strongest Bragg peak stands this many times above its ring's median
+_SPOT_RATIO = 12.0     # a grain's strongest Bragg peak stands this many times above its ring's median
 _WEAK_RATIO = 6.0      # its other orders need only this (they are looked for where expected)
 _ANGLE_TOL = 4.0       # degrees: two peaks belong to one set when their angles differ by this
-_RADIUS_TOL = 0.05     # ... and their radii by this fraction
+_RADIUS_TOL = 0.08     # ... and their radii by this fraction
 _MAX_PEAKS = 200       # strongest spectrum maxima examined
 
 
