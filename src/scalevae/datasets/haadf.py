@@ -169,14 +169,15 @@ def simulate_haadf(shape=(512, 512), bond=12.0, seed=0, fwhm=1.0, dose=20.0, rea
                                           "sigma_px": sigma}
 
 
-def degrade(image, dose, seed=0, blur=0.0, jitter=0.0, drift=0.0, line_noise=0.0):
+def degrade(image, dose, seed=0, blur=0.0, jitter=0.0, drift=0.0, line_noise=0.0, points=None):
     """An ideal (noise-free) HAADF image as a microscope records it at a finite dose.
 
     ``image`` is in units of a carbon column's peak (1 = one carbon peak). In order: probe
     (source-size) blur, a Gaussian of ``blur`` px; slow drift, each scan line shifted along x
     by ``drift`` px per 100 lines (a shear); scan-line jitter, each line shifted along x by
     ``jitter`` px rms, correlated over a few lines; Poisson noise at ``dose`` expected counts
-    per carbon peak; a random offset per line of ``line_noise`` carbon peaks rms.
+    per carbon peak; a random offset per line of ``line_noise`` carbon peaks rms. With
+    ``points`` ((n, 2) y, x), also returns them where the drift and jitter moved them.
 
     Examples
     --------
@@ -198,7 +199,11 @@ def degrade(image, dose, seed=0, blur=0.0, jitter=0.0, drift=0.0, line_noise=0.0
         img = ndi.map_coordinates(img, [yy, xx + shift[:, None]], order=1, mode="nearest")
     img = rng.poisson(np.clip(img, 0, None) * dose) / dose
     img = img + rng.normal(0, line_noise, (ny, 1)) if line_noise > 0 else img
-    return img.astype(np.float32)
+    if points is None:
+        return img.astype(np.float32)
+    moved = np.array(points, np.float64).reshape(-1, 2)
+    moved[:, 1] -= np.interp(moved[:, 0], np.arange(ny), shift)  # line y samples x + shift(y)
+    return img.astype(np.float32), moved
 
 
 def resample(image, points, mask, factor):

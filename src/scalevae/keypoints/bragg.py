@@ -18,6 +18,7 @@ __all__ = ["bragg_filter", "lattice_order", "lattice_mask", "residual_noise", "s
 _SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filter is local to ~1 cell
 _MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
 _ORDER_WINDOW = 0.75   # lattice constants: the order map's smoothing (sigma)
+ORDER_LEVEL = 0.35     # lattice: order above r0 + this x (q90 - r0)
 _ORDER_CLIP = 97.0     # percentile: brighter pixels (dopants, bright contamination) are clipped
 
 
@@ -82,7 +83,7 @@ def lattice_order(frame, lattice, window=None):
     -------
     order : (y, x) array
     threshold : float
-        ``r0 + 0.35 (q90 - r0)``, ``q90`` the 90th percentile of ``order``: a region is lattice
+        ``r0 + ORDER_LEVEL (q90 - r0)``, ``q90`` the 90th percentile of ``order``: a region is lattice
         when its order exceeds this.
     """
     f = np.asarray(frame, np.float64)
@@ -113,7 +114,7 @@ def lattice_order(frame, lattice, window=None):
     order = np.pad(order, [(0, ny - order.shape[0]), (0, nx - order.shape[1])], mode="edge")
     r0 = float((spots ** 2).sum() / band.sum())
     q90 = float(np.percentile(order, 90))
-    return order, r0 + 0.35 * max(q90 - r0, 0.0)
+    return order, r0 + ORDER_LEVEL * max(q90 - r0, 0.0)
 
 
 def lattice_mask(frame, lattice):
