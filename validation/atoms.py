@@ -114,7 +114,7 @@ def overlay(path, image, points, reference_points=None, mask=None, title=""):
     import matplotlib.pyplot as plt
 
     h, w = image.shape
-    scale = 6.0 / max(h, w)
+    scale = 4.5 / max(h, w)
     fig, ax = plt.subplots(figsize=(max(2.0, w * scale), max(2.0, h * scale) + 0.3))
     ax.imshow(image, cmap="gray")
     if mask is not None and not mask.all():
@@ -125,8 +125,11 @@ def overlay(path, image, points, reference_points=None, mask=None, title=""):
     ax.set_title(title, fontsize=7)
     ax.set_axis_off()
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=64)
     plt.close(fig)
+    from PIL import Image  # a 64-colour palette keeps the noisy overlays small
+
+    Image.open(path).convert("RGB").quantize(64).save(path, optimize=True)
 
 
 def count_on(region, points, truth=None, radius=None):
