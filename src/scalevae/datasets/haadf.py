@@ -11,7 +11,7 @@ Gaussian read noise.
 
 from __future__ import annotations
 
-__all__ = ["simulate_haadf", "CC"]
+__all__ = ["simulate_haadf", "degrade", "resample", "match_points", "CC"]
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -167,3 +167,95 @@ def simulate_haadf(shape=(512, 512), bond=12.0, seed=0, fwhm=1.0, dose=20.0, rea
     img = img + rng.normal(0, read_noise, shape) + rng.normal(0, line_noise, (ny, 1))
     return img.astype(np.float32), pos, {"element": element, "contamination": contam_mask,
                                           "sigma_px": sigma}
+
+
+def degrade(image, dose, seed=0, blur=0.0, jitter=0.0, drift=0.0, line_noise=0.0, points=None):
+    """An ideal (noise-free) HAADF image as a microscope records it at a finite dose.
+
+    ``image`` is in units of a carbon column's peak (1 = one carbon peak). In order: probe
+    (source-size) blur, a Gaussian of ``blur`` px; slow drift, each scan line shifted along x
+    by ``drift`` px per 100 lines (a shear); scan-line jitter, each line shifted along x by
+    ``jitter`` px rms, correlated over a few lines; Poisson noise at ``dose`` expected counts
+    per carbon peak; a random offset per line of ``line_noise`` carbon peaks rms. With
+    ``points`` ((n, 2) y, x), also returns them where the drift and jitter moved them.
+
+    Examples
+    --------
+    >>> img = degrade(np.ones((32, 32)), dose=100, seed=0, blur=1, jitter=0.5, drift=2)
+    >>> img.shape, bool(abs(img.mean() - 1) < 0.05)
+    ((32, 32), True)
+    """
+    rng = np.random.default_rng(seed)
+    img = np.asarray(image, np.float64)
+    ny, nx = img.shape
+    if blur > 0:
+        img = ndi.gaussian_filter(img, blur, mode="nearest")
+    shift = drift * np.arange(ny) / 100.0
+    if jitter > 0:
+        j = ndi.gaussian_filter1d(rng.normal(0, 1, ny), 1.5)
+        shift = shift + j * jitter / max(j.std(), 1e-12)
+    if np.any(shift):
+        yy, xx = np.mgrid[:ny, :nx].astype(float)
+        img = ndi.map_coordinates(img, [yy, xx + shift[:, None]], order=1, mode="nearest")
+    img = rng.poisson(np.clip(img, 0, None) * dose) / dose
+    img = img + rng.normal(0, line_noise, (ny, 1)) if line_noise > 0 else img
+    if points is None:
+        return img.astype(np.float32)
+    moved = np.array(points, np.float64).reshape(-1, 2)
+    moved[:, 1] -= np.interp(moved[:, 0], np.arange(ny), shift)  # line y samples x + shift(y)
+    return img.astype(np.float32), moved
+
+
+def resample(image, points, mask, factor):
+    """A scan image, its points (y, x) and mask on a grid ``factor`` times finer (cubic spline).
+
+    Pixel centres stay at integer coordinates: a point at ``y`` moves to ``y * factor`` to
+    the accuracy of the output grid (``zoom`` maps the corner pixels onto each other).
+
+    Examples
+    --------
+    >>> img, pts, m = resample(np.ones((10, 10)), np.array([[4.5, 9.0]]), np.ones((10, 10), bool), 2)
+    >>> img.shape, m.shape, pts.round(2).tolist()
+    ((20, 20), (20, 20), [[9.5, 19.0]])
+    """
+    img = np.asarray(image, np.float64)
+    out = ndi.zoom(img, factor, order=3, mode="nearest", grid_mode=False)
+    scale = (np.array(out.shape) - 1) / (np.array(img.shape) - 1)
+    big = ndi.zoom(np.asarray(mask, np.uint8), factor, order=0, grid_mode=False).astype(bool)
+    return out, np.asarray(points, np.float64) * scale, big
+
+
+def match_points(found, truth, radius, margin=0.0, shape=None, exclude=None):
+    """Recall and precision of found points (y, x) against true ones, matched within radius.
+
+    Recall: the fraction of true points with a found point within ``radius``; precision: the
+    fraction of found points with a true point within ``radius``. With ``shape`` and
+    ``margin``, points closer than ``margin`` to the frame's edge are left out of both; with
+    ``exclude`` (a boolean image), true points on it are left out of the recall and found
+    points on it out of the precision.
+
+    Examples
+    --------
+    >>> match_points(np.array([[1.0, 1.0], [5.0, 5.0]]), np.array([[1.2, 1.0], [9.0, 9.0]]), 0.5)
+    (0.5, 0.5)
+    """
+    found = np.asarray(found, np.float64).reshape(-1, 2)
+    truth = np.asarray(truth, np.float64).reshape(-1, 2)
+
+    def keep(p):
+        ok = np.ones(len(p), bool)
+        if shape is not None:
+            ok &= (p >= margin).all(1) & (p[:, 0] <= shape[0] - 1 - margin) \
+                & (p[:, 1] <= shape[1] - 1 - margin)
+        if exclude is not None:
+            iy = np.clip(np.round(p[:, 0]).astype(int), 0, exclude.shape[0] - 1)
+            ix = np.clip(np.round(p[:, 1]).astype(int), 0, exclude.shape[1] - 1)
+            ok &= ~exclude[iy, ix]
+        return ok
+
+    t, f = truth[keep(truth)], found[keep(found)]
+    if len(t) == 0 or len(f) == 0:
+        return 0.0, 0.0
+    recall = float(np.mean(cKDTree(f).query(t)[0] <= radius))
+    precision = float(np.mean(cKDTree(truth).query(f)[0] <= radius))
+    return recall, precision

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import numpy as np
 
@@ -96,6 +98,91 @@ def _scan_array_pixel_size(obj, nx, ny):
     return None, None, None
 
 
+# a field of view in a JSON or free-text attribute: "scan size", "scan_size", "ScanSize", "FOV",
+# "field of view" (any case, spaces/underscores/hyphens), the unit in the value or the key
+_FOV_KEY = re.compile(r"^(scan[ _-]?size|scan[ _-]?range|fov|field[ _-]?of[ _-]?view)"
+                      r"(?:[ _-]*\(?([a-zA-Zµ]+)\)?)?$", re.IGNORECASE)
+_FOV_TEXT = re.compile(r"(scan[ _-]?size|scan[ _-]?range|fov|field[ _-]?of[ _-]?view)\s*[:=]?\s*"
+                       r"([-+0-9.eE]+)\s*((?![x×]\s*[-+0-9.])[a-zA-Zµ]*)\s*(?:[x×,]\s*([-+0-9.eE]+)\s*([a-zA-Zµ]*))?",
+                       re.IGNORECASE)
+_UNIT_KEYS = ("unit", "units", "scan size unit", "scan_size_unit", "fov unit", "fov_unit")
+
+
+def _length(value, unit):
+    """(x, y, unit) from a number, a 2-list, a "5 nm" / "5 x 4 nm" string or {value, unit}."""
+    if isinstance(value, dict):
+        low = {str(k).lower(): v for k, v in value.items()}
+        unit = low.get("unit", low.get("units", unit))
+        if "x" in low and "y" in low:
+            value = [low["x"], low["y"]]
+        else:
+            value = low.get("value", low.get("size"))
+    if isinstance(value, str):
+        m = _FOV_TEXT.search("fov " + value)
+        if not m:
+            return None
+        value = [m.group(2), m.group(4) or m.group(2)]
+        unit = m.group(5) or m.group(3) or unit
+    try:
+        v = np.asarray(value, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        return None
+    v = np.array([v[0], v[0]]) if len(v) == 1 else v
+    unit = normalize_unit(unit)
+    if len(v) < 2 or not np.all(np.isfinite(v[:2])) or not np.all(v[:2] > 0) \
+            or unit not in LENGTH_UNITS:
+        return None
+    return float(v[0]), float(v[1]), unit
+
+
+def _fov_in(tree, unit=None):
+    """The first field of view in a parsed JSON tree (depth first): (x, y, unit) or None."""
+    if isinstance(tree, dict):
+        low = {str(k).strip().lower(): v for k, v in tree.items()}
+        unit = next((low[k] for k in _UNIT_KEYS if isinstance(low.get(k), str)), unit)
+        for key, value in tree.items():
+            m = _FOV_KEY.match(str(key).strip())
+            if m:
+                found = _length(value, m.group(2) or unit)
+                if found:
+                    return found
+        for value in tree.values():
+            found = _fov_in(value, unit)
+            if found:
+                return found
+    elif isinstance(tree, list):
+        for value in tree:
+            found = _fov_in(value, unit)
+            if found:
+                return found
+    return None
+
+
+def _text_scan_pixel_size(obj, nx, ny):
+    """Pixel size from a scan size held in a JSON or free-text string attribute of `obj`.
+
+    A JSON object (at any depth) with a "scan size" / "FOV" / "field of view" entry (a number
+    with a unit entry or a unit in the key, a "5 nm" string, an (x, y) pair or {value, unit}),
+    or text such as ``"FOV: 5.2 x 5.2 nm"``. Returns ``(size_x, size_y, unit, key)`` or Nones.
+    """
+    for key, raw in obj.attrs.items():
+        text = _text(raw)
+        if not text or len(text) > 1_000_000:
+            continue
+        found = None
+        if text.lstrip()[:1] in "{[":
+            try:
+                found = _fov_in(json.loads(text))
+            except ValueError:
+                found = None
+        match = _FOV_TEXT.search(text) if found is None else None
+        if match:
+            found = _length(match.group(0), None)
+        if found:
+            return found[0] / nx, found[1] / ny, found[2], key
+    return None, None, None, None
+
+
 def _scan_pixel_size(d, nx, ny):
     """Pixel size from scan-size metadata near dataset `d`: ``(size_x, size_y, unit, source)``.
 
@@ -120,6 +207,9 @@ def _scan_pixel_size(d, nx, ny):
         size, size_y, unit = _scan_array_pixel_size(obj, nx, ny)
         if size:
             return size, size_y, unit, f"scan size / image shape ({where})"
+        size, size_y, unit, key = _text_scan_pixel_size(obj, nx, ny)
+        if size:
+            return size, size_y, unit, f"scan size in attribute {key!r} / image shape ({where})"
     return None, None, None, None
 
 

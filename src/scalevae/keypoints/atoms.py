@@ -1,28 +1,18 @@
 """Atom (bright column) detection for atomically resolved HAADF-STEM images.
 
-The spacing of the columns is measured from the image itself, in two steps:
-
-1. the *period* of the strongest lattice reflection: the peak of the whitened, radially
-   averaged power spectrum of the clipped, windowed frame (clipping keeps a few very bright
-   dopants from dominating; whitening - dividing by a smooth baseline - keeps the slow
-   background and the low-frequency noise from winning);
-2. the *nearest-neighbour spacing*: columns are detected with a smoothing and a minimum
-   distance small enough for any common lattice given that period (a fraction of it), and
-   the median nearest-neighbour distance of the confident detections is taken. Measuring the
-   spacing on the detections, not converting the period by a lattice-specific factor, keeps
-   honeycomb lattices (whose strongest period is 1.5 bonds) from being read as their sublattice.
-
-Detection (:func:`atom_keypoints`) then finds the local maxima of the band-passed frame (a
-scale-normalised negative Laplacian of Gaussian of sigma 0.25 spacing, which ignores slopes,
-so a dim column on the tail of a bright neighbour is still a maximum), keeps those at least
-0.5 spacing apart (strongest first), measures each maximum's local contrast above a background
-(the frame smoothed with 0.15 spacing minus a minimum filter over 2 spacings, smoothed) and
-keeps maxima whose contrast exceeds both 4 times the noise of the smoothed frame (a robust
-estimate from the pixel-to-pixel differences) and a fraction of the typical (median) column
-contrast; contrast is local, so dim carbon next to bright silicon is kept. Maxima with no
-other kept maximum within 1.6 spacings (noise in holes/vacuum) are dropped and positions are
-refined to sub-pixel accuracy by a 3-point parabola along y and x through the maximum of the
-band-passed frame.
+The lattice comes first (:mod:`.lattice`): its Bragg peaks give the type, the lattice
+constant and the bond (the nearest-neighbour spacing), one orientation per grain, and the
+region where the image shows the lattice at all (amorphous material, contamination, vacuum
+and holes get no keypoint). Within that region (:func:`detect_atoms`) the columns are the
+local maxima of the band-passed frame (a scale-normalised negative Laplacian of Gaussian of
+sigma 0.25 bond, which ignores slopes, so a dim column on the tail of a bright neighbour is
+still a maximum), at least 0.6 bond apart (strongest first), whose contrast above the local
+background (the frame smoothed with 0.15 bond minus a minimum filter over 2 bonds, smoothed)
+exceeds 4 noise sigmas - the robust spread (MAD) of the smoothed frame's residual from its
+Bragg-filtered lattice, which holds correlated scan noise too - and a fraction of the median
+column contrast. Maxima that sit where the Bragg-filtered frame has no column (between the
+columns: noise) or have no other column within 1.6 bonds are dropped; positions are refined by
+a 3-point parabola along y and x through the maximum of the band-passed frame.
 """
 
 from __future__ import annotations
@@ -30,25 +20,32 @@ from __future__ import annotations
 import logging
 import numbers
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from ..errors import ScaleVAEError
+from .bragg import lattice_mask, residual_noise
+from .lattice import measure_lattice
+from .spacing import _noise_sigma, _refine, _suppress, ring_spacing
 from .select import MIN_KEYPOINTS  # one threshold for every keypoint source
 
-__all__ = ["estimate_spacing", "atom_keypoints", "MIN_KEYPOINTS"]
+__all__ = ["AtomDetection", "detect_atoms", "estimate_spacing", "atom_keypoints", "atom_windows",
+           "MIN_KEYPOINTS"]
 
 log = logging.getLogger(__name__)
 
 
 _SMOOTH = 0.15      # Gaussian smoothing sigma for finding maxima, in spacings
 _BAND = 0.25       # sigma of the -LoG band-pass whose maxima are the candidates, in spacings
-_MIN_DIST = 0.5     # minimum distance between maxima, in spacings
+_MIN_DIST = 0.6     # minimum distance between maxima, in spacings
 _NOISE_K = 4.0      # contrast must exceed this many noise sigmas of the smoothed frame
 _FRACTION = 0.3     # ... and this fraction of the median column contrast
 _LONELY = 1.6       # a column needs another one within this many spacings
+_OFF_SITE = 0.25    # a column's Bragg-filtered value is above -this x the median column's
+_MASK_WARN = 0.05   # warn when more than this fraction of the image shows no lattice
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -68,78 +65,28 @@ def _stack3(stack):
     return a
 
 
-def _noise_sigma(frame):
-    """Robust per-pixel noise sigma from horizontal and vertical pixel differences (MAD).
+def _credible_lattice(frame, spacing):
+    """The frame's lattice, or None where it is not the columns' lattice.
 
-    Differences of neighbours cancel the smooth signal; for well-sampled atoms (spacing of
-    several px) what is left is mostly noise, so this slightly overestimates it at most.
+    Not when a given ``spacing`` disagrees with its bond by more than 25 %: the user's
+    spacing wins, and the lattice may be a texture (scan or tiling artefacts).
     """
-    d = np.concatenate([np.diff(frame, axis=0).ravel(), np.diff(frame, axis=1).ravel()])
-    mad = np.median(np.abs(d - np.median(d)))
-    return 1.4826 * mad / np.sqrt(2)
+    lat = measure_lattice(frame)
+    if spacing is not None and abs(lat.bond / spacing - 1) > 0.25:
+        log.info("atoms: the Bragg lattice (bond %.3g px) disagrees with the given spacing "
+                 "%.3g px: no lattice mask", lat.bond, spacing)
+        return None
+    return lat
 
 
-def _strongest_period(frames):
-    """Period (px) of the strongest lattice reflection in the frames' summed power spectra.
+def _detect(frame, spacing, fraction, lattice=None, mask=None):
+    """Columns of one frame: refined (y, x) and their contrast.
 
-    Bragg reflections are sharp spots on a smooth, isotropic background (noise, slow
-    background, amorphous material). For each ring of radius r (3 frequency bins wide) the
-    background is the ring's median power and the reflection strength is the power above it;
-    the ring with the most excess power wins, provided its brightest pixel stands far above
-    the median (spots, not a diffuse ring).
-    """
-    ny, nx = frames.shape[1:]
-    n = min(ny, nx)
-    win = np.outer(np.hanning(ny), np.hanning(nx))
-    power = np.zeros((ny, nx // 2 + 1))
-    for fr in frames:
-        fr = fr.astype(np.float64)
-        lo, hi = np.percentile(fr, [1, 99])
-        fr = np.clip(fr, lo, hi)  # a few very bright dopants / dark holes must not dominate
-        power += np.abs(np.fft.rfft2((fr - fr.mean()) * win)) ** 2  # half-plane: P(-k) = P(k)
-    power[:, 0] = 0.0  # kx = 0 holds the scan-line (row-to-row) noise
-    # radius in units of the smaller side's frequency step: radius r <=> period n / r px
-    ky = np.fft.fftfreq(ny) * n
-    kx = np.fft.rfftfreq(nx) * n
-    rad = np.hypot(ky[:, None], kx[None, :])
-    top = n // 2  # Nyquist along the smaller side
-    lo = 3        # fewer than 3 periods across the frame is not a lattice
-    if top - lo < 4:
-        raise ScaleVAEError("the frame is too small to measure the lattice spacing; give the "
-                            "atom spacing in px as 'atoms:SIZE'")
-    keep = (rad >= lo - 1.5) & (rad < top + 1.5) & (power > 0)
-    p, rr = power[keep], rad[keep]
-    bins = np.round(rr).astype(int)
-    order = np.argsort(bins, kind="stable")
-    p, rr, bins = p[order], rr[order], bins[order]
-    edges = np.searchsorted(bins, np.arange(lo - 1, top + 3))
-    best, best_r, spot = -np.inf, None, 0.0
-    for r in range(lo, top + 1):
-        sl = slice(edges[r - lo], edges[r - lo + 3])  # bins r-1, r, r+1
-        ring = p[sl]
-        if len(ring) < 8:
-            continue
-        med = np.median(ring)
-        excess = np.clip(ring - med, 0, None)
-        total = excess.sum()
-        if total > best:
-            best, spot = total, ring.max() / max(med, 1e-300)
-            best_r = float((excess * rr[sl]).sum() / max(total, 1e-300))
-    if best_r is None or spot < 30:
-        raise ScaleVAEError(
-            "the image shows no lattice periodicity (no sharp peak in its power spectrum; "
-            f"the strongest ring's brightest spot is {spot:.0f} x its median, < 30); give the "
-            "atom spacing in px as 'atoms:SIZE' or use 'grid:STEP'")
-    return n / best_r
-
-
-def _detect(frame, spacing, fraction, noise_k=_NOISE_K, lonely=None, band_pass=True):
-    """Columns of one frame for a given spacing: refined (y, x) and their contrast.
-
-    ``lonely``: maxima with no other kept maximum within this distance (px) are dropped;
-    default ``_LONELY * spacing``. ``band_pass=False`` takes the maxima of the smoothed frame
-    instead of the band-passed one (for trial spacings below the true one, where a narrow
-    band-pass splits noise into many maxima).
+    Candidates are the maxima of the band-passed frame (scale-normalised -LoG, sigma _BAND
+    spacing), kept when their contrast above the local background exceeds _NOISE_K noise
+    sigmas, at least _MIN_DIST spacing from a stronger one, above `fraction` of the median
+    contrast, inside `mask` (the lattice region), on a bright site of the lattice (the
+    Bragg-filtered frame not below -_OFF_SITE of its typical column value) and not alone.
     """
     from skimage.feature import peak_local_max
 
@@ -148,26 +95,24 @@ def _detect(frame, spacing, fraction, noise_k=_NOISE_K, lonely=None, band_pass=T
     smooth = ndi.gaussian_filter(frame, s)
     # local background: the floor between columns (a minimum filter), robust to bright dopants
     size = max(3, int(round(2 * spacing)) | 1)
-    floor = ndi.gaussian_filter(ndi.minimum_filter(smooth, size=size), spacing)
+    floor = ndi.gaussian_filter(ndi.minimum_filter(smooth, size=size), spacing, truncate=2.5)
     contrast = smooth - floor
-    # noise of the smoothed frame: white noise sigma / (2 sqrt(pi) s) for a Gaussian of sigma s;
-    # a floor keeps a noise-free image from passing every flat-top ripple
-    noise = max(_noise_sigma(frame) / (2 * np.sqrt(np.pi) * s),
-                1e-3 * float(np.ptp(contrast)))
-    # Candidates are maxima of the band-passed frame (scale-normalised -LoG): it ignores slopes,
-    # so a dim column on the tail of a bright neighbour (C beside Si) is a maximum there even
-    # where the smoothed frame only shows a shoulder. mode="nearest": a reflecting edge would
-    # mirror a column next to the edge into a ghost neighbour that pulls its maximum outward.
-    if band_pass:
-        sl = max(_BAND * spacing, 0.8)
-        band = -ndi.gaussian_laplace(frame, sl, mode="nearest") * (sl * sl)
-    else:
-        band = contrast
+    model = None
+    if lattice is not None:
+        noise, model = residual_noise(smooth, lattice, mask)
+    else:  # white noise sigma / (2 sqrt(pi) s) for a Gaussian of sigma s
+        noise = _noise_sigma(frame) / (2 * np.sqrt(np.pi) * s)
+    noise = max(noise, 1e-3 * float(np.ptp(contrast)))  # a noise-free image: not every ripple
+    # Candidates: maxima of the band-passed frame, which ignores slopes, so a dim column on the
+    # tail of a bright neighbour (C beside Si) is a maximum of its own. mode="nearest": a
+    # reflecting edge would mirror a column next to the edge into a ghost neighbour.
+    sl = max(_BAND * spacing, 0.8)
+    band = -ndi.gaussian_laplace(frame, sl, mode="nearest") * (sl * sl)
     peaks = peak_local_max(band, min_distance=1, threshold_abs=0, exclude_border=False)
-    if len(peaks) == 0:
-        return np.empty((0, 2)), np.empty(0)
-    h = contrast[peaks[:, 0], peaks[:, 1]]
-    ok = h > noise_k * noise
+    h = contrast[peaks[:, 0], peaks[:, 1]] if len(peaks) else np.empty(0)
+    ok = h > _NOISE_K * noise
+    if mask is not None and len(peaks):
+        ok &= mask[peaks[:, 0], peaks[:, 1]]
     peaks, h = peaks[ok], h[ok]
     if len(peaks) == 0:
         return np.empty((0, 2)), np.empty(0)
@@ -176,161 +121,202 @@ def _detect(frame, spacing, fraction, noise_k=_NOISE_K, lonely=None, band_pass=T
     keep = _suppress(peaks, band[peaks[:, 0], peaks[:, 1]], _MIN_DIST * spacing)
     peaks, h = peaks[keep], h[keep]
     ok = h > fraction * np.median(h)
+    if model is not None:  # noise between columns sits where the lattice has no column
+        on = model[peaks[:, 0], peaks[:, 1]]
+        ok &= on > -_OFF_SITE * np.median(on[ok]) if ok.any() else ok
     peaks, h = peaks[ok], h[ok]
     # isolated maxima (noise in vacuum or holes) have no other column within _LONELY spacings
     if len(peaks) > 1:
         d, _ = cKDTree(peaks).query(peaks, k=2)
-        alone = d[:, 1] > (_LONELY * spacing if lonely is None else lonely)
+        alone = d[:, 1] > _LONELY * spacing
         peaks, h = peaks[~alone], h[~alone]
     # positions: a parabola through 3 px along y and x of the band-passed frame, whose maxima
     # are not pulled toward a brighter neighbour's slope
-    if not band_pass:
-        band = ndi.gaussian_filter(frame, max(0.2 * spacing, 0.7))
     return _refine(band, peaks), h
-
-
-def _suppress(peaks, h, radius):
-    """Greedy non-maximum suppression: keep maxima with no higher kept maximum within radius."""
-    order = np.argsort(-h, kind="stable")
-    pairs = cKDTree(peaks).query_pairs(radius, output_type="ndarray")
-    keep = np.ones(len(peaks), bool)
-    if len(pairs) == 0:
-        return keep
-    rank = np.empty(len(h), np.intp)
-    rank[order] = np.arange(len(h))
-    # orient each pair from the higher-ranked (brighter) maximum to the lower one
-    a, b = pairs[:, 0], pairs[:, 1]
-    swap = rank[a] > rank[b]
-    hi = np.where(swap, b, a)
-    lo = np.where(swap, a, b)
-    srt = np.argsort(rank[hi], kind="stable")
-    hi, lo = hi[srt], lo[srt]
-    start = np.searchsorted(rank[hi], np.arange(len(h)))
-    stop = np.searchsorted(rank[hi], np.arange(len(h)), side="right")
-    for i, idx in enumerate(order):  # brightest first
-        if keep[idx] and start[i] < stop[i]:
-            keep[lo[start[i]:stop[i]]] = False
-    return keep
-
-
-def _refine(image, peaks):
-    """Sub-pixel maxima: 3-point parabola along y and x, moved to the best pixel first."""
-    ny, nx = image.shape
-    p = peaks.astype(np.intp)
-    for _ in range(2):  # the smoother copy's maximum may be a pixel away
-        r = np.clip(p[:, 0], 1, ny - 2)
-        c = np.clip(p[:, 1], 1, nx - 2)
-        win = np.stack([image[r + dy, c + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], 1)
-        k = np.argmax(win, axis=1)
-        p = np.column_stack([r + k // 3 - 1, c + k % 3 - 1])
-    r = np.clip(p[:, 0], 1, ny - 2)
-    c = np.clip(p[:, 1], 1, nx - 2)
-    out = []
-    for a, b, d, base in ((image[r - 1, c], image[r, c], image[r + 1, c], r),
-                          (image[r, c - 1], image[r, c], image[r, c + 1], c)):
-        den = a - 2 * b + d
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shift = np.where(den < 0, 0.5 * (a - d) / den, 0.0)
-        out.append(base + np.clip(shift, -0.5, 0.5))
-    out = np.column_stack(out)
-    # frames smaller than 3 px along an axis cannot happen (_stack3); keep points in the frame
-    out[:, 0] = np.clip(out[:, 0], 0, ny - 1)
-    out[:, 1] = np.clip(out[:, 1], 0, nx - 1)
-    return out
 
 
 def _sample_frames(data, n=4):
     return data[np.unique(np.linspace(0, len(data) - 1, min(len(data), n)).astype(int))]
 
 
+def _check_spacing(size, shape):
+    if isinstance(size, bool) or not isinstance(size, (numbers.Real, str, np.floating)):
+        raise ScaleVAEError(f"the atom spacing must be a number of pixels, got {size!r}")
+    try:
+        size = float(size)
+    except ValueError:
+        raise ScaleVAEError(f"the atom spacing must be a number of pixels, got {size!r}") from None
+    if not np.isfinite(size) or size < 2:
+        raise ScaleVAEError(f"the atom spacing must be at least 2 px, got {size!r}")
+    if size > min(shape) / 2:
+        raise ScaleVAEError(
+            f"an atom spacing of {size:g} px does not fit twice in the {shape[0]} x "
+            f"{shape[1]} px frame; give the spacing in px ('atoms:SIZE') or a larger image")
+    return size
+
+
+def _check_fraction(threshold):
+    fraction = _FRACTION if threshold is None else threshold
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        raise ScaleVAEError(f"threshold must be a number in [0, 1), got {threshold!r}") from None
+    if not 0 <= fraction < 1:
+        raise ScaleVAEError(f"threshold is a fraction of the median column contrast in [0, 1), "
+                            f"got {threshold!r}")
+    return fraction
+
+
 # ----------------------------------------------------------------------------- public
 
-def estimate_spacing(image):
-    """Nearest-neighbour spacing (px) of the bright columns, measured from the image itself.
+@dataclass(frozen=True)
+class AtomDetection:
+    """Atom columns found in an image or stack, with the lattice they were found on.
 
-    The period of the strongest lattice reflection is found in the whitened, radially
-    averaged power spectrum of the clipped frame; columns are then detected with a smoothing
-    and a minimum distance that are small fractions of that period, and the spacing is the
-    median nearest-neighbour distance of the confident detections (so that for graphene it is
-    the C-C bond, not the 1.5-bond period of the strongest reflection or the sublattice period).
+    Attributes
+    ----------
+    points : (n, 3) float64 array
+        ``frame, y, x`` (sub-pixel), sorted by frame, then y, then x.
+    lattices : tuple of Lattice or None
+        Per frame, the lattice measured from its Bragg peaks (None where none was found and the
+        spacing was given).
+    mask : (frame, y, x) bool array
+        True where the frame shows its lattice; no column is looked for elsewhere.
+    masked_fraction : float
+        Fraction of the pixels outside the lattice (amorphous material, contamination, vacuum,
+        holes), over all frames.
+    spacing : float
+        The nearest-neighbour spacing (bond) used, in px.
+    """
+
+    points: np.ndarray
+    lattices: tuple
+    mask: np.ndarray
+    masked_fraction: float
+    spacing: float
+
+    @property
+    def lattice(self):
+        """The first frame's lattice (None if none was measured)."""
+        return self.lattices[0] if self.lattices else None
+
+
+def estimate_spacing(image):
+    """Nearest-neighbour spacing (px) of the columns, from the image's own Bragg peaks.
+
+    The bond of :func:`.lattice.measure_lattice`: for a honeycomb (graphene) the C-C bond,
+    ``a / sqrt(3)``, for hexagonal and square lattices the lattice constant.
 
     Parameters
     ----------
     image : (y, x) or (frame, y, x) array
-        Atoms brighter than the background. For a stack, up to 4 frames spread over it are
-        used and the median of their spacings returned.
+        For a stack, up to 4 frames spread over it are measured and the median returned.
 
     Returns
     -------
     spacing : float
-        Median nearest-neighbour distance of the columns, in px.
 
     Raises
     ------
     ScaleVAEError
-        If the image shows no periodicity or no columns are found.
+        If the image shows no lattice.
 
     Examples
     --------
     >>> yy, xx = np.mgrid[:128, :128]
     >>> img = sum(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
     ...           for cy in range(4, 128, 10) for cx in range(4, 128, 10))
-    >>> img = img + np.random.default_rng(0).normal(0, 0.02, img.shape)  # noise, as measured
-    >>> round(estimate_spacing(img))
-    10
+    >>> img = img + np.random.default_rng(0).normal(0, 0.02, img.shape)
+    >>> round(estimate_spacing(img), 1)
+    10.0
+    """
+    frames = _sample_frames(_stack3(image))
+    return float(np.median([measure_lattice(fr).bond for fr in frames]))
+
+
+def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
+    """Atom columns where the image shows a lattice, and the lattice they sit on.
+
+    Per frame: the lattice is measured from the Bragg peaks (:func:`.lattice.measure_lattice`);
+    the lattice region is where the local share of Bragg-spot power is high
+    (:func:`.bragg.lattice_order`); columns are the maxima of the band-passed frame there,
+    at least 0.6 ``spacing`` apart, whose contrast exceeds 4 noise sigmas (the robust spread
+    of what the lattice does not explain) and ``threshold`` times the median column contrast,
+    that lie on a bright site of the Bragg-filtered frame and have a neighbour within 1.6
+    ``spacing``; positions are refined to sub-pixel accuracy. The masked fraction is logged
+    at INFO level.
+
+    Parameters
+    ----------
+    image : (y, x) or (frame, y, x) array
+        Columns brighter than the background (invert dark-atom images first).
+    spacing : float, optional
+        Nearest-neighbour spacing in px (for graphene the C-C bond). Default: the bond of the
+        measured lattice.
+    threshold : float, optional
+        Minimum column contrast as a fraction of the median column contrast, in [0, 1);
+        default 0.3.
+    mask_amorphous : bool
+        Look for columns only where the frame shows its lattice (default); False looks
+        everywhere.
+
+    Returns
+    -------
+    AtomDetection
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> img = sum(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
+    ...           for cy in range(9, 120, 10) for cx in range(9, 120, 10))
+    >>> det = detect_atoms(img)
+    >>> len(det.points), det.lattice.kind, round(det.spacing, 1), det.masked_fraction < 0.2
+    (144, 'square', 10.0, True)
     """
     data = _stack3(image)
-    frames = _sample_frames(data)
-    period = _strongest_period(frames)
-    # A fraction of the period that is below the nearest-neighbour distance of the common
-    # lattices: honeycomb (bond = 2/3 period of its strongest, (100), ring; 0.87 bond if
-    # the (110) ring wins), square (1 period), hexagonal (1.15 periods).
-    trial = 0.45 * period
-    spacings = []
-    for fr in frames:
-        for _ in range(4):
-            # the trial is a fraction of the true spacing: judge loneliness by the period
-            yx, _h = _detect(fr, trial, fraction=0.5, noise_k=5.0, lonely=1.3 * period,
-                             band_pass=False)
-            if len(yx) < 3:
-                break
-            d, _ = cKDTree(yx).query(yx, k=2)
-            nn = float(np.median(d[:, 1]))
-            # maxima packed at the minimum distance are noise on broad columns: smooth more
-            if nn > 1.4 * _MIN_DIST * trial:
-                break
-            trial *= 1.5
-        if len(yx) < 3:
-            continue
-        # the median over all neighbour pairs (not of each column's nearest) is not pulled
-        # down by position noise
-        pairs = cKDTree(yx).query_pairs(1.25 * nn, output_type="ndarray")
-        dist = np.hypot(*(yx[pairs[:, 0]] - yx[pairs[:, 1]]).T) if len(pairs) else [nn]
-        spacings.append(float(np.median(dist)))
-    return float(np.median(spacings))
+    if spacing is not None:
+        spacing = _check_spacing(spacing, data.shape[1:])
+    fraction = _check_fraction(threshold)
+    lattices, masks, out, bonds = [], [], [], []
+    for i, frame in enumerate(data):
+        try:
+            lat = _credible_lattice(frame, spacing)
+        except ScaleVAEError:
+            lat = None
+        if spacing is not None:
+            bond = spacing
+        else:  # no lattice: the ring spectrum's spacing (raises where there is none either)
+            bond = _check_spacing(lat.bond if lat else ring_spacing(frame[None]), data.shape[1:])
+        mask = (lattice_mask(frame, lat) if lat is not None and mask_amorphous
+                else np.ones(frame.shape, bool))
+        yx, _ = _detect(frame, bond, fraction, lat, mask)
+        if len(yx):
+            yx = yx[np.lexsort((yx[:, 1], yx[:, 0]))]  # by y, then x
+            out.append(np.column_stack([np.full(len(yx), i, float), yx]))
+        lattices.append(lat)
+        masks.append(mask)
+        bonds.append(bond)
+    mask = np.stack(masks)
+    masked = float(1.0 - mask.mean())
+    bond = float(np.median(bonds))
+    log.info("atoms: spacing %.2f px; %.1f %% of the image shows no lattice and is masked",
+             bond, 100 * masked)
+    pts = np.concatenate(out) if out else np.empty((0, 3))
+    return AtomDetection(pts, tuple(lattices), mask, masked, float(bond))
 
 
 def atom_keypoints(stack, size=None, threshold=None):
     """Positions of atom columns (bright maxima) in atomically resolved images, sub-pixel.
 
-    Local maxima of each band-passed frame (negative Laplacian of Gaussian, sigma 0.25
-    ``size``) at least 0.5 ``size`` apart are kept when their contrast above the local
-    background (the frame smoothed with sigma 0.15 ``size`` minus a minimum filter over
-    2 ``size``, smoothed) exceeds 4 times the noise of the smoothed frame and ``threshold``
-    times the median contrast of the columns, and when another kept maximum lies within
-    1.6 ``size``. Positions are refined by a 3-point parabola along y and x through the
-    maximum of the band-passed frame.
+    The points of :func:`detect_atoms` (columns only where the image shows its lattice).
 
     Parameters
     ----------
     stack : (frame, y, x) or (y, x) array
-        Images with atoms brighter than the background (invert dark-atom images first).
     size : float, optional
-        Nearest-neighbour spacing of the columns in px (for graphene the C-C bond). Default:
-        measured with :func:`estimate_spacing` (logged at INFO level).
+        Nearest-neighbour spacing of the columns in px; default measured from the Bragg peaks.
     threshold : float, optional
-        Minimum column contrast as a fraction of the median column contrast, in [0, 1);
-        default 0.3. Lower it to keep faint columns, raise it to drop contamination.
+        Minimum column contrast as a fraction of the median column contrast, in [0, 1).
 
     Returns
     -------
@@ -354,44 +340,45 @@ def atom_keypoints(stack, size=None, threshold=None):
     >>> float(np.abs(pts[:, 1:] % 10 - 9).max()) < 0.15  # on the lattice, to sub-pixel accuracy
     True
     """
-    data = _stack3(stack)
-    if size is None:
-        size = estimate_spacing(data)
-        log.info("atom spacing measured from the image: %.2f px", size)
-    if isinstance(size, bool) or not isinstance(size, (numbers.Real, str, np.floating)):
-        raise ScaleVAEError(f"the atom spacing must be a number of pixels, got {size!r}")
-    try:
-        size = float(size)
-    except ValueError:
-        raise ScaleVAEError(f"the atom spacing must be a number of pixels, got {size!r}") from None
-    if not np.isfinite(size) or size < 2:
-        raise ScaleVAEError(f"the atom spacing must be at least 2 px, got {size!r}")
-    if size > min(data.shape[1:]) / 2:
+    det = detect_atoms(stack, spacing=size, threshold=threshold)
+    pts = det.points
+    if det.masked_fraction > _MASK_WARN:
+        warnings.warn(f"{100 * det.masked_fraction:.0f} % of the image shows no lattice "
+                      "(amorphous material, contamination, vacuum or holes): no atoms are "
+                      "looked for there", stacklevel=2)
+    if len(pts) == 0:
         raise ScaleVAEError(
-            f"an atom spacing of {size:g} px does not fit twice in the {data.shape[1]} x "
-            f"{data.shape[2]} px frame; give the spacing in px ('atoms:SIZE') or a larger image")
-    fraction = _FRACTION if threshold is None else threshold
-    try:
-        fraction = float(fraction)
-    except (TypeError, ValueError):
-        raise ScaleVAEError(f"threshold must be a number in [0, 1), got {threshold!r}") from None
-    if not 0 <= fraction < 1:
-        raise ScaleVAEError(f"threshold is a fraction of the median column contrast in [0, 1), "
-                            f"got {threshold!r}")
-    out = []
-    for i, frame in enumerate(data):
-        yx, _ = _detect(frame, size, fraction)
-        if len(yx):
-            yx = yx[np.lexsort((yx[:, 1], yx[:, 0]))]  # by y, then x
-            out.append(np.column_stack([np.full(len(yx), i, float), yx]))
-    if not out:
-        raise ScaleVAEError(
-            f"no atoms found (spacing {size:.3g} px, threshold {fraction:g}); give the atom "
-            "spacing in px as 'atoms:SIZE', lower the threshold, or use 'grid:STEP'")
-    pts = np.concatenate(out)
+            f"no atoms found (spacing {det.spacing:.3g} px, threshold "
+            f"{_check_fraction(threshold):g}); give the atom spacing in px as 'atoms:SIZE', "
+            "lower the threshold, or use 'grid:STEP'")
     if len(pts) < MIN_KEYPOINTS:
         warnings.warn(
-            f"only {len(pts)} atoms found (spacing {size:.3g} px) - too few keypoints to train "
-            f"on (fewer than {MIN_KEYPOINTS}); check the spacing ('atoms:SIZE'), use a larger "
-            "image or 'grid:STEP'", stacklevel=2)
+            f"only {len(pts)} atoms found (spacing {det.spacing:.3g} px) - too few keypoints to "
+            f"train on (fewer than {MIN_KEYPOINTS}); check the spacing ('atoms:SIZE'), use a "
+            "larger image or 'grid:STEP'", stacklevel=2)
     return pts
+
+
+def atom_windows(bond_px, frame_shape):
+    """Default windows (px) for atom keypoints: from about one bond to about ten bonds.
+
+    Even sizes from the bond (at least 4 px) to ten bonds, at most half the smaller frame side
+    (so that keypoints in the central part keep their largest window), in at most
+    ``MAX_WINDOW_STEPS`` steps.
+
+    Examples
+    --------
+    >>> atom_windows(12.0, (512, 512))
+    [12, 22, 32, 42, 52, 62, 72, 82, 92, 102, 112]
+    >>> atom_windows(36.0, (1568, 192))
+    [36, 42, 48, 54, 60, 66, 72, 78, 84, 90, 96]
+    """
+    from ..config import MAX_WINDOW_STEPS  # config imports patches, which import keypoints
+
+    bond = float(bond_px)
+    if not np.isfinite(bond) or bond <= 0:
+        raise ScaleVAEError(f"the bond length must be a positive number of px, got {bond_px!r}")
+    first = max(4, 2 * int(round(bond / 2)))
+    top = max(first, 2 * int(min(10 * bond, min(frame_shape) / 2) // 2))
+    step = max(2, int(np.ceil((top - first) / MAX_WINDOW_STEPS / 2)) * 2)
+    return list(range(first, top + 1, step))

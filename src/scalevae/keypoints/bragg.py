@@ -1,0 +1,151 @@
+"""Bragg filtering and the lattice-presence map of a measured lattice (:mod:`.lattice`).
+
+:func:`bragg_filter` keeps only the lattice's spots (Gaussian spots at every reciprocal-lattice
+point of each grain up to the second order); :func:`lattice_order` is the local fraction of
+the image's lattice-band power that falls on those spots: high on crystal, low on amorphous
+material, contamination, vacuum and holes; :func:`lattice_mask` is where it marks a lattice,
+and :func:`residual_noise` the noise of a smoothed frame measured against its lattice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage as ndi
+
+__all__ = ["bragg_filter", "lattice_order", "lattice_mask", "residual_noise", "smooth_fft"]
+
+_SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filter is local to ~1 cell
+_MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
+_ORDER_WINDOW = 0.75   # lattice constants: the order map's smoothing (sigma)
+ORDER_LEVEL = 0.35     # lattice: order above r0 + this x (q90 - r0)
+_ORDER_CLIP = 97.0     # percentile: brighter pixels (dopants, bright contamination) are clipped
+
+
+def smooth_fft(image, sigma):
+    """Gaussian smoothing (sigma px) by the FFT: periodic edges, cheap for wide kernels."""
+    ny, nx = image.shape
+    k2 = np.fft.fftfreq(ny)[:, None] ** 2 + np.fft.rfftfreq(nx)[None, :] ** 2
+    return sfft.irfft2(sfft.rfft2(image, workers=-1) * np.exp(-2 * (np.pi * sigma) ** 2 * k2),
+                       s=image.shape, workers=-1)
+
+
+def _spot_masks(shape, bases, kind):
+    """Per grain, the real Fourier mask (Gaussian spots at +-G up to _MAX_ORDER |g1|, no DC).
+
+    Each spot is drawn on a patch of +-4 sigma around it (wrapping around the spectrum's edges).
+    """
+    ny, nx = shape
+    masks = []
+    for b in bases:
+        g1 = np.hypot(*b[0])
+        sig = _SPOT_SIGMA * g1
+        ry, rx = int(np.ceil(4 * sig * ny)), int(np.ceil(4 * sig * nx))
+        m = np.zeros(shape)
+        for h in range(-3, 4):
+            for k in range(-3, 4):
+                gy, gx = h * b[0] + k * b[1]
+                if (h, k) == (0, 0) or np.hypot(gy, gx) > _MAX_ORDER * g1:
+                    continue
+                iy = np.arange(int(round(gy * ny)) - ry, int(round(gy * ny)) + ry + 1)
+                ix = np.arange(int(round(gx * nx)) - rx, int(round(gx * nx)) + rx + 1)
+                spot = np.exp(-((iy[:, None] / ny - gy) ** 2 + (ix[None, :] / nx - gx) ** 2)
+                              / (2 * sig * sig))
+                sub = np.ix_(iy % ny, ix % nx)
+                m[sub] = np.maximum(m[sub], spot)
+        masks.append(m)
+    return masks
+
+
+def bragg_filter(frame, bases, kind, per_grain=False):
+    """The image kept at the lattice's Bragg spots (each grain's, up to the second order).
+
+    Returns the sum over grains, or a list per grain with ``per_grain=True``.
+    """
+    f = np.asarray(frame, np.float64)
+    spec = sfft.rfft2(f - f.mean(), workers=-1)  # the masks are symmetric: half a spectrum
+    half = f.shape[1] // 2 + 1
+    out = [sfft.irfft2(spec * m[:, :half], s=f.shape, workers=-1)
+           for m in _spot_masks(f.shape, bases, kind)]
+    return out if per_grain else np.sum(out, axis=0)
+
+
+def lattice_order(frame, lattice, window=None):
+    """Local fraction of lattice-band power on the Bragg spots, and the level that marks a lattice.
+
+    The lattice band is an annulus from half the first-order radius to past the largest spot;
+    white noise puts the fraction ``r0`` of its power on the spots (the spots' share of the
+    annulus), amorphous material about as much, a crystal much more. Powers are smoothed over
+    ``window`` px (default 0.75 lattice constant: a wider one lets a bright amorphous patch's
+    power spill over the lattice beside it).
+
+    Returns
+    -------
+    order : (y, x) array
+    threshold : float
+        ``r0 + ORDER_LEVEL (q90 - r0)``, ``q90`` the 90th percentile of ``order``: a region is lattice
+        when its order exceeds this.
+    """
+    f = np.asarray(frame, np.float64)
+    lo, hi = np.percentile(f, [0.5, _ORDER_CLIP])
+    f = np.clip(f, lo, hi)
+    spec = sfft.rfft2(f - f.mean(), workers=-1)
+    half = f.shape[1] // 2 + 1
+    masks = _spot_masks(f.shape, lattice.bases, lattice.kind)
+    spots = np.max(masks, axis=0)
+    g1 = np.hypot(*lattice.bases[0][0])
+    k = np.hypot(np.fft.fftfreq(f.shape[0])[:, None], np.fft.fftfreq(f.shape[1])[None, :])
+    band = ((k > 0.5 * g1) & (k < (_MAX_ORDER + 2 * _SPOT_SIGMA) * g1)).astype(float)
+    spots = spots * band
+    bragg = sfft.irfft2(spec * spots[:, :half], s=f.shape, workers=-1)
+    total = sfft.irfft2(spec * band[:, :half], s=f.shape, workers=-1)
+    w = _ORDER_WINDOW * lattice.constant if window is None else window
+    # smoothed on a grid of a quarter window (reflecting edges): the powers vary over a cell
+    step = max(1, int(w / 4))
+    ny, nx = f.shape
+    cy, cx = ny // step, nx // step
+
+    def local(power):
+        blocks = power[:cy * step, :cx * step].reshape(cy, step, cx, step).mean(axis=(1, 3))
+        return ndi.gaussian_filter(blocks, w / step, mode="reflect")
+
+    coarse = local(bragg ** 2) / np.maximum(local(total ** 2), 1e-300)
+    order = np.repeat(np.repeat(coarse, step, 0), step, 1)
+    order = np.pad(order, [(0, ny - order.shape[0]), (0, nx - order.shape[1])], mode="edge")
+    r0 = float((spots ** 2).sum() / band.sum())
+    q90 = float(np.percentile(order, 90))
+    return order, r0 + ORDER_LEVEL * max(q90 - r0, 0.0)
+
+
+def lattice_mask(frame, lattice):
+    """True where the frame shows its lattice (:func:`lattice_order` above its level).
+
+    Cleaned at the scale of a lattice constant: regions narrower than about one cell (in either
+    sense) are noise in the order map, not lattice or amorphous material.
+    """
+    order, level = lattice_order(frame, lattice)
+    # the order map is smooth over a cell: clean it on a grid of a quarter cell
+    step = max(1, int(lattice.constant / 4))
+    mask = order[step // 2::step, step // 2::step] > level
+    disk = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # half a cell
+    mask = ndi.binary_closing(ndi.binary_opening(mask, disk), disk, border_value=1)
+    mask = np.repeat(np.repeat(mask, step, 0), step, 1)[:frame.shape[0], :frame.shape[1]]
+    return np.pad(mask, [(0, frame.shape[0] - mask.shape[0]), (0, frame.shape[1] - mask.shape[1])],
+                  mode="edge")
+
+
+def residual_noise(smooth, lattice, mask):
+    """Noise sigma of the smoothed frame: robust spread (MAD) of what the lattice does not explain.
+
+    The residual is the smoothed frame less its slow part (below half the first-order Bragg
+    radius) and less its Bragg-filtered part, on the lattice region; measured at the scale of
+    the detection, it includes correlated (scan) noise that pixel differences miss.
+    """
+    model = bragg_filter(smooth, lattice.bases, lattice.kind)
+    g1 = np.hypot(*lattice.bases[0][0])
+    k = np.hypot(np.fft.fftfreq(smooth.shape[0])[:, None], np.fft.fftfreq(smooth.shape[1])[None, :])
+    half = smooth.shape[1] // 2 + 1
+    high = sfft.irfft2(sfft.rfft2(smooth, workers=-1) * (k > 0.5 * g1)[:, :half], s=smooth.shape,
+                       workers=-1)
+    resid = (high - model)[mask] if mask.any() else (high - model).ravel()
+    return 1.4826 * float(np.median(np.abs(resid - np.median(resid)))), model

@@ -1,0 +1,319 @@
+"""The crystal lattice of an atomically resolved image, measured from its own Bragg peaks.
+
+:func:`measure_lattice` finds the first-order Bragg peaks in the windowed power spectrum
+(:func:`skimage.feature.peak_local_max` on the log power with its radial median removed),
+groups them into grains (a 6-fold set for a hexagonal lattice, a 4-fold set for a square one,
+at one radius; grains differ by their angle) and fits each grain's reciprocal basis to all of
+its peaks and their harmonics. Hexagonal and honeycomb lattices share their Bragg peaks; they
+are told apart in real space, by the number of maxima per unit cell of the Bragg-filtered image
+(one for hexagonal, two for honeycomb).
+
+The Bragg filter and the lattice-presence map built on a measured lattice are in :mod:`.bragg`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import fft as sfft
+
+from ..errors import ScaleVAEError
+from .bragg import bragg_filter, smooth_fft
+
+__all__ = ["Lattice", "measure_lattice"]
+
+_SPOT_RATIO = 12.0     # a grain's strongest Bragg peak stands this many times above its ring's median
+_WEAK_RATIO = 6.0      # its other orders need only this (they are looked for where expected)
+_ANGLE_TOL = 4.0       # degrees: two peaks belong to one set when their angles differ by this
+_RADIUS_TOL = 0.08     # ... and their radii by this fraction
+_MAX_PEAKS = 200       # strongest spectrum maxima examined
+
+
+@dataclass(frozen=True)
+class Lattice:
+    """A measured lattice.
+
+    Attributes
+    ----------
+    kind : str
+        ``"hexagonal"``, ``"honeycomb"`` or ``"square"``.
+    constant : float
+        Lattice constant ``a`` in px (mean over grains).
+    bond : float
+        Nearest-neighbour distance of the columns in px: ``a / sqrt(3)`` for honeycomb, ``a``
+        otherwise.
+    orientations : tuple of float
+        Per grain, the angle of a real-space lattice vector in degrees, from +x towards +y (image
+        rows), modulo 60 (hexagonal, honeycomb) or 90 (square).
+    bases : tuple of (2, 2) arrays
+        Per grain, the reciprocal basis vectors (rows, ``(ky, kx)`` in cycles/px).
+    """
+
+    kind: str
+    constant: float
+    bond: float
+    orientations: tuple
+    bases: tuple
+
+    @property
+    def n_grains(self):
+        return len(self.bases)
+
+
+def _spectrum(frame):
+    """Windowed power spectrum (fftshifted) and the log power with its radial median removed."""
+    f = np.asarray(frame, np.float64)
+    lo, hi = np.percentile(f, [1, 99])
+    f = np.clip(f, lo, hi)  # a few very bright dopants or dark holes must not dominate
+    ny, nx = f.shape
+    win = np.outer(np.hanning(ny), np.hanning(nx))
+    power = np.abs(np.fft.fftshift(sfft.fft2((f - f.mean()) * win, workers=-1))) ** 2
+    ky = (np.arange(ny) - ny // 2) / ny
+    kx = (np.arange(nx) - nx // 2) / nx
+    k = np.hypot(ky[:, None], kx[None, :])
+    logp = np.log(power + 1e-30 * power.max() + 1e-300)
+    # radial median: the smooth, isotropic background (noise, slow background, amorphous ring)
+    rbin = np.round(k * min(ny, nx)).astype(int)
+    order = np.lexsort((logp.ravel(), rbin.ravel()))  # by ring, then by value
+    counts = np.bincount(rbin.ravel())
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    vals = logp.ravel()[order]
+    med = np.where(counts > 0, vals[np.minimum(starts + counts // 2, vals.size - 1)], 0.0)
+    base = np.exp(med)[rbin]
+    white = logp - med[rbin]
+    white[:, nx // 2 - 1:nx // 2 + 2] = 0.0  # kx = 0 (and its window lobes): scan-line noise
+    white[k * min(ny, nx) < 3] = 0.0  # fewer than 3 periods across the frame is not a lattice
+    white[k > 0.5] = 0.0
+    return power - base, white, ky, kx
+
+
+def _peaks(frame):
+    """Half-plane Bragg peak candidates: k vectors (n, 2) in cycles/px, log heights above the
+    ring's median, and excess powers (over 3 x 3 bins)."""
+    from skimage.feature import peak_local_max
+
+    excess, white, ky, kx = _spectrum(frame)
+    ny, nx = white.shape
+    half = white.copy()
+    half[: ny // 2] = 0.0  # P(-k) = P(k): keep ky >= 0
+    half[ny // 2, : nx // 2] = 0.0
+    idx = peak_local_max(half, min_distance=2, threshold_abs=np.log(_WEAK_RATIO),
+                         exclude_border=1, num_peaks=_MAX_PEAKS)
+    if len(idx) == 0:
+        return np.empty((0, 2)), np.empty(0), np.empty(0)
+    # sub-bin position: centroid of the power over 3 x 3 bins
+    vec = []
+    for r, c in idx:
+        w = np.clip(excess[r - 1:r + 2, c - 1:c + 2], 0, None) + 1e-300
+        dy, dx = np.mgrid[-1:2, -1:2]
+        vec.append([ky[r] + (w * dy).sum() / w.sum() / ny, kx[c] + (w * dx).sum() / w.sum() / nx])
+    power = [excess[r - 1:r + 2, c - 1:c + 2].sum() for r, c in idx]
+    return np.array(vec), white[idx[:, 0], idx[:, 1]], np.array(power)
+
+
+def _rot(v, deg):
+    t = np.deg2rad(deg)
+    c, s = np.cos(t), np.sin(t)
+    return np.array([c * v[0] + s * v[1], -s * v[0] + c * v[1]])
+
+
+def _match(vec, target, tol):
+    """Index of the peak (or its mirror -k) within tol (cycles/px) of target, else -1."""
+    d = np.minimum(np.hypot(*(vec - target).T), np.hypot(*(vec + target).T))
+    i = int(np.argmin(d))
+    return i if d[i] <= tol else -1
+
+
+def _hits(vec, targets, tol):
+    return sum(_match(vec, t, tol) >= 0 for t in targets)
+
+
+def _finer_found(vec, strong, targets, tol, n):
+    """A finer reciprocal lattice shows: two of its directions have a peak, or every direction
+    off the blanked kx = 0 line has a strong one (n: the frame's width in px)."""
+    if _hits(vec, targets, tol) >= 2:
+        return True
+    open_ = [t for t in targets if abs(t[1]) * n > 1.5]
+    return 0 < len(open_) < len(targets) and _hits(vec[strong], open_, tol) == len(open_)
+
+
+def _grain(vec, strong, g, n):
+    """Best lattice through peak g: (kind, basis) with the finest lattice that explains it.
+
+    ``vec`` holds the weaker peaks too: a finer reciprocal lattice (g was a higher order) is
+    accepted when at least two of its independent first-order directions show a peak.
+    """
+    tol = max(_RADIUS_TOL * np.hypot(*g), 1.5 / n)
+    kind = None
+    for _ in range(3):
+        hex_hits = _hits(vec, [_rot(g, a) for a in (60, 120)], tol)
+        sq_hits = _hits(vec, [_rot(g, 90)], tol)
+        if kind is None:
+            if not (hex_hits or sq_hits):
+                return None
+            kind = "hexagonal" if hex_hits / 2 >= sq_hits else "square"  # shares of targets
+        finer = ([[_rot(g, a) / np.sqrt(3) for a in (30, 90, 150)]] if kind == "hexagonal"
+                 else [[_rot(g, a) / np.sqrt(2) for a in (45, 135)]])
+        finer.append([_rot(g, a) / 2 for a in ((0, 60, 120) if kind == "hexagonal" else (0, 90))])
+        for targets in finer:
+            if _finer_found(vec, strong, targets, tol, n):
+                g = next(vec[_match(vec, t, tol)] for t in targets if _match(vec, t, tol) >= 0)
+                break
+        else:
+            break
+    g2 = _rot(g, 60 if kind == "hexagonal" else 90)
+    return kind, np.array([g, g2])
+
+
+def _fit_basis(vec, basis, tol):
+    """Peaks explained as integer combinations of `basis`; the basis refined on them (lstsq)."""
+    hk = np.rint(vec @ np.linalg.inv(basis))
+    pred = hk @ basis
+    ok = (np.hypot(*(vec - pred).T) <= tol) & (np.abs(hk).sum(1) > 0) & (np.abs(hk).max(1) <= 4)
+    if ok.sum() >= 2:
+        sol, *_ = np.linalg.lstsq(hk[ok], vec[ok], rcond=None)
+        if np.linalg.matrix_rank(hk[ok]) == 2:
+            basis = sol
+    return basis, ok
+
+
+def _credible(vec, power, basis, kind, tol, shape):
+    """A lattice's fitted basis is of its kind (equal lengths, 60 or 90 degrees) and its
+    first-order peaks are all present and of comparable power (within 10 x).
+
+    Symmetry-equivalent reflections of a crystal are about equally strong; a chance match of
+    streaks (scan-line artefacts, tiling) is not. A direction on the kx = 0 line, which the
+    spectrum leaves out (scan-line noise), may be missing.
+    """
+    lengths = np.hypot(*basis.T)
+    angle = np.rad2deg(np.arccos(np.clip(basis[0] @ basis[1] / lengths.prod(), -1, 1)))
+    if abs(lengths[0] / lengths[1] - 1) > 2 * _RADIUS_TOL or \
+            abs(angle - (60 if kind == "hexagonal" else 90)) > 2 * _ANGLE_TOL:
+        return False  # the fitted basis is not of that kind (e.g. a rectangular lattice)
+    dirs = [basis[0], basis[1]] + ([basis[1] - basis[0]] if kind == "hexagonal" else [])
+    found, blank = [], 0
+    for d in dirs:
+        j = _match(vec, d, tol)
+        if j >= 0:
+            found.append(power[j])
+        elif abs(d[1]) * shape[1] > 1.5:
+            return False
+        else:
+            blank += 1
+    return (len(found) + blank >= 2 and len(found) >= 1
+            and max(found) <= 10 * max(min(found), 1e-300))
+
+
+def _firsts(bases, period):
+    """Which bases are the first of their orientation (a boolean per basis): a split Bragg
+    peak can seed the same grain twice."""
+    seen, out = [], []
+    for b in bases:
+        real = np.linalg.inv(b).T
+        ang = np.rad2deg(np.arctan2(real[:, 0], real[:, 1]))
+        a = float(np.rad2deg(np.angle(np.mean(np.exp(1j * np.deg2rad(ang) * 360 / period))))
+                  * period / 360 % period)
+        dup = any(abs((a - x + period / 2) % period - period / 2) < 2 * _ANGLE_TOL for x in seen)
+        out.append(not dup)
+        seen.append(a)
+    return out
+
+
+def _count_kind(frame, bases, kind, constant):
+    """'honeycomb' when the Bragg-filtered image has about two maxima per cell, else `kind`."""
+    from skimage.feature import peak_local_max
+
+    if kind != "hexagonal":
+        return kind
+    filt = bragg_filter(frame, bases, kind)
+    order = smooth_fft(filt ** 2, constant)
+    strong = order > 0.5 * np.percentile(order, 90)
+    pk = peak_local_max(filt, min_distance=max(1, int(0.3 * constant)), exclude_border=False)
+    pk = pk[strong[pk[:, 0], pk[:, 1]]]
+    if len(pk) < 4 or strong.sum() == 0:
+        return kind
+    per_cell = len(pk) / (strong.sum() / (constant ** 2 * np.sqrt(3) / 2))
+    return "honeycomb" if per_cell > 1.5 else "hexagonal"
+
+
+def measure_lattice(frame):
+    """Lattice type, constant, bond length and per-grain orientation from the image's Bragg peaks.
+
+    Parameters
+    ----------
+    frame : (y, x) array
+        One atomically resolved image (columns brighter or darker than the background).
+
+    Returns
+    -------
+    Lattice
+
+    Raises
+    ------
+    ScaleVAEError
+        If the power spectrum shows no set of Bragg peaks (no lattice).
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> img = sum(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)   # square, a = 10 px
+    ...           for cy in range(4, 128, 10) for cx in range(4, 128, 10))
+    >>> img = img + np.random.default_rng(0).normal(0, 0.05, img.shape)
+    >>> lat = measure_lattice(img)
+    >>> lat.kind, round(lat.constant, 1), lat.n_grains
+    ('square', 10.0, 1)
+    """
+    frame = np.asarray(frame, np.float64)
+    vec, strength, power = _peaks(frame)
+    grains, pool, explained = [], np.ones(len(vec), bool), np.zeros(len(vec), bool)
+    # seeds: the peaks that carry the most power first (a lattice of bright columns, not a
+    # sharp but faint texture), among those standing far above their ring
+    for i in np.argsort(-power, kind="stable"):
+        if not pool[i] or strength[i] < np.log(_SPOT_RATIO):
+            continue
+        found = _grain(vec, strength >= np.log(_SPOT_RATIO), vec[i], frame.shape[1])
+        if found is None:
+            continue
+        kind, basis = found
+        tol = max(_RADIUS_TOL * np.hypot(*basis[0]), 1.5 / min(frame.shape))
+        basis, ok = _fit_basis(vec, basis, tol)
+        if (ok & pool).sum() < 2 or not _credible(vec, power, basis, kind, tol, frame.shape):
+            pool[i] = False
+            continue
+        # a new grain: not a harmonic of an earlier one, same kind as the first
+        if grains and kind != grains[0][0]:
+            pool[ok] = False
+            continue
+        grains.append((kind, basis, power[ok].sum()))
+        explained |= ok
+        pool &= ~ok
+    if not grains:
+        raise ScaleVAEError(
+            "the image shows no lattice periodicity (no set of Bragg peaks in its power "
+            "spectrum); give the atom spacing in px as 'atoms:SIZE' or use 'grid:STEP'")
+    sharp = np.flatnonzero(strength >= np.log(_SPOT_RATIO))
+    if not explained[sharp[np.argmax(power[sharp])]]:
+        raise ScaleVAEError(
+            "the strongest Bragg peak fits no hexagonal, honeycomb or square lattice (a "
+            "rectangular or oblique one?); give the atom spacing in px as 'atoms:SIZE'")
+    first = grains[0][1]
+    radius = np.hypot(*first[0])
+    # grains: sets at the radius of the strongest one (other radii are its harmonics or noise)
+    grains = [g for g in grains if abs(np.hypot(*g[1][0]) / radius - 1) < 2 * _RADIUS_TOL]
+    kind = grains[0][0]
+    period = 60.0 if kind == "hexagonal" else 90.0
+    bases = [g[1] for g in grains]
+    bases = tuple(b for b, first in zip(bases, _firsts(bases, period)) if first)
+    consts, angles = [], []
+    for b in bases:
+        real = np.linalg.inv(b).T  # rows: real-space lattice vectors (y, x) in px
+        consts.append(np.mean(np.hypot(*real.T)))
+        ang = np.rad2deg(np.arctan2(real[:, 0], real[:, 1]))
+        angle = float(np.rad2deg(np.angle(np.mean(np.exp(1j * np.deg2rad(ang) * 360 / period))))
+                      * period / 360 % period)
+        angles.append(angle)
+    constant = float(np.median(consts))
+    kind = _count_kind(frame, bases, kind, constant)
+    bond = constant / np.sqrt(3) if kind == "honeycomb" else constant
+    return Lattice(kind, constant, float(bond), tuple(angles), bases)
