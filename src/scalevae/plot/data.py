@@ -55,7 +55,7 @@ def plot_example_patches(stack, points, windows, n=4, seed=0, max_windows=6, pix
     >>> fig = plot_example_patches(np.random.rand(1, 64, 64), np.array([[0, 32.0, 32.0]]),
     ...                            [8, 16])
     """
-    stack = as_frames(stack).astype(np.float32, copy=False)
+    stack = as_frames(stack)  # not cast whole: a mapped stack is read only where the patches are
     points = np.asarray(points, float)
     if len(points) == 0:
         raise ScaleVAEError("no keypoints to show patches for")
@@ -73,6 +73,7 @@ def plot_example_patches(stack, points, windows, n=4, seed=0, max_windows=6, pix
     for j, w in enumerate(wins):
         idx = np.arange(_EXAMPLE_TILE) * w // _EXAMPLE_TILE
         for i, p in enumerate(extract_patches(stack, sel, w, w, padding=padding)):
+            p = np.asarray(p, np.float32)
             lo, hi = np.nanmin(p), np.nanmax(p)
             g = np.clip((np.nan_to_num(p, nan=lo) - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
             tiles[i][j] = np.repeat(g[np.ix_(idx, idx)][..., None], 3, axis=2)

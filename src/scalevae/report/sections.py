@@ -150,6 +150,7 @@ class Section:
     missing: Callable[[Context], str] | None = None
     errors: tuple = (ScaleVAEError,)
     skipped: Callable[[Exception, str], str] = _skipped
+    lossy: bool = False  # a photograph-like figure: WebP (page.figure_html)
 
     @property
     def label(self):
@@ -167,7 +168,7 @@ class Section:
         try:
             data = self.compute(ctx)
             out.append(note(self.missing(ctx)) if data is None
-                       else figure_html(self.draw(data, ctx), caption))
+                       else figure_html(self.draw(data, ctx), caption, self.lossy))
         except self.errors as exc:
             out.append(note(self.skipped(exc, caption)))
         return out
@@ -184,14 +185,14 @@ DATA_SECTIONS = [
             lambda pts, c: plot.plot_keypoints(c.image, pts, int(pts[0, 0]), *c.phys),
             "Input image (first frame with keypoints) and its keypoints.",
             missing=lambda c: "No input image (input.npy) in the run folder: the keypoint "
-                              "overview and example patches are skipped."),
+                              "overview and example patches are skipped.", lossy=True),
     Section(None, lambda c: c.points,
             lambda pts, c: plot.plot_example_patches(c.image, pts, c.panels(_MAX_PANELS + 1), 4,
                                                      0, _MAX_PANELS + 1, *c.phys),
             "Patches around four random keypoints at growing windows, each at its own size "
             "(before resampling).",
             when=lambda c: c.image is not None, errors=(ImportError, ScaleVAEError),
-            skipped=_patches_skipped),
+            skipped=_patches_skipped, lossy=True),
 ]
 
 TRAINING_SECTIONS = [
@@ -260,11 +261,11 @@ STATE_SECTIONS = [
             lambda m, c: plot.plot_latent_manifolds(m, _MAX_PANELS, c.state, *c.phys),
             "Patches decoded from a 9 x 9 grid over the populated part of each window's latent "
             "space (2-98 % quantiles), angle 0, shift 0.",
-            missing=lambda c: f"Decoded latent grids skipped: {c.models.error}"),
+            missing=lambda c: f"Decoded latent grids skipped: {c.models.error}", lossy=True),
     Section("Latent images", _latent_images,
             lambda li, c: plot.plot_latent_images(li.sel(window=c.panels(_MAX_PANELS - 1)),
                                                   c.image, _MAX_PANELS - 1, *c.phys),
-            "Each keypoint coloured by its latent value and angle, per window."),
+            "Each keypoint coloured by its latent value and angle, per window.", lossy=True),
     Section("Candidate structural elements (peaks of the latent density)",
             lambda c: _peaks(c.density, c.panel_windows, c.models, c.state),
             lambda pk, c: plot.plot_kde_peaks(pk, c.density, _MAX_PANELS, _MAX_PEAKS, *c.phys),
@@ -275,7 +276,7 @@ STATE_SECTIONS = [
             lambda c: [an.outlier_scores(c.ds, c.state, w, n_reference=_OUTLIER_REFERENCE)
                        for w in _outlier_windows(c)],
             lambda scores, c: plot.plot_outlier_scores(scores, c.image, _N_OUTLIERS, *c.phys),
-            _outlier_caption),
+            _outlier_caption, lossy=True),
     Section("PCA of the latent distributions across windows", lambda c: an.kde_pca(c.density),
             lambda p, c: plot.plot_kde_pca(p, *c.phys),
             "Scores of the principal components of the KDEs vs window (left) and the "
@@ -284,7 +285,7 @@ STATE_SECTIONS = [
             lambda c: an.trajectory_pca(c.ds, c.state),
             lambda t, c: plot.plot_trajectory_pca(t, c.image, *c.phys),
             "Principal patterns of the keypoints' latent trajectories over the windows (top) "
-            "and each keypoint's loading on them (bottom).", when=_several_windows),
+            "and each keypoint's loading on them (bottom).", when=_several_windows, lossy=True),
     Section("Stack statistics",
             lambda c: an.stack_statistics(c.ds, c.state, smooth_sigma=None),
             lambda s, c: plot.plot_stack_statistics(s, True, *c.phys),
@@ -370,28 +371,81 @@ def training_text(ds, phys):
     return out
 
 
-def _range_html(scales, rec, phys):
-    lo, hi = (int(scales[k]) for k in ("recommended_low", "recommended_high"))
-    if lo == hi == rec:
+def stored_recommendation(ds, scales=None):
+    """The recommendation as the run stored it (``recommended_window*`` and ``length_scales*``
+    attributes: nothing recomputed), or, for a result saved without them, read from
+    ``scales`` (:func:`scalevae.analysis.length_scales`); None when neither is there.
+
+    Returns
+    -------
+    dict or None
+        ``window``, ``low``, ``high`` (px), ``state``, ``conclusive``, ``gradual``,
+        ``still_rising``, ``significant`` (bool), ``rises`` (list of dicts with ``onset``,
+        ``middle``, ``end``, ``strength``, strongest first), ``rule`` and ``note`` (str).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ds = xr.Dataset(attrs={"recommended_window": 20, "recommended_window_range": [16, 28],
+    ...                        "recommended_window_state": "instant"})
+    >>> r = stored_recommendation(ds)
+    >>> r["window"], r["low"], r["high"], r["state"], r["conclusive"]
+    (20, 16, 28, 'instant', True)
+    """
+    a = ds.attrs
+    if "recommended_window" in a:
+        lo, hi = (int(v) for v in np.ravel(a.get("recommended_window_range",
+                                                  [a["recommended_window"]] * 2)))
+        rises = json_attr(ds, "length_scales")
+        return {"window": int(a["recommended_window"]), "low": lo, "high": hi,
+                "state": str(a.get("recommended_window_state", "final")),
+                "conclusive": bool(int(a.get("recommended_window_conclusive", 1))),
+                "gradual": bool(int(a.get("length_scales_gradual", 0))),
+                "still_rising": bool(int(a.get("length_scales_still_rising", 0))),
+                "significant": bool(int(a.get("recommended_window_significant", 1))),
+                "rises": rises if isinstance(rises, list) else [],
+                "rule": str(a.get("recommended_window_rule", "")),
+                "note": str(a.get("recommended_window_note", ""))}
+    if scales is None:
+        return None
+    flag = (lambda k, default: bool(scales[k]) if k in scales else default)
+    rises = []
+    if "rise_middle" in scales:
+        rises = [{"onset": int(o), "middle": int(m), "end": int(e), "strength": float(st)}
+                 for o, m, e, st in zip(scales["rise_onset"].values,
+                                        scales["rise_middle"].values,
+                                        scales["rise_end"].values, scales["rise_strength"].values)]
+    rec = int(scales["recommended_window"])
+    return {"window": rec, "low": int(scales.get("recommended_low", rec)),
+            "high": int(scales.get("recommended_high", rec)),
+            "state": str(scales.attrs.get("state", "final")),
+            "conclusive": flag("conclusive", True), "gradual": flag("gradual", False),
+            "still_rising": flag("still_rising", False), "significant": flag("significant", True),
+            "rises": rises, "rule": str(scales.attrs.get("rule", "")),
+            "note": str(scales.attrs.get("note", ""))}
+
+
+def _range_html(rec, phys):
+    lo, hi, w = rec["low"], rec["high"], rec["window"]
+    if lo == hi == w:
         return "<div>Range: this window alone (a sharp change of scale).</div>"
     return (f"<div>Range: {esc(plot.window_label(lo, *phys))} to "
             f"{esc(plot.window_label(hi, *phys))} (the recommended rise of the regrouping, "
             "from its onset to where it levels off).</div>")
 
 
-def _rises_html(scales, phys):
+def _rises_html(rec, phys):
     """Every rise of the regrouping: each is a length scale of its own."""
-    if "rise_middle" not in scales or scales.sizes.get("rise", 0) < 2:
+    if len(rec["rises"]) < 2:
         return ""
-    rows = [f"{esc(plot.window_label(int(m), *phys))} (rises from {int(o)} to {int(e)} px, "
-            f"{100 * float(st):.0f} % of the regrouping)"
-            for o, m, e, st in zip(scales["rise_onset"].values, scales["rise_middle"].values,
-                                   scales["rise_end"].values, scales["rise_strength"].values)]
+    rows = [f"{esc(plot.window_label(int(r['middle']), *phys))} (rises from {int(r['onset'])} "
+            f"to {int(r['end'])} px, {100 * float(r['strength']):.0f} % of the regrouping)"
+            for r in rec["rises"]]
     return ("<div>Every length scale the regrouping shows (strongest first): "
             + "; ".join(rows) + ".</div>")
 
 
-def baselines_html(ds, image, scales, phys):
+def baselines_html(ds, image, state, phys):
     """What simple descriptors find, beside the VAE: the image's spectral period, and how
     far the latents group keypoints like each patch's mean and std do."""
     from ..analysis.multiscale import patch_statistics, spectral_period
@@ -409,7 +463,7 @@ def baselines_html(ds, image, scales, phys):
         except ScaleVAEError as exc:
             parts.append(f"no spectral period ({esc(str(exc))})")
         try:
-            stats = patch_statistics(frames, ds, state=scales.attrs.get("state", "final"))
+            stats = patch_statistics(frames, ds, state=state)
             agree = stats["agreement"].values
             parts.append("the latents' pairwise distances agree with those of each patch's "
                          f"(mean, std) with rank correlation {np.nanmin(agree):.2f}-"
@@ -422,23 +476,26 @@ def baselines_html(ds, image, scales, phys):
     return "<div><b>Baselines:</b> " + "; ".join(parts) + ".</div>"
 
 
-def recommendation_card(scales, phys, baselines=""):
-    """The recommended descriptor size with its range, rule, caveats and other scales."""
-    rec = int(scales["recommended_window"])
-    conclusive = bool(scales["conclusive"]) if "conclusive" in scales else True
-    gradual = bool(scales["gradual"]) if "gradual" in scales else False
-    state = scales.attrs.get("state", "final")
-    title = (f"Recommended descriptor size ({state} state)" if conclusive else
-             "No conclusive descriptor size: the regrouping changes gradually over the window "
-             "range (no single size stands out); its half-way window" if gradual else
-             "No conclusive descriptor size: the regrouping still rises at the largest window "
-             "(extend the window range); best so far")
-    return ("<div class='card'><div>" + title + "</div>"
-            f"<div class='big'>{esc(plot.window_label(rec, *phys))}</div>"
-            + _range_html(scales, rec, phys) + _rises_html(scales, phys) +
-            f"<div>{esc(scales.attrs['rule'])}.</div>"
-            + (f"<div><b>Caution:</b> {esc(scales.attrs['note'])}.</div>"
-               if scales.attrs.get("note") else "")
+def recommendation_card(rec, phys, baselines=""):
+    """The recommended descriptor size (``rec``: :func:`stored_recommendation`) with its
+    range, rule, caveats and other scales. A conclusive answer is the big green number; an
+    inconclusive one is shown neutral, with the reason first, so that it is not read as one."""
+    w, state = rec["window"], rec["state"]
+    label = esc(plot.window_label(w, *phys))
+    if rec["conclusive"]:
+        head = (f"<div>Recommended descriptor size ({state} state)</div>"
+                f"<div class='big'>{label}</div>")
+    else:
+        why = ("the regrouping changes gradually over the window range (no single size stands "
+               "out)" if rec["gradual"] else
+               "the regrouping still rises at the largest window (extend the window range)")
+        what = "its half-way window" if rec["gradual"] else "best so far"
+        head = (f"<div><b>No conclusive descriptor size</b> ({state} state): {why}.</div>"
+                f"<div class='neutral'>{what}: {label}</div>")
+    return (f"<div class='card{'' if rec['conclusive'] else ' inconclusive'}'>" + head
+            + _range_html(rec, phys) + _rises_html(rec, phys)
+            + (f"<div>{esc(rec['rule'])}.</div>" if rec["rule"] else "")
+            + (f"<div><b>Caution:</b> {esc(rec['note'])}.</div>" if rec["note"] else "")
             + baselines
             + f"<div>Evidence: the <a href='#{state}'>length-scale figure</a> of each state.</div>"
             "</div>")
