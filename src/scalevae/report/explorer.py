@@ -7,8 +7,9 @@ the model saw them, and the final model's reconstruction) and its latent traject
 Selecting with the box or lasso tool in either view selects the same keypoints in the other
 (one shared Bokeh data source); a click on a keypoint shows its patches and trajectory.
 
-Everything is inline (BokehJS, the data as base64 float32 arrays), so the page works offline
-from ``file://``. The same actions are exposed to scripts and tests as
+Everything is inline (BokehJS; the latents as base64 float16 arrays, 3 significant digits, more
+than a scatter plot resolves; the patches as one WebP image per kind, decoded by the browser),
+so the page works offline from ``file://``. The same actions are exposed to scripts and tests as
 ``window.scalevaeExplorer``: ``setWindow(px)``, ``setState(name)``, ``selectPoint(i)`` and
 ``selectLatentBox(z1min, z1max, z2min, z2max)`` (returns the selected point indices), where point
 indices are those of ``result.nc``.
@@ -27,8 +28,11 @@ __all__ = ["explorer_html", "drawn_points", "patch_points"]
 
 #: Keypoints drawn at most; larger runs draw an even subsample (stated in the page).
 MAX_DRAWN = 20000
-#: Keypoints whose patches (input and reconstruction, every window) are stored in the page.
-MAX_PATCH_POINTS = 300
+#: Keypoints whose patches (input and reconstruction, every window) are stored in the page:
+#: 120 keep the page's patches near 0.4 MB (WebP, quality :data:`PATCH_QUALITY`).
+MAX_PATCH_POINTS = 120
+#: WebP quality of the stored patches (grey levels within a few of 255 of the exact ones).
+PATCH_QUALITY = 90
 #: Longest side of the background image, in pixels (larger frames are shown subsampled).
 MAX_IMAGE_SIDE = 512
 
@@ -79,6 +83,20 @@ def _b64(array, dtype):
     return base64.b64encode(np.ascontiguousarray(array, dtype).tobytes()).decode("ascii")
 
 
+def _atlas_webp(patches):
+    """uint8 patches (window, point, r, r) as one grey WebP image, base64: row block ``k`` is
+    point ``k``, column block ``w`` window ``w`` (what the page's script cuts them from)."""
+    import io
+
+    from PIL import Image
+
+    nw, n, r, _ = patches.shape
+    atlas = np.ascontiguousarray(patches.transpose(1, 2, 0, 3).reshape(n * r, nw * r))
+    buf = io.BytesIO()
+    Image.fromarray(atlas).save(buf, format="webp", quality=PATCH_QUALITY, method=4)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def _to_uint8(values, lo, hi):
     scaled = (np.asarray(values, np.float64) - lo) / (hi - lo if hi > lo else 1.0)
     return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
@@ -112,25 +130,24 @@ def _patches(ds, image, models, idx):
                                      normalization=norm) for w in windows])
     lo, hi = np.nanpercentile(seen, [0.5, 99.5])
     model = models.get(None) if models is not None else None
-    recon = None
-    if model is not None:
-        recon = np.stack([_decode(model, ds, w, idx) for w in windows])
+    recon = None if model is None else _decode(model, ds, idx)
     return (_to_uint8(seen, lo, hi), None if recon is None else _to_uint8(recon, lo, hi)), None
 
 
-def _decode(model, ds, window, idx):
-    """The final model's patches at the final state's z, angle and shift of ``idx``."""
+def _decode(model, ds, idx):
+    """The final model's patches (window, point, r, r) at the final state's z, angle and shift
+    of points ``idx``, every window in one batch."""
     import torch
 
-    sel = dict(state="final", window=window)
-    z = torch.as_tensor(ds["z_mean"].sel(**sel).values[idx], dtype=torch.float32)
-    extra = {}
-    for name in ("angle", "shift"):
-        if name in ds:
-            extra[name] = torch.as_tensor(ds[name].sel(**sel).values[idx], dtype=torch.float32)
+    def values(name):
+        v = ds[name].sel(state="final").values[:, idx]  # (window, point, ...)
+        return torch.as_tensor(v.reshape(-1, *v.shape[2:]), dtype=torch.float32)
+
+    extra = {name: values(name) for name in ("angle", "shift") if name in ds}
     with torch.inference_mode():
-        out = model.decode(z, **extra)
-    return out.detach().float().cpu().numpy().reshape(len(idx), *out.shape[-2:])
+        out = model.decode(values("z_mean"), **extra)
+    return out.detach().float().cpu().numpy().reshape(ds.sizes["window"], len(idx),
+                                                      *out.shape[-2:])
 
 
 def _payload(ds, image, models, drawn, stored):
@@ -147,20 +164,20 @@ def _payload(ds, image, models, drawn, stored):
             "z": {}, "angle": {}, "range": {}}
     for s in states:
         z = ds["z_mean"].sel(state=s).transpose("window", "point", "latent").values[:, drawn]
-        data["z"][s] = _b64(z, np.float32)  # (window, drawn, latent), float32 like result.nc
+        data["z"][s] = _b64(z, np.float16)  # (window, drawn, latent)
         ranges = {k: [float(np.nanmin(z[..., i])), float(np.nanmax(z[..., i]))]
                   for i, k in enumerate(latents)}
         if "angle" in ds:
             a = ds["angle"].sel(state=s).transpose("window", "point").values[:, drawn]
-            data["angle"][s] = _b64(a, np.float32)
+            data["angle"][s] = _b64(a, np.float16)
             ranges["angle"] = [float(np.nanmin(a)), float(np.nanmax(a))]
         data["range"][s] = ranges
     patches, why = _patches(ds, image, models, stored)
     if patches is not None:
         seen, recon = patches
         data["patch_size"] = int(seen.shape[-1])
-        data["seen"] = _b64(seen, np.uint8)  # (window, stored point, r, r)
-        data["recon"] = None if recon is None else _b64(recon, np.uint8)
+        data["seen"] = _atlas_webp(seen)  # (window, stored point, r, r) as an image
+        data["recon"] = None if recon is None else _atlas_webp(recon)
     data["patch_note"] = why or ("" if patches[1] is not None else
                                  "reconstructions skipped: the final model did not load")
     return data
@@ -180,7 +197,7 @@ def _figures(ds, image, data, recommended):
     frame = int(frames[0]) if len(frames) else 0
     start = windows.index(recommended) if recommended in windows else len(windows) - 1
     state = "final" if "final" in data["states"] else data["states"][0]
-    z = np.frombuffer(base64.b64decode(data["z"][state]), np.float32).reshape(
+    z = np.frombuffer(base64.b64decode(data["z"][state]), np.float16).reshape(
         len(windows), len(data["drawn"]), len(data["latents"]))[start]
     lo, hi = data["range"][state][data["variables"][0]]
     src = ColumnDataSource({"x": np.frombuffer(base64.b64decode(data["x"]), np.float32),
@@ -202,7 +219,9 @@ def _figures(ds, image, data, recommended):
     if image is not None:
         bg, step = _background(image, frame)
         img_fig.image(image=[bg], x=-0.5, y=-0.5, dw=w, dh=h,
-                      color_mapper=LinearColorMapper(palette=Greys256[::-1], low=0, high=255))
+                      # Greys256 runs black to white: low values dark, as in the static
+                      # figures (matplotlib's "gray") and the patches below
+                      color_mapper=LinearColorMapper(palette=Greys256, low=0, high=255))
     on_frame = IndexFilter(np.flatnonzero(frames == frame).tolist())
     img_pts = img_fig.scatter("x", "y", source=src, view=CDSView(filter=on_frame), size=5,
                               fill_color={"field": "c", "transform": cmap}, line_color=None,
@@ -261,14 +280,44 @@ _JS = r"""
     for (var i = 0; i < s.length; i++) u[i] = s.charCodeAt(i);
     return new T(u.buffer);
   }
+  var F16 = null;  // float16 bits -> value, all 65536 of them
+  function half(b64) {
+    if (!F16) {
+      F16 = new Float32Array(65536);
+      for (var h = 0; h < 65536; h++) {
+        var e = (h >> 10) & 31, f = h & 1023, sg = h & 32768 ? -1 : 1;
+        F16[h] = sg * (e === 0 ? f * Math.pow(2, -24) : e === 31 ? (f ? NaN : Infinity)
+                       : (1 + f / 1024) * Math.pow(2, e - 15));
+      }
+    }
+    var u = dec(b64, Uint16Array), out = new Float32Array(u.length);
+    for (var i = 0; i < u.length; i++) out[i] = F16[u[i]];
+    return out;
+  }
   var nw = D.windows.length, nd = D.drawn.length, nk = D.latents.length;
   var Z = {}, A = {};
   D.states.forEach(function (s) {
-    Z[s] = dec(D.z[s], Float32Array);
-    if (D.angle[s]) A[s] = dec(D.angle[s], Float32Array);
+    Z[s] = half(D.z[s]);
+    if (D.angle[s]) A[s] = half(D.angle[s]);
   });
-  var SEEN = D.seen ? dec(D.seen, Uint8Array) : null;
-  var RECON = D.recon ? dec(D.recon, Uint8Array) : null;
+  // The patches come as one WebP image per kind (point rows, window columns), read back
+  // into grey levels once the browser has decoded them.
+  var SEEN = null, RECON = null, pending = 0;
+  function atlas(b64, done) {
+    pending++;
+    var img = new Image();
+    img.onload = function () {
+      var c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+      var ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+      var px = ctx.getImageData(0, 0, img.width, img.height).data;
+      var g = new Uint8Array(img.width * img.height);
+      for (var i = 0; i < g.length; i++) g[i] = px[4 * i];
+      done(g); pending--;
+    };
+    img.src = 'data:image/webp;base64,' + b64;
+  }
+  if (D.seen) atlas(D.seen, function (g) { SEEN = g; });
+  if (D.recon) atlas(D.recon, function (g) { RECON = g; });
   var rowOf = {}; D.drawn.forEach(function (p, j) { rowOf[p] = j; });
   var storedOf = {}; D.patch_points.forEach(function (p, j) { storedOf[p] = j; });
   var current = null;
@@ -315,11 +364,11 @@ _JS = r"""
     });
     m('sv_traj').data = t;
   }
-  function drawPatch(canvas, arr, offset, r) {
+  function drawPatch(canvas, arr, k, w, r) {
     canvas.width = r; canvas.height = r;
-    var ctx = canvas.getContext('2d'), im = ctx.createImageData(r, r);
+    var ctx = canvas.getContext('2d'), im = ctx.createImageData(r, r), W = nw * r;
     for (var i = 0; i < r * r; i++) {
-      var g = arr[offset + i];
+      var g = arr[(k * r + Math.floor(i / r)) * W + w * r + (i % r)];
       im.data[4 * i] = g; im.data[4 * i + 1] = g; im.data[4 * i + 2] = g; im.data[4 * i + 3] = 255;
     }
     ctx.putImageData(im, 0, 0);
@@ -327,13 +376,13 @@ _JS = r"""
   function patches(p) {
     var box = document.getElementById('sv-patches'), k = storedOf[p];
     box.innerHTML = '';
-    if (k === undefined || !SEEN) {
-      box.textContent = 'No patches stored for keypoint ' + p + (SEEN ?
+    if (k === undefined || !D.seen) {
+      box.textContent = 'No patches stored for keypoint ' + p + (D.seen ?
         ' (the page stores them for ' + D.patch_points.length + ' keypoints, an even ' +
         'subsample: scalevaeExplorer.data.patch_points)' : ' (' + D.patch_note + ')') + '.';
       return 0;
     }
-    var r = D.patch_size, np_ = D.patch_points.length, shown = 0;
+    var r = D.patch_size, shown = 0;
     [['as the model saw it', SEEN], ['final-model reconstruction', RECON]].forEach(function (e) {
       if (!e[1]) return;
       var line = document.createElement('div'); line.className = 'sv-row';
@@ -344,7 +393,7 @@ _JS = r"""
         var c = document.createElement('canvas');
         c.className = e[1] === SEEN ? 'sv-seen' : 'sv-recon';
         c.dataset.window = D.windows[w];
-        drawPatch(c, e[1], (w * np_ + k) * r * r, r);
+        drawPatch(c, e[1], k, w, r);
         var cap = document.createElement('figcaption'); cap.textContent = D.windows[w] + ' px';
         cell.appendChild(c); cell.appendChild(cap); line.appendChild(cell);
         if (e[1] === SEEN) shown++;
@@ -366,7 +415,7 @@ _JS = r"""
   }
   window.scalevaeExplorer = {
     data: D,
-    ready: function () { return !!(doc() && m('sv_points')); },
+    ready: function () { return !!(doc() && m('sv_points')) && pending === 0; },
     windows: function () { return D.windows.slice(); },
     setWindow: function (px) {
       var w = D.windows.indexOf(Math.round(px));
