@@ -186,9 +186,8 @@ def _payload(ds, image, models, drawn, stored):
 def _figures(ds, image, data, recommended):
     """The Bokeh layout (image view, latent view, trajectory, widgets) and the frame shown."""
     from bokeh.layouts import column, row
-    from bokeh.models import (BoxSelectTool, CDSView, ColumnDataSource, CustomJS, Div,
-                              IndexFilter, LassoSelectTool, LinearColorMapper, RadioButtonGroup,
-                              Range1d, Select, Slider, Span, TapTool)
+    from bokeh.models import (BoxSelectTool, CDSView, ColumnDataSource, CustomJS, IndexFilter,
+                              LassoSelectTool, LinearColorMapper, Range1d, Span, TapTool)
     from bokeh.palettes import Greys256, Viridis256
     from bokeh.plotting import figure
 
@@ -200,10 +199,11 @@ def _figures(ds, image, data, recommended):
     z = np.frombuffer(base64.b64decode(data["z"][state]), np.float16).reshape(
         len(windows), len(data["drawn"]), len(data["latents"]))[start]
     lo, hi = data["range"][state][data["variables"][0]]
+    z = z.astype(np.float32)  # float16 would reach Bokeh as a list of numbers
     src = ColumnDataSource({"x": np.frombuffer(base64.b64decode(data["x"]), np.float32),
                             "y": np.frombuffer(base64.b64decode(data["y"]), np.float32),
                             "z1": z[:, 0], "z2": z[:, 1] if z.shape[1] > 1 else z[:, 0] * 0,
-                            "c": z[:, 0], "point": np.asarray(data["drawn"])},
+                            "c": z[:, 0], "point": np.asarray(data["drawn"], np.int32)},
                            name="sv_points")
     cmap = LinearColorMapper(palette=Viridis256, low=lo, high=hi, name="sv_cmap")
     tools = "pan,wheel_zoom,reset"
@@ -248,22 +248,27 @@ def _figures(ds, image, data, recommended):
     traj_fig.add_layout(Span(location=windows[start], dimension="height",
                              line_dash="dashed", name="sv_span"))
 
-    js = "window.scalevaeExplorer && window.scalevaeExplorer._sync();"
-    slider = Slider(start=0, end=max(len(windows) - 1, 1), value=start, step=1,
-                    title=f"window: {windows[start]} px", name="sv_slider", show_value=False,
-                    disabled=len(windows) < 2, width=420)
-    toggle = RadioButtonGroup(labels=data["states"], active=data["states"].index(state),
-                              name="sv_state")
-    colour = Select(title="colour by", value=data["variables"][0], options=data["variables"],
-                    name="sv_colour", width=200)
-    for widget, attr in ((slider, "value"), (toggle, "active"), (colour, "value")):
-        widget.js_on_change(attr, CustomJS(code=js))
     src.selected.js_on_change("indices", CustomJS(
         code="window.scalevaeExplorer && window.scalevaeExplorer._selected();"))
-    status = Div(text="", name="sv_status", width=840)
-    layout = column(row(slider, toggle, colour), status, row(img_fig, lat_fig), traj_fig,
-                    name="sv_layout")
+    layout = column(row(img_fig, lat_fig), traj_fig, name="sv_layout")
     return layout, frame
+
+
+def _controls(data, recommended):
+    """The window slider, state toggle and colour choice as plain HTML (Bokeh's widgets
+    would add 0.4 MB of script to the page for three inputs), and the status line."""
+    windows, states = data["windows"], data["states"]
+    start = windows.index(recommended) if recommended in windows else len(windows) - 1
+    state = "final" if "final" in states else states[0]
+    radios = "".join(f"<label><input type='radio' name='sv-state' value='{esc(s)}'"
+                     f"{' checked' if s == state else ''}> {esc(s)}</label> " for s in states)
+    options = "".join(f"<option>{esc(v)}</option>" for v in data["variables"])
+    return ("<div class='sv-controls'><label><span id='sv-wlabel'>window: "
+            f"{windows[start]} px</span> <input type='range' id='sv-slider' min='0' "
+            f"max='{max(len(windows) - 1, 1)}' step='1' value='{start}'"
+            f"{' disabled' if len(windows) < 2 else ''}></label> {radios}"
+            f"<label>colour by <select id='sv-colour'>{options}</select></label></div>"
+            "<div id='sv-status' class='sub'></div>")
 
 
 def _colorbar(cmap):
@@ -323,8 +328,9 @@ _JS = r"""
   var current = null;
   function doc() { return window.Bokeh && Bokeh.documents.length ? Bokeh.documents[0] : null; }
   function m(name) { return doc().get_model_by_name(name); }
-  function state() { return D.states[m('sv_state').active]; }
-  function wi() { return Math.round(m('sv_slider').value); }
+  function el(id) { return document.getElementById(id); }
+  function state() { return document.querySelector("input[name='sv-state']:checked").value; }
+  function wi() { return Math.round(+el('sv-slider').value); }
   function column(s, w, k) {
     var out = new Float32Array(nd), z = Z[s], base = w * nd * nk;
     for (var j = 0; j < nd; j++) out[j] = z[base + j * nk + k];
@@ -336,14 +342,14 @@ _JS = r"""
   }
   function sync() {
     if (!doc()) return;
-    var s = state(), w = wi(), v = m('sv_colour').value;
+    var s = state(), w = wi(), v = el('sv-colour').value;
     var src = m('sv_points');
     var z1 = column(s, w, 0), z2 = nk > 1 ? column(s, w, 1) : new Float32Array(nd);
     var data = {x: src.data.x, y: src.data.y, point: src.data.point, z1: z1, z2: z2,
                 c: colourValues(s, w, v)};
     src.data = data;
     var r = D.range[s][v]; var cm = m('sv_cmap'); cm.low = r[0]; cm.high = r[1];
-    m('sv_slider').title = 'window: ' + D.windows[w] + ' px (' + s + ' state)';
+    el('sv-wlabel').textContent = 'window: ' + D.windows[w] + ' px (' + s + ' state)';
     m('sv_span').location = D.windows[w];
     if (current !== null) trajectory(current);
     status();
@@ -353,7 +359,7 @@ _JS = r"""
     var txt = 'Drawn: ' + nd + ' of ' + D.n_points + ' keypoints' +
       (nd < D.n_points ? ' (an even subsample)' : '') + '. Selected: ' + n + '.';
     if (current !== null) txt += ' Clicked keypoint: ' + current + '.';
-    m('sv_status').text = txt;
+    el('sv-status').textContent = txt;
   }
   function trajectory(p) {
     var j = rowOf[p], s = state(), t = {w: D.windows.slice()};
@@ -420,12 +426,15 @@ _JS = r"""
     setWindow: function (px) {
       var w = D.windows.indexOf(Math.round(px));
       if (w < 0) throw new Error('no window ' + px + ' px; windows: ' + D.windows.join(', '));
-      m('sv_slider').value = w; sync(); return D.windows[w];
+      el('sv-slider').value = w; sync(); return D.windows[w];
     },
     setState: function (s) {
       var i = D.states.indexOf(s);
       if (i < 0) throw new Error('no state ' + s);
-      m('sv_state').active = i; sync(); return s;
+      document.querySelectorAll("input[name='sv-state']").forEach(function (r) {
+        r.checked = r.value === s;
+      });
+      sync(); return s;
     },
     selectPoint: selectPoint,
     selectLatentBox: function (z1min, z1max, z2min, z2max) {
@@ -450,6 +459,11 @@ _JS = r"""
       else status();
     }
   };
+  el('sv-slider').addEventListener('input', sync);
+  el('sv-colour').addEventListener('change', sync);
+  document.querySelectorAll("input[name='sv-state']").forEach(function (r) {
+    r.addEventListener('change', sync);
+  });
   function start() {
     if (window.scalevaeExplorer.ready()) { sync(); return; }
     setTimeout(start, 50);
@@ -461,6 +475,8 @@ _JS = r"""
 _CSS = """
 #sv-patches { background: #fff; border: 1px solid #d5dae3; border-radius: 6px; padding: 0.5em;
               margin: 0.5em 0; min-height: 2em; font-size: 0.9em; }
+.sv-controls { display: flex; gap: 1.5em; align-items: center; margin: 0.4em 0; }
+.sv-controls input[type=range] { width: 300px; vertical-align: middle; }
 .sv-row { display: flex; flex-wrap: wrap; align-items: flex-end; margin: 0.2em 0; }
 .sv-lab { width: 11em; color: #3d4554; }
 .sv-cell { margin: 0 3px; padding: 0; border: 0; background: none; text-align: center; }
@@ -529,7 +545,7 @@ def explorer_html(ds, image=None, models=None, recommended=None):
     if data.get("patch_note"):
         out.append(note(f"Explorer patches: {data['patch_note']}."))
     out += [bundle.js_raw and "\n".join(f"<script>{js}</script>" for js in bundle.js_raw),
-            div, script, "<div id='sv-patches'>Click a keypoint to see its patches.</div>",
+            _controls(data, recommended), div, script, "<div id='sv-patches'>Click a keypoint to see its patches.</div>",
             "<script type='application/json' id='sv-data'>"
             + json.dumps(data).replace("</", "<\\/") + "</script>",
             f"<script>{_JS}</script>"]

@@ -1,6 +1,6 @@
 """The HTML shell of the report: styles, escaping, tables, notes and embedded figures.
 
-Everything is inline (CSS in the head, figures as base64 PNG), so the page opens anywhere and
+Everything is inline (CSS in the head, figures as base64 PNG or WebP), so the page opens anywhere and
 fetches nothing from the network.
 """
 
@@ -10,6 +10,8 @@ import base64
 import html
 import io
 import json
+
+import numpy as np
 
 _DPI = 90
 #: WebP quality of the photographic figures: text and edges stay clean, noise is dropped.
@@ -52,19 +54,27 @@ def esc(text):
 def figure_html(fig, caption, lossy=False):
     """A matplotlib figure embedded as a base64 image ``<figure>`` with its caption.
 
-    PNG for line plots and maps of few colours (exact, small); ``lossy``: WebP at quality
-    :data:`_WEBP_QUALITY` for figures that are mostly photographs (the input image under the
-    keypoints, decoded patches), where PNG costs 5-10 times the bytes for noise nobody reads.
+    The figure is rendered once (Agg, at :data:`_DPI`) and encoded by Pillow: plots as PNG on
+    a 256-colour palette (a plot has far fewer colours; a quarter of the bytes of a full-colour
+    PNG and as fast), ``lossy`` figures (photograph-like: the input image under the
+    keypoints, decoded patches, maps over the image) as WebP at quality
+    :data:`_WEBP_QUALITY`, where a palette would band the grey levels.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    fig.set_dpi(_DPI)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     buf = io.BytesIO()
     if lossy:
-        # rendered once as RGBA by Agg, encoded by Pillow (method 4: WebP's default effort)
-        fig.savefig(buf, format="webp", dpi=_DPI,
-                    pil_kwargs={"quality": _WEBP_QUALITY, "method": 4})
+        # method 2: a tenth of the default effort's time for a few % more bytes
+        image.save(buf, format="webp", quality=_WEBP_QUALITY, method=2)
         mime = "webp"
     else:
-        # zlib level 3 instead of 6: files ~10 % larger, encoding twice as fast
-        fig.savefig(buf, format="png", dpi=_DPI, pil_kwargs={"compress_level": 3})
+        image.quantize(256, method=Image.Quantize.FASTOCTREE).save(buf, format="png",
+                                                                   compress_level=6)
         mime = "png"
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return (f'<figure><img src="data:image/{mime};base64,{data}" alt="{esc(caption)}">'
