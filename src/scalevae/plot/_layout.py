@@ -1,6 +1,11 @@
 """Shared figure machinery: fixed-grid figures, colorbars, window axes, point maps.
 
 Every figure of :mod:`scalevae.plot` is built from these helpers, without ``pyplot``.
+
+Cost rules the figures follow (the report draws ~20 of them): grids of images are one mosaic
+image in one axes (:func:`_mosaic_image`), not an axes per tile; a title gets ``y=1.0`` where
+no axis sits on top of its panel, which skips matplotlib's search for overlapping tick labels
+at every draw (the title lands where that search would put it).
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def plot_keypoints(image, points, frame=0, pixel_size=None, unit=None):
                c="#ff2020", linewidths=0)
     ps, un = physical_pixel(pixel_size, unit)
     scale = f", 1 px = {ps:.3g} {un}" if ps else ""
-    ax.set_title(f"frame {frame}: {len(yx)} keypoints{scale}", fontsize=10)
+    ax.set_title(f"frame {frame}: {len(yx)} keypoints{scale}", fontsize=10, y=1.0)
     return fig
 
 

@@ -43,7 +43,7 @@ def plot_latent_distributions(density, max_panels=6, pixel_size=None, unit=None)
                       extent=(g[0][0], g[0][-1], g[1][0], g[1][-1]))
             _latent_row(ax, j, grid_dims[0].replace("_grid", ""),
                         grid_dims[1].replace("_grid", ""))
-        ax.set_title(window_label(w, pixel_size, unit), fontsize=9)
+        ax.set_title(window_label(w, pixel_size, unit), fontsize=9, y=1.0)
     _suptitle(fig, f"latent distribution (KDE), {density.attrs.get('state', '')} state")
     return fig
 
@@ -82,7 +82,7 @@ def plot_latent_manifolds(manifolds, max_panels=6, state="", pixel_size=None, un
         ax.imshow(_mosaic(rep), cmap="gray", aspect="auto", interpolation="nearest",
                   extent=(g1[0] - h1, g1[-1] + h1, g2[0] - h2, g2[-1] + h2))
         _latent_row(ax, 0, "z1", "z2" if "z2_grid" in rep.dims else "")
-        ax.set_title(window_label(w, pixel_size, unit), fontsize=9)
+        ax.set_title(window_label(w, pixel_size, unit), fontsize=9, y=1.0)
     _suptitle(fig, "latent representation (decoded latent grid)"
               + (f", {state} state" if state else ""))
     return fig
@@ -176,9 +176,8 @@ def plot_latent_images(images, image=None, max_panels=5, pixel_size=None, unit=N
             ax.text(bx0 + 2, by1 - 2, f"{lo:.3g} to {hi:.3g}", fontsize=7, va="bottom",
                     ha="left", bbox=dict(fc="white", ec="none", alpha=0.7, pad=1))
     shape_txt = f"{tiles[0][0].shape[1]} x {tiles[0][0].shape[0]}"
-    ax.set_xlabel("x (px) across each tile (the whole frame"
-                  + (f", drawn at {shape_txt} px" if bg is None else "") + ")", fontsize=9)
-    ax.set_ylabel("y (px), top to bottom", fontsize=9, labelpad=16)
+    ax.set_xlabel("each tile is the whole frame: x (px) left to right, y (px) top to bottom"
+                  + (f" (drawn at {shape_txt} px)" if bg is None else ""), fontsize=9)
     bar_h = (height - top - bottom) / height
     n_lat = len(rows) - (1 if "angle" in rows else 0)
     cax = fig.add_axes([1 - (right - 0.25) / width, bottom / height + bar_h * (1 - n_lat / len(rows)),
@@ -229,7 +228,7 @@ def plot_kde_pca(pca, pixel_size=None, unit=None):
             ax.imshow(comp.values.T, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-m,
                       vmax=m, extent=(g1[0], g1[-1], g2[0], g2[-1]))
             _latent_row(ax, j, "z1", "z2")
-        ax.set_title(f"PC{c}", fontsize=9)
+        ax.set_title(f"PC{c}", fontsize=9, y=1.0)
     _suptitle(fig, "PCA of the latent densities across windows, "
               f"{pca.attrs.get('state', '')} state")
     return fig
@@ -345,7 +344,7 @@ def plot_kde_peaks(peaks, density, max_panels=5, max_peaks=6, pixel_size=None, u
             ax.annotate(str(n), (px, py), xytext=(4, 3), textcoords="offset points",
                         color="#37e0ff" if len(grid_dims) > 1 else "tab:red", fontsize=8,
                         fontweight="bold")
-        ax.set_title(f"{window_label(w, pixel_size, unit)}: {len(sel)} peak(s)", fontsize=9)
+        ax.set_title(f"{window_label(w, pixel_size, unit)}: {len(sel)} peak(s)", fontsize=9, y=1.0)
         if has_patch:
             ax = axes[1, j]
             mos, centres = _patch_mosaic(peaks["patch"].values[sel])
@@ -409,7 +408,7 @@ def plot_outlier_scores(scores, image=None, n_mark=10, pixel_size=None, unit=Non
             ax.annotate(str(n), (x[i], y[i]), xytext=(5, 4), textcoords="offset points",
                         color="#37e0ff", fontsize=7, fontweight="bold")
         ax.tick_params(labelsize=8)
-        ax.set_title(window_label(sc.attrs.get("window", 0), pixel_size, unit), fontsize=9)
+        ax.set_title(window_label(sc.attrs.get("window", 0), pixel_size, unit), fontsize=9, y=1.0)
         _colorbar(fig, im, ax, "outlier score", gap=0.06)
     hx = axes[-1]
     for sc in scores:
