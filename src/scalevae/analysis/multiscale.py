@@ -463,7 +463,8 @@ def patch_statistics(image, result, state=None, n_points=500, seed=1):
     >>> b["agreement"].dims, float(b["change_from_first"][0])
     (('window',), 0.0)
     """
-    frames = np.asarray(getattr(image, "data", image), dtype=float)
+    # not cast whole: _keypoint_stats casts frame by frame, so a mapped stack stays on disk
+    frames = np.asarray(getattr(image, "data", image))
     if frames.ndim == 2:
         frames = frames[None]
     if frames.ndim != 3:
