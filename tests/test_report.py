@@ -254,3 +254,20 @@ def test_the_card_reads_the_stored_recommendation_not_a_recomputed_one():
     computed = an.length_scales(ds)
     assert sections.stored_recommendation(ds, computed)["window"] == int(
         computed["recommended_window"])
+
+
+def test_a_large_input_npy_is_read_frame_by_frame(tmp_path, monkeypatch):
+    # above the lazy-read size the report reads input.npy frame by frame, never whole
+    from scalevae.io.lazy import NpyFrames
+
+    ds = make_fake_result(n_windows=3, grid=(8, 9), n_frames=2)
+    ds.to_netcdf(tmp_path / "result.nc", engine="h5netcdf")
+    np.save(tmp_path / "input.npy", make_image(n_frames=2))
+    monkeypatch.setattr(report, "read_lazily", lambda nbytes: True)
+    assert isinstance(report._load_image(tmp_path, None), NpyFrames)
+    whole = []
+    monkeypatch.setattr(NpyFrames, "__array__", lambda self, *a, **k: whole.append(1) or 1 / 0)
+    monkeypatch.setattr(report_page, "_DPI", 30)
+    report.write_report(tmp_path, quiet=True)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert whole == [] and "Baselines:" in page and "Input image" in page

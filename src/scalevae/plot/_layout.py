@@ -97,10 +97,13 @@ def _colorbar(fig, im, axes, label=None, gap=0.12, width=0.12):
 
 
 def _frame_image(image, frame=0):
+    """One frame of ``image`` (2-D, a stack, or a frame source read on demand: the frame is
+    indexed before anything is converted, so only it is read)."""
     if image is None:
         return None
-    image = np.asarray(image)
-    return image if image.ndim == 2 else image[min(int(frame), len(image) - 1)]
+    if getattr(image, "ndim", np.ndim(image)) == 2:
+        return np.asarray(image)
+    return np.asarray(image[min(int(frame), len(image) - 1)])
 
 
 def _show_image(ax, img):

@@ -23,6 +23,7 @@ import numpy as np
 
 from .._atomic import atomic_write
 from ..analysis._common import scales_state
+from ..io.lazy import NpyFrames, read_lazily
 from ..io.units import physical_pixel
 from ..results import load_result
 from .explorer import explorer_html
@@ -35,14 +36,19 @@ __all__ = ["write_report"]
 
 
 def _load_image(run_dir, image):
-    """The image or stack the figures draw: ``image`` as float32, or ``input.npy`` mapped
-    (read-only): only the frames and patches a figure draws are read from disk, so a stack
-    larger than memory costs the report no more than its figures."""
+    """The image or stack the figures draw: ``image`` as float32, or ``input.npy``: read
+    whole when small, else frame by frame on demand (:class:`scalevae.io.lazy.NpyFrames`,
+    ordinary file reads: a memory map's touched pages would count against the process), so
+    a stack larger than memory costs the report only the frames and patches it draws."""
     if image is not None:
         data = getattr(image, "data", image)
         return np.asarray(data, np.float32)
     path = run_dir / "input.npy"
-    return np.load(path, mmap_mode="r") if path.exists() else None
+    if not path.exists():
+        return None
+    if read_lazily(path.stat().st_size):
+        return NpyFrames(path)
+    return np.load(path).astype(np.float32, copy=False)
 
 
 class _Progress:
