@@ -19,6 +19,8 @@ same patches for the same epochs; a large stack run with its report (peak memory
   noise, as tests/test_lazy.py), ``scalevae run`` on it with grid:128, windows 8,16, 1 epoch,
   and its report; peak RSS of the CLI process. 0 skips it (the default: a 2 GB file costs
   minutes to write).
+* Seeds: ``--seeds`` (3) models trained on the run's patches with the run's settings, one
+  process of one thread per core (:func:`scalevae.training.ensemble.train_seeds`).
 * ``--write`` puts the table into ``benchmarks/RESULTS_pto.md`` (whole: date, commit, machine,
   threads, load average at the start). A ratio is only a ratio when both sides ran idle: the
   load average at the start is part of the table.
@@ -106,6 +108,64 @@ print(json.dumps({{"train": train, "epochs": int(epochs.sum()), "version": pv.__
                   "peak_mib": _hwm_mib()}}))
 """
 
+SEEDS_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, {src!r})
+import numpy as np
+import scalevae
+from scalevae.patches import extract_patches
+from scalevae.training import TrainConfig
+from scalevae.training.ensemble import train_seeds
+ds = scalevae.load_result({out!r})
+image = np.load({out!r} + "/input.npy", mmap_mode="r")
+norm = json.loads(ds.attrs["normalization"])
+r = int(ds.attrs["patch_size"])
+pts = np.column_stack([ds["frame"].values, ds["y"].values, ds["x"].values])
+windows = [int(w) for w in ds["window"].values]
+t0 = time.perf_counter()
+patches = {{w: extract_patches(image, pts, w, r, normalization=norm) for w in windows}}
+cut = time.perf_counter() - t0
+cfg = TrainConfig(**json.loads(ds.attrs["config"])["train"])
+t0 = time.perf_counter()
+out = train_seeds(patches.__getitem__, windows, cfg, list(range({n})),
+                  dict(patch_size=r, latent_dim=int(ds.sizes["latent"]),
+                       invariance=ds.attrs["invariance"]), workers={workers})
+train = time.perf_counter() - t0
+print(json.dumps({{"seeds": {n}, "workers": {workers}, "patches": cut, "train": train,
+                  "epochs": [sum(len(r.losses) for r in o["results"]) for o in out]}}))
+"""
+
+EPOCH_CHILD = r"""
+import json, sys, time
+sys.path.insert(0, {src!r})
+import numpy as np, torch
+torch.set_num_threads({threads})
+import scalevae
+from scalevae.model import SIVAE
+from scalevae.patches import extract_patches
+from scalevae.training import TrainConfig
+from scalevae.training.loop import train_step
+ds = scalevae.load_result({out!r})
+image = np.load({out!r} + "/input.npy", mmap_mode="r")
+pts = np.column_stack([ds["frame"].values, ds["y"].values, ds["x"].values])
+r = int(ds.attrs["patch_size"])
+x = torch.from_numpy(extract_patches(image, pts, int(ds["window"][0]), r,
+                                     normalization=json.loads(ds.attrs["normalization"])))
+torch.manual_seed(0)
+model = SIVAE(r, int(ds.sizes["latent"]), ds.attrs["invariance"])
+opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
+cfg, gen = TrainConfig(), torch.Generator().manual_seed(0)
+def epoch():
+    order = torch.randperm(len(x), generator=gen)
+    for s in range(0, len(x), cfg.batch_size):
+        train_step(model, opt, x[order[s:s + cfg.batch_size]], cfg, gen, 1.0)
+epoch()
+times = []
+for _ in range(5):
+    t0 = time.perf_counter(); epoch(); times.append(time.perf_counter() - t0)
+print(json.dumps({{"threads": {threads}, "epoch": sorted(times)[2]}}))
+"""
+
 STACK_CHILD = r"""
 import resource, subprocess, sys, time
 t0 = time.perf_counter()
@@ -135,6 +195,22 @@ def peer_run(out, threads, python):
     code = PEER_CHILD.format(stub=str(ROOT / "benchmarks" / "peer_stub"), src=str(SRC),
                              threads=threads, out=str(out))
     return _child(python, code)
+
+
+def seeds_run(out, n, workers):
+    code = SEEDS_CHILD.format(src=str(SRC), out=str(out), n=n, workers=workers)
+    return _child(sys.executable, code)
+
+
+def epoch_threads(out, max_threads):
+    """One window-epoch of the run's first window, on 1 and on ``max_threads`` threads, the two
+    alternating twice (the rule in training.cpu_threads picks one thread for small patches)."""
+    best = {}
+    for _ in range(2):
+        for th in sorted({1, max_threads}):
+            code = EPOCH_CHILD.format(src=str(SRC), out=str(out), threads=th)
+            best[th] = min(best.get(th, float("inf")), _child(sys.executable, code)["epoch"])
+    return best
 
 
 def write_stack(path, gb, side=1024):
@@ -189,7 +265,7 @@ def commit():
         return "unknown"
 
 
-def table(pto, peer, stack, args, load):
+def table(pto, peer, stack, args, load, seeds=None, epochs=None):
     t = pto["timings"]
     n_ep = sum(pto["epochs_per_window"])
     lines = [
@@ -225,6 +301,17 @@ def table(pto, peer, stack, args, load):
                      f"{peer['train'] / peer['epochs']:.3f} | "
                      f"{peer['train'] / t['train']:.1f}x slower |")
     lines.append("")
+    if epochs:
+        lines += ["One window-epoch (the first window's patches, batch 128, median of 5, best "
+                  "of 2 alternated rounds): " + "; ".join(f"{th} thread(s) {sec:.3f} s"
+                                                         for th, sec in epochs.items())
+                  + " (`training.cpu_threads` trains patches of 16 px and less on one).", ""]
+    if seeds is not None:
+        lines += [f"{seeds['seeds']} seeds on the run's patches side by side "
+                  f"(`training.ensemble.train_seeds`, {seeds['workers']} processes of one thread): "
+                  f"training {seeds['train']:.1f} s ({', '.join(map(str, seeds['epochs']))} "
+                  f"window-epochs), patches cut once in {seeds['patches']:.2f} s; one seed alone "
+                  f"trained in {t['train']:.1f} s above.", ""]
     if stack is not None:
         lines += ["| large stack with its report | frames | file | wall | peak RSS | report |",
                   "| --- | --- | --- | --- | --- | --- |",
@@ -242,6 +329,7 @@ def main(argv=None):
     ap.add_argument("--peer-python", default=str(PEERS))
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--stack-gb", type=float, default=0.0)
+    ap.add_argument("--seeds", type=int, default=3, help="0 skips the seed-ensemble row")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args(argv)
     if not PTO.exists():
@@ -252,8 +340,10 @@ def main(argv=None):
         pto = pto_run(out, args.epochs, args.threads, args.device)
         peer = ({"error": "--no-peer"} if args.no_peer
                 else peer_run(out, args.threads, args.peer_python))
+        seeds = seeds_run(out, args.seeds, args.threads) if args.seeds > 0 else None
+        epochs = epoch_threads(out, args.threads)
         stack = stack_run(tmp, args.stack_gb, args.threads) if args.stack_gb > 0 else None
-    text = table(pto, peer, stack, args, load)
+    text = table(pto, peer, stack, args, load, seeds, epochs)
     print(text)
     if args.write:
         RESULTS.write_text(text, encoding="utf-8")
