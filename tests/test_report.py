@@ -15,6 +15,7 @@ from scalevae import analysis as an
 from scalevae import report
 from scalevae.report import page as report_page
 from scalevae.report import sections
+from scalevae.report import text as report_text
 
 SCRIPT = re.compile(r"<script\b([^>]*)>.*?</script>", re.S | re.I)
 IMG = re.compile(r'<img src="data:image/(?:png|webp);base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"')
@@ -236,10 +237,10 @@ def test_an_inconclusive_answer_is_shown_neutral_with_its_reason():
     rec = {"window": 20, "low": 8, "high": 52, "state": "instant", "conclusive": False,
            "gradual": True, "still_rising": False, "significant": True, "rises": [],
            "rule": "rises", "note": ""}
-    card = sections.recommendation_card(rec, (None, None))
+    card = report_text.recommendation_card(rec, (None, None))
     assert "No conclusive descriptor size" in card and "changes gradually" in card
     assert "class='big'" not in card and "inconclusive" in card and "20 px" in card
-    card = sections.recommendation_card(dict(rec, conclusive=True), (None, None))
+    card = report_text.recommendation_card(dict(rec, conclusive=True), (None, None))
     assert "class='big'>20 px<" in card and "inconclusive" not in card
 
 
@@ -248,11 +249,11 @@ def test_the_card_reads_the_stored_recommendation_not_a_recomputed_one():
     ds.attrs.update(recommended_window=12, recommended_window_range=[8, 16],
                     recommended_window_state="final", recommended_window_conclusive=1,
                     length_scales='[{"onset": 8, "middle": 12, "end": 16, "strength": 1.0}]')
-    rec = sections.stored_recommendation(ds, scales=None)
+    rec = report_text.stored_recommendation(ds, scales=None)
     assert (rec["window"], rec["low"], rec["high"], rec["state"]) == (12, 8, 16, "final")
     del ds.attrs["recommended_window"]
     computed = an.length_scales(ds)
-    assert sections.stored_recommendation(ds, computed)["window"] == int(
+    assert report_text.stored_recommendation(ds, computed)["window"] == int(
         computed["recommended_window"])
 
 

@@ -10,7 +10,8 @@ nothing is fetched from the network.
 
 What lives where: :mod:`.page` is the HTML shell (styles, escaping, tables, embedded figures);
 :mod:`.sections` is the content, the report as a list of figure sections (title, compute from
-the Dataset, draw, caption) and the text blocks between them; this module puts them in order.
+the Dataset, draw, caption); :mod:`.text` the text blocks between them; :mod:`.explorer` the
+interactive explorer; this module puts them in order.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from ..io.units import physical_pixel
 from ..results import load_result
 from .explorer import explorer_html
 from .page import esc, html_page, json_attr, json_block, note
-from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
-                       baselines_html, recommendation_card, state_part, stored_recommendation,
-                       summary_table, training_text)
+from .sections import DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models, state_part
+from .text import (baselines_html, recommendation_card, stored_recommendation, summary_table,
+                   training_text)
 
 __all__ = ["write_report"]
 
