@@ -32,6 +32,8 @@ def test_run_folder_opens_as_image_points_and_latent_maps(folder):
     _add(viewer, reader(str(path)))
     names = [layer.name for layer in viewer.layers]
     assert names == ["input", "keypoints", "z1 (final)", "z2 (final)", "angle (final)"]
+    # the input stack is mapped, not read into memory (stacks larger than memory open)
+    assert isinstance(reader(str(path))[0][0], np.memmap)
     points = viewer.layers["keypoints"]
     # per-window latents as features, one row per keypoint
     np.testing.assert_allclose(points.features["z1_w12"],

@@ -52,19 +52,26 @@ def test_data_figures(ds):
     _check(plot.plot_keypoints(img, pts, pixel_size=PS, unit=UNIT), "x (px)", "y (px)")
     fig = plot.plot_example_patches(img, pts, ds.window.values, n=3, pixel_size=PS, unit=UNIT)
     _check(fig)
-    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert "8 px (31.2 nm)" in titles and len(fig.axes) == 3 * 6
+    # one mosaic image: a column per window (6), a row per keypoint (3), labelled in place
+    titles = [t.get_text() for t in fig.axes[0].texts]
+    assert "8 px (31.2 nm)" in titles and len(fig.axes) == 1 and len(titles) == 6
+    assert len(fig.axes[0].get_yticklabels()) == 3
 
 
 def test_example_patches_at_their_own_size():
     img = np.random.default_rng(0).random((1, 60, 60)).astype(np.float32)
     fig = plot.plot_example_patches(img, np.array([[0, 30.0, 30.0]]), [8, 20], n=1)
-    shapes = [ax.images[0].get_array().shape for ax in fig.axes]
-    assert shapes == [(8, 8), (20, 20)]
+    # each tile of the mosaic holds the patch at its own pixel count: 8 and 20 distinct rows
+    ax = fig.axes[0]
+    assert ax.patch_windows == [8, 20]
+    mosaic = np.asarray(ax.images[0].get_array())
+    tile = mosaic.shape[0]
+    left, right = mosaic[:, :tile, 0], mosaic[:, -tile:, 0]
+    assert len(np.unique(left, axis=0)) == 8 and len(np.unique(right, axis=0)) == 20
     # keypoints too close to the border for the largest window are not picked
     pts = np.array([[0, 3.0, 3.0], [0, 30.0, 31.0]])
     fig = plot.plot_example_patches(img, pts, [8, 20], n=1)
-    assert "(30, 31) px" in fig.axes[0].get_ylabel()
+    assert "(30, 31) px" in fig.axes[0].get_yticklabels()[0].get_text()
 
 
 def test_latent_space_figures(ds):

@@ -15,9 +15,12 @@ from scalevae import analysis as an
 from scalevae import report
 from scalevae.report import page as report_page
 from scalevae.report import sections
+from scalevae.report import text as report_text
 
 SCRIPT = re.compile(r"<script\b([^>]*)>.*?</script>", re.S | re.I)
-IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"')
+IMG = re.compile(r'<img src="data:image/(?:png|webp);base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"')
+MAGIC = {"png": lambda b: b[:8] == b"\x89PNG\r\n\x1a\n",
+         "webp": lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"}
 
 # Caption beginnings of every figure the report must hold (per state where marked).
 DATA_FIGS = ["Input image", "Patches around four random keypoints", "Training loss",
@@ -67,9 +70,15 @@ def test_report_holds_every_figure_for_both_states(full_run):
     assert path.name == "report.html" and path.exists()
     page = path.read_text(encoding="utf-8")
     imgs = IMG.findall(page)
-    assert len(imgs) == SCRIPT.sub("", page).count("<img")  # every image is an embedded PNG
-    for data, _ in imgs:
-        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    # every image is embedded: PNG for plots, WebP for the photograph-like figures
+    assert len(imgs) == SCRIPT.sub("", page).count("<img")
+    kinds = re.findall(r'<img src="data:image/(png|webp);base64,([A-Za-z0-9+/=]{16})', page)
+    assert {k for k, _ in kinds} == {"png", "webp"}
+    for kind, head in kinds:
+        assert MAGIC[kind](base64.b64decode(head)), kind
+    webp = [alt for (kind, _), (_, alt) in zip(kinds, imgs) if kind == "webp"]
+    assert any(a.startswith("Input image") for a in webp)
+    assert not any(a.startswith("Training loss") for a in webp)
     alts = [alt for _, alt in imgs]
     for cap in DATA_FIGS:
         assert sum(a.startswith(cap) for a in alts) == 1, cap
@@ -222,3 +231,44 @@ def test_the_explorer_is_in_the_report(full_run):
     page = full_run[0].read_text(encoding="utf-8")
     assert "<h2 id='explorer'>Explorer</h2>" in page and "window.scalevaeExplorer" in page
     assert "Drawn: 288 of 288 keypoints." in page and "Patches are stored for" in page
+
+
+def test_an_inconclusive_answer_is_shown_neutral_with_its_reason():
+    rec = {"window": 20, "low": 8, "high": 52, "state": "instant", "conclusive": False,
+           "gradual": True, "still_rising": False, "significant": True, "rises": [],
+           "rule": "rises", "note": ""}
+    card = report_text.recommendation_card(rec, (None, None))
+    assert "No conclusive descriptor size" in card and "changes gradually" in card
+    assert "class='big'" not in card and "inconclusive" in card and "20 px" in card
+    card = report_text.recommendation_card(dict(rec, conclusive=True), (None, None))
+    assert "class='big'>20 px<" in card and "inconclusive" not in card
+
+
+def test_the_card_reads_the_stored_recommendation_not_a_recomputed_one():
+    ds = make_fake_result(n_windows=5)
+    ds.attrs.update(recommended_window=12, recommended_window_range=[8, 16],
+                    recommended_window_state="final", recommended_window_conclusive=1,
+                    length_scales='[{"onset": 8, "middle": 12, "end": 16, "strength": 1.0}]')
+    rec = report_text.stored_recommendation(ds, scales=None)
+    assert (rec["window"], rec["low"], rec["high"], rec["state"]) == (12, 8, 16, "final")
+    del ds.attrs["recommended_window"]
+    computed = an.length_scales(ds)
+    assert report_text.stored_recommendation(ds, computed)["window"] == int(
+        computed["recommended_window"])
+
+
+def test_a_large_input_npy_is_read_frame_by_frame(tmp_path, monkeypatch):
+    # above the lazy-read size the report reads input.npy frame by frame, never whole
+    from scalevae.io.lazy import NpyFrames
+
+    ds = make_fake_result(n_windows=3, grid=(8, 9), n_frames=2)
+    ds.to_netcdf(tmp_path / "result.nc", engine="h5netcdf")
+    np.save(tmp_path / "input.npy", make_image(n_frames=2))
+    monkeypatch.setattr(report, "read_lazily", lambda nbytes: True)
+    assert isinstance(report._load_image(tmp_path, None), NpyFrames)
+    whole = []
+    monkeypatch.setattr(NpyFrames, "__array__", lambda self, *a, **k: whole.append(1) or 1 / 0)
+    monkeypatch.setattr(report_page, "_DPI", 30)
+    report.write_report(tmp_path, quiet=True)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert whole == [] and "Baselines:" in page and "Input image" in page

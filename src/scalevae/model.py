@@ -227,7 +227,13 @@ class SIVAE(nn.Module):
         out = {"angle": None, "angle_logvar": None, "shift": None, "shift_logvar": None}
         if self.rotation:
             phi = self.orient_angles
-            x = rotate_patches(x.repeat_interleave(K, 0), -phi.repeat(n))
+            # All K de-rotated copies in one grid_sample, each patch read once: the K rotated
+            # pixel grids are stacked along the output rows (n, K * r, r) and cached; the
+            # numbers are those of rotating K repeated copies (the same grid, the same sampler).
+            r = x.shape[-1]
+            x = F.grid_sample(x[:, None], self._orientation_grid(x).expand(n, -1, -1, -1),
+                              mode="bilinear", padding_mode="zeros",
+                              align_corners=False).view(n * K, r, r)
             c, s = torch.cos(phi), torch.sin(phi)
         inv, vec = self.encoder(x, K)
         out["z_mean"], out["z_logvar"] = inv[:, :k], inv[:, k:2 * k].clamp(-12, 6)
@@ -241,6 +247,18 @@ class SIVAE(nn.Module):
             out["shift"] = torch.stack([(-dx * s + dy * c).mean(1), (dx * c + dy * s).mean(1)], 1)
             out["shift_logvar"] = inv[:, 2 * k + 1:2 * k + 3].clamp(-12, 4)
         return out
+
+    def _orientation_grid(self, x) -> torch.Tensor:
+        """The sampling grid of the encoder's K de-rotations, (1, K * r, r, 2), built once per
+        device and dtype (it depends on nothing else)."""
+        key = (x.device, x.dtype)
+        cache = self.__dict__.setdefault("_grid_cache", {})
+        if key not in cache:
+            r, K = self.patch_size, self.n_orientations
+            angles = -self.orient_angles.to(x.device)
+            grid = _transform_grid(pixel_grid(r, x.device, x.dtype), angles, None, 1.0)
+            cache[key] = grid.reshape(1, K * r, r, 2)
+        return cache[key]
 
     def decode(self, z, angle=None, shift=None) -> torch.Tensor:
         """Patches (n, r, r) for latent points ``z`` (n, k), rotated by ``angle`` and moved by ``shift``.

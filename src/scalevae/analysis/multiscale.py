@@ -358,7 +358,10 @@ def patch_statistics(image, result, state=None, n_points=500, seed=1):
     >>> b["agreement"].dims, float(b["change_from_first"][0])
     (('window',), 0.0)
     """
-    frames = np.asarray(getattr(image, "data", image), dtype=float)
+    # not cast whole: _keypoint_stats casts frame by frame, so a stack read on demand (a
+    # frame source) stays on disk but for the frames of the sampled keypoints
+    frames = getattr(image, "data", image)
+    frames = frames if getattr(frames, "lazy", False) else np.asarray(frames)
     if frames.ndim == 2:
         frames = frames[None]
     if frames.ndim != 3:

@@ -60,7 +60,9 @@ def run_layers(run_dir, state: str = "final") -> list:
     layers = []
     image = run_dir / "input.npy"
     if image.is_file():
-        layers.append((np.load(image), {"name": "input", "colormap": "gray"}, "image"))
+        # mapped, not read: napari reads the frame it shows, so a stack larger than memory opens
+        layers.append((np.load(image, mmap_mode="r"), {"name": "input", "colormap": "gray"},
+                       "image"))
     coords = np.c_[ds.frame.values, ds.y.values, ds.x.values].astype(float)
     windows = ds.window.values.astype(int)
     values = {str(k): ds.z_mean.sel(latent=k).values for k in ds.latent.values}  # (window, point)

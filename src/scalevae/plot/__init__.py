@@ -9,8 +9,9 @@ What lives where:
 - ``_layout`` -- fixed-grid figures, colorbars, window axes, point maps; :func:`window_label`,
   :func:`pick_panels`;
 - ``data`` -- the input: :func:`plot_keypoints`, :func:`plot_example_patches`;
-- ``latents`` -- the latent space: distributions, manifolds, latent images, KDE-PCA, trajectory
-  PCA, density peaks, outlier scores;
+- ``latents`` -- the latent space: distributions, manifolds, KDE-PCA, trajectory PCA, density
+  peaks, outlier scores;
+- ``maps`` -- :func:`plot_latent_images` (one mosaic of keypoint maps);
 - ``scales`` -- :func:`plot_stack_statistics`, :func:`plot_length_scales`;
 - ``training`` -- :func:`plot_loss`, :func:`plot_kl` (and :data:`COLLAPSE_NATS`).
 """
@@ -18,8 +19,8 @@ What lives where:
 from ._layout import pick_panels, window_label
 from .data import plot_example_patches, plot_keypoints
 from .latents import (plot_kde_pca, plot_kde_peaks, plot_latent_distributions,
-                      plot_latent_images, plot_latent_manifolds, plot_outlier_scores,
-                      plot_trajectory_pca)
+                      plot_latent_manifolds, plot_outlier_scores, plot_trajectory_pca)
+from .maps import plot_latent_images
 from .scales import plot_length_scales, plot_stack_statistics
 from .training import COLLAPSE_NATS, plot_kl, plot_loss
 

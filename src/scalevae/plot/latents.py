@@ -1,5 +1,5 @@
-"""Figures of the latent space: distributions, decoded manifolds, latent images, KDE-PCA,
-trajectory PCA (paper Figs. 3-6), density peaks and outlier scores."""
+"""Figures of the latent space: distributions, decoded manifolds, KDE-PCA, trajectory PCA
+(paper Figs. 3-6), density peaks and outlier scores (latent images: :mod:`.maps`)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def plot_latent_distributions(density, max_panels=6, pixel_size=None, unit=None)
                       extent=(g[0][0], g[0][-1], g[1][0], g[1][-1]))
             _latent_row(ax, j, grid_dims[0].replace("_grid", ""),
                         grid_dims[1].replace("_grid", ""))
-        ax.set_title(window_label(w, pixel_size, unit), fontsize=9)
+        ax.set_title(window_label(w, pixel_size, unit), fontsize=9, y=1.0)
     _suptitle(fig, f"latent distribution (KDE), {density.attrs.get('state', '')} state")
     return fig
 
@@ -82,71 +82,9 @@ def plot_latent_manifolds(manifolds, max_panels=6, state="", pixel_size=None, un
         ax.imshow(_mosaic(rep), cmap="gray", aspect="auto", interpolation="nearest",
                   extent=(g1[0] - h1, g1[-1] + h1, g2[0] - h2, g2[-1] + h2))
         _latent_row(ax, 0, "z1", "z2" if "z2_grid" in rep.dims else "")
-        ax.set_title(window_label(w, pixel_size, unit), fontsize=9)
+        ax.set_title(window_label(w, pixel_size, unit), fontsize=9, y=1.0)
     _suptitle(fig, "latent representation (decoded latent grid)"
               + (f", {state} state" if state else ""))
-    return fig
-
-
-def plot_latent_images(images, image=None, max_panels=5, pixel_size=None, unit=None):
-    """Each keypoint coloured by its latent value (and angle), per window, over the image.
-
-    Parameters
-    ----------
-    images : xarray.Dataset
-        From :func:`scalevae.analysis.latent_images`; stacks show their first frame.
-    image : array, optional
-        The input image or stack, drawn underneath.
-
-    Examples
-    --------
-    >>> from scalevae.testing import make_fake_result
-    >>> from scalevae.analysis import latent_images
-    >>> fig = plot_latent_images(latent_images(make_fake_result()))
-    """
-    wins = pick_panels(images["window"].values, max_panels)
-    rows = [str(k) for k in images["latent"].values] + (["angle"] if "angle" in images else [])
-    fig, axes = _figure(len(wins), len(rows), panel=2.3, left=0.7, right=1.0, wgap=0.95,
-                        hgap=0.35)
-    grid = images.attrs.get("layout") == "grid"
-    frame0 = None
-    bg = _frame_image(image, 0)
-    for i, row in enumerate(rows):
-        var = images["angle"] if row == "angle" else images["z"].sel(latent=row)
-        if "frame" in var.dims:
-            frame0 = var["frame"].values[0]
-            var = var.isel(frame=0)
-        elif not grid and "frame" in var.coords:
-            frame0 = var["frame"].values.min()
-            var = var.isel(point=np.flatnonzero(var["frame"].values == frame0))
-        cmap, (lo, hi) = "twilight", (-np.pi, np.pi)
-        for j, w in enumerate(wins):
-            ax = axes[i, j]
-            v = var.sel(window=w)
-            if row != "angle":
-                # Own colour range per window: the spread of a latent often changes by orders
-                # of magnitude between windows, and one shared range would flatten all but one.
-                cmap, (lo, hi) = "viridis", _robust_limits(v.values)
-            if grid:
-                gy, gx = np.meshgrid(v["gy"].values, v["gx"].values, indexing="ij")
-                im = _point_map(ax, v.values.ravel(), gy.ravel(), gx.ravel(), bg, cmap, lo, hi)
-            else:
-                im = _point_map(ax, v.values, v["y"].values, v["x"].values, bg, cmap, lo, hi)
-            ax.tick_params(labelsize=8)
-            if i == 0:
-                ax.set_title(window_label(w, pixel_size, unit), fontsize=9)
-            if j > 0:
-                ax.set_ylabel("")
-                ax.set_yticklabels([])
-            if i < len(rows) - 1:
-                ax.set_xlabel("")
-                ax.set_xticklabels([])
-            if row != "angle":
-                _colorbar(fig, im, ax, row if j == len(wins) - 1 else None, gap=0.06)
-        if row == "angle":
-            _colorbar(fig, im, axes[i], "angle (rad)", gap=0.06)
-    title = f"latent images, {images.attrs.get('state', '')} state"
-    _suptitle(fig, title + (f" (frame {frame0})" if frame0 is not None else ""))
     return fig
 
 
@@ -182,7 +120,7 @@ def plot_kde_pca(pca, pixel_size=None, unit=None):
             ax.imshow(comp.values.T, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-m,
                       vmax=m, extent=(g1[0], g1[-1], g2[0], g2[-1]))
             _latent_row(ax, j, "z1", "z2")
-        ax.set_title(f"PC{c}", fontsize=9)
+        ax.set_title(f"PC{c}", fontsize=9, y=1.0)
     _suptitle(fig, "PCA of the latent densities across windows, "
               f"{pca.attrs.get('state', '')} state")
     return fig
@@ -298,7 +236,7 @@ def plot_kde_peaks(peaks, density, max_panels=5, max_peaks=6, pixel_size=None, u
             ax.annotate(str(n), (px, py), xytext=(4, 3), textcoords="offset points",
                         color="#37e0ff" if len(grid_dims) > 1 else "tab:red", fontsize=8,
                         fontweight="bold")
-        ax.set_title(f"{window_label(w, pixel_size, unit)}: {len(sel)} peak(s)", fontsize=9)
+        ax.set_title(f"{window_label(w, pixel_size, unit)}: {len(sel)} peak(s)", fontsize=9, y=1.0)
         if has_patch:
             ax = axes[1, j]
             mos, centres = _patch_mosaic(peaks["patch"].values[sel])
@@ -362,7 +300,7 @@ def plot_outlier_scores(scores, image=None, n_mark=10, pixel_size=None, unit=Non
             ax.annotate(str(n), (x[i], y[i]), xytext=(5, 4), textcoords="offset points",
                         color="#37e0ff", fontsize=7, fontweight="bold")
         ax.tick_params(labelsize=8)
-        ax.set_title(window_label(sc.attrs.get("window", 0), pixel_size, unit), fontsize=9)
+        ax.set_title(window_label(sc.attrs.get("window", 0), pixel_size, unit), fontsize=9, y=1.0)
         _colorbar(fig, im, ax, "outlier score", gap=0.06)
     hx = axes[-1]
     for sc in scores:

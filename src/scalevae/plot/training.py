@@ -41,7 +41,7 @@ def plot_loss(ds, pixel_size=None, unit=None):
     units = ds["loss"].attrs.get("units", "")
     ax.set_ylabel("training loss" + (f" ({units})" if units else ""))
     _colorbar(fig, sm, ax, "window (px)")
-    ax.set_title("progressive training: loss per epoch, coloured by window", fontsize=10)
+    ax.set_title("progressive training: loss per epoch, coloured by window", fontsize=10, y=1.0)
     return fig
 
 

@@ -10,34 +10,46 @@ nothing is fetched from the network.
 
 What lives where: :mod:`.page` is the HTML shell (styles, escaping, tables, embedded figures);
 :mod:`.sections` is the content, the report as a list of figure sections (title, compute from
-the Dataset, draw, caption) and the text blocks between them; this module puts them in order.
+the Dataset, draw, caption); :mod:`.text` the text blocks between them; :mod:`.explorer` the
+interactive explorer; this module puts them in order.
 """
 
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .._atomic import atomic_write
 from ..analysis._common import scales_state
+from ..io.lazy import NpyFrames, read_lazily
 from ..io.units import physical_pixel
 from ..results import load_result
 from .explorer import explorer_html
 from .page import esc, html_page, json_attr, json_block, note
-from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
-                       recommendation_card, baselines_html, state_part, summary_table, training_text)
+from .sections import DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models, state_part
+from .text import (baselines_html, recommendation_card, stored_recommendation, summary_table,
+                   training_text)
 
 __all__ = ["write_report"]
 
 
 def _load_image(run_dir, image):
+    """The image or stack the figures draw: ``image`` as float32, or ``input.npy``: read
+    whole when small, else frame by frame on demand (:class:`scalevae.io.lazy.NpyFrames`,
+    ordinary file reads: a memory map's touched pages would count against the process), so
+    a stack larger than memory costs the report only the frames and patches it draws."""
     if image is not None:
         data = getattr(image, "data", image)
         return np.asarray(data, np.float32)
     path = run_dir / "input.npy"
-    return np.load(path).astype(np.float32) if path.exists() else None
+    if not path.exists():
+        return None
+    if read_lazily(path.stat().st_size):
+        return NpyFrames(path)
+    return np.load(path).astype(np.float32, copy=False)
 
 
 class _Progress:
@@ -60,8 +72,9 @@ def _print_progress(done, total, label):
 def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -> None:
     """Write ``run_dir/report.html``: one self-contained HTML report of a run.
 
-    The report reads the result Dataset only (it computes the length scales it shows from it)
-    and changes nothing in it. The file is written atomically (a temporary file renamed into
+    The report reads the result Dataset only and changes nothing in it: the recommendation is
+    the one the run stored (``recommended_window*`` attributes); the length-scale curves the
+    figures show are computed from the latents. The file is written atomically (a temporary file renamed into
     place), so a failure while building the report leaves an older report untouched.
 
     Parameters
@@ -112,22 +125,26 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     # Every state's scales first: the recommendation at the top reads the scales of the state
     # the result's recommendation was read from (config.SCALES_STATE for a new run), and the
     # recommended window is one of the panels of every figure.
-    state_ctxs = {}
+    # The states' densities and length-scale curves (numpy and scipy, which release the GIL)
+    # are computed side by side, one thread per state; each is a pure function of the Dataset.
     for state in states:
         step(f"latent density and length scales ({state})")
-        state_ctxs[state] = ctx.for_state(state)
+    with ThreadPoolExecutor(max_workers=max(1, len(states))) as pool:
+        state_ctxs = dict(zip(states, pool.map(ctx.for_state, states)))
     rec_state = scales_state(ds)
-    rec_scales = state_ctxs[rec_state].scales if rec_state in state_ctxs else None
-    if rec_scales is not None:
-        ctx.recommended = int(rec_scales["recommended_window"])
+    # the recommendation as the run stored it; computed only for a result saved without it
+    rec = stored_recommendation(ds, state_ctxs[rec_state].scales
+                                if rec_state in state_ctxs else None)
+    if rec is not None:
+        ctx.recommended = rec["window"]
     state_parts = []
     for state in states:
         state_ctxs[state].recommended = ctx.recommended
         state_parts += state_part(state_ctxs[state], step)
-    if rec_scales is not None:
+    if rec is not None and ds.sizes["window"] >= 2:
         step("baselines")
-        body.append(recommendation_card(rec_scales, ctx.phys,
-                                        baselines_html(ds, ctx.image, rec_scales, ctx.phys)))
+        body.append(recommendation_card(rec, ctx.phys,
+                                        baselines_html(ds, ctx.image, rec["state"], ctx.phys)))
     elif ds.sizes["window"] < 2:
         body.append(note("Only one window: length scales need at least two."))
 

@@ -7,8 +7,9 @@ the model saw them, and the final model's reconstruction) and its latent traject
 Selecting with the box or lasso tool in either view selects the same keypoints in the other
 (one shared Bokeh data source); a click on a keypoint shows its patches and trajectory.
 
-Everything is inline (BokehJS, the data as base64 float32 arrays), so the page works offline
-from ``file://``. The same actions are exposed to scripts and tests as
+Everything is inline (BokehJS; the latents as base64 float16 arrays, 3 significant digits, more
+than a scatter plot resolves; the patches as one WebP image per kind, decoded by the browser),
+so the page works offline from ``file://``. The same actions are exposed to scripts and tests as
 ``window.scalevaeExplorer``: ``setWindow(px)``, ``setState(name)``, ``selectPoint(i)`` and
 ``selectLatentBox(z1min, z1max, z2min, z2max)`` (returns the selected point indices), where point
 indices are those of ``result.nc``.
@@ -21,14 +22,18 @@ import json
 
 import numpy as np
 
+from ._explorer_assets import _CSS, _JS
 from .page import esc, json_attr, note
 
 __all__ = ["explorer_html", "drawn_points", "patch_points"]
 
 #: Keypoints drawn at most; larger runs draw an even subsample (stated in the page).
 MAX_DRAWN = 20000
-#: Keypoints whose patches (input and reconstruction, every window) are stored in the page.
-MAX_PATCH_POINTS = 300
+#: Keypoints whose patches (input and reconstruction, every window) are stored in the page:
+#: 120 keep the page's patches near 0.4 MB (WebP, quality :data:`PATCH_QUALITY`).
+MAX_PATCH_POINTS = 120
+#: WebP quality of the stored patches (grey levels within a few of 255 of the exact ones).
+PATCH_QUALITY = 90
 #: Longest side of the background image, in pixels (larger frames are shown subsampled).
 MAX_IMAGE_SIDE = 512
 
@@ -79,6 +84,20 @@ def _b64(array, dtype):
     return base64.b64encode(np.ascontiguousarray(array, dtype).tobytes()).decode("ascii")
 
 
+def _atlas_webp(patches):
+    """uint8 patches (window, point, r, r) as one grey WebP image, base64: row block ``k`` is
+    point ``k``, column block ``w`` window ``w`` (what the page's script cuts them from)."""
+    import io
+
+    from PIL import Image
+
+    nw, n, r, _ = patches.shape
+    atlas = np.ascontiguousarray(patches.transpose(1, 2, 0, 3).reshape(n * r, nw * r))
+    buf = io.BytesIO()
+    Image.fromarray(atlas).save(buf, format="webp", quality=PATCH_QUALITY, method=4)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def _to_uint8(values, lo, hi):
     scaled = (np.asarray(values, np.float64) - lo) / (hi - lo if hi > lo else 1.0)
     return np.clip(np.round(scaled * 255), 0, 255).astype(np.uint8)
@@ -112,25 +131,24 @@ def _patches(ds, image, models, idx):
                                      normalization=norm) for w in windows])
     lo, hi = np.nanpercentile(seen, [0.5, 99.5])
     model = models.get(None) if models is not None else None
-    recon = None
-    if model is not None:
-        recon = np.stack([_decode(model, ds, w, idx) for w in windows])
+    recon = None if model is None else _decode(model, ds, idx)
     return (_to_uint8(seen, lo, hi), None if recon is None else _to_uint8(recon, lo, hi)), None
 
 
-def _decode(model, ds, window, idx):
-    """The final model's patches at the final state's z, angle and shift of ``idx``."""
+def _decode(model, ds, idx):
+    """The final model's patches (window, point, r, r) at the final state's z, angle and shift
+    of points ``idx``, every window in one batch."""
     import torch
 
-    sel = dict(state="final", window=window)
-    z = torch.as_tensor(ds["z_mean"].sel(**sel).values[idx], dtype=torch.float32)
-    extra = {}
-    for name in ("angle", "shift"):
-        if name in ds:
-            extra[name] = torch.as_tensor(ds[name].sel(**sel).values[idx], dtype=torch.float32)
+    def values(name):
+        v = ds[name].sel(state="final").values[:, idx]  # (window, point, ...)
+        return torch.as_tensor(v.reshape(-1, *v.shape[2:]), dtype=torch.float32)
+
+    extra = {name: values(name) for name in ("angle", "shift") if name in ds}
     with torch.inference_mode():
-        out = model.decode(z, **extra)
-    return out.detach().float().cpu().numpy().reshape(len(idx), *out.shape[-2:])
+        out = model.decode(values("z_mean"), **extra)
+    return out.detach().float().cpu().numpy().reshape(ds.sizes["window"], len(idx),
+                                                      *out.shape[-2:])
 
 
 def _payload(ds, image, models, drawn, stored):
@@ -147,20 +165,20 @@ def _payload(ds, image, models, drawn, stored):
             "z": {}, "angle": {}, "range": {}}
     for s in states:
         z = ds["z_mean"].sel(state=s).transpose("window", "point", "latent").values[:, drawn]
-        data["z"][s] = _b64(z, np.float32)  # (window, drawn, latent), float32 like result.nc
+        data["z"][s] = _b64(z, np.float16)  # (window, drawn, latent)
         ranges = {k: [float(np.nanmin(z[..., i])), float(np.nanmax(z[..., i]))]
                   for i, k in enumerate(latents)}
         if "angle" in ds:
             a = ds["angle"].sel(state=s).transpose("window", "point").values[:, drawn]
-            data["angle"][s] = _b64(a, np.float32)
+            data["angle"][s] = _b64(a, np.float16)
             ranges["angle"] = [float(np.nanmin(a)), float(np.nanmax(a))]
         data["range"][s] = ranges
     patches, why = _patches(ds, image, models, stored)
     if patches is not None:
         seen, recon = patches
         data["patch_size"] = int(seen.shape[-1])
-        data["seen"] = _b64(seen, np.uint8)  # (window, stored point, r, r)
-        data["recon"] = None if recon is None else _b64(recon, np.uint8)
+        data["seen"] = _atlas_webp(seen)  # (window, stored point, r, r) as an image
+        data["recon"] = None if recon is None else _atlas_webp(recon)
     data["patch_note"] = why or ("" if patches[1] is not None else
                                  "reconstructions skipped: the final model did not load")
     return data
@@ -169,9 +187,8 @@ def _payload(ds, image, models, drawn, stored):
 def _figures(ds, image, data, recommended):
     """The Bokeh layout (image view, latent view, trajectory, widgets) and the frame shown."""
     from bokeh.layouts import column, row
-    from bokeh.models import (BoxSelectTool, CDSView, ColumnDataSource, CustomJS, Div,
-                              IndexFilter, LassoSelectTool, LinearColorMapper, RadioButtonGroup,
-                              Range1d, Select, Slider, Span, TapTool)
+    from bokeh.models import (BoxSelectTool, CDSView, ColumnDataSource, CustomJS, IndexFilter,
+                              LassoSelectTool, LinearColorMapper, Range1d, Span, TapTool)
     from bokeh.palettes import Greys256, Viridis256
     from bokeh.plotting import figure
 
@@ -180,13 +197,14 @@ def _figures(ds, image, data, recommended):
     frame = int(frames[0]) if len(frames) else 0
     start = windows.index(recommended) if recommended in windows else len(windows) - 1
     state = "final" if "final" in data["states"] else data["states"][0]
-    z = np.frombuffer(base64.b64decode(data["z"][state]), np.float32).reshape(
+    z = np.frombuffer(base64.b64decode(data["z"][state]), np.float16).reshape(
         len(windows), len(data["drawn"]), len(data["latents"]))[start]
     lo, hi = data["range"][state][data["variables"][0]]
+    z = z.astype(np.float32)  # float16 would reach Bokeh as a list of numbers
     src = ColumnDataSource({"x": np.frombuffer(base64.b64decode(data["x"]), np.float32),
                             "y": np.frombuffer(base64.b64decode(data["y"]), np.float32),
                             "z1": z[:, 0], "z2": z[:, 1] if z.shape[1] > 1 else z[:, 0] * 0,
-                            "c": z[:, 0], "point": np.asarray(data["drawn"])},
+                            "c": z[:, 0], "point": np.asarray(data["drawn"], np.int32)},
                            name="sv_points")
     cmap = LinearColorMapper(palette=Viridis256, low=lo, high=hi, name="sv_cmap")
     tools = "pan,wheel_zoom,reset"
@@ -202,7 +220,9 @@ def _figures(ds, image, data, recommended):
     if image is not None:
         bg, step = _background(image, frame)
         img_fig.image(image=[bg], x=-0.5, y=-0.5, dw=w, dh=h,
-                      color_mapper=LinearColorMapper(palette=Greys256[::-1], low=0, high=255))
+                      # Greys256 runs black to white: low values dark, as in the static
+                      # figures (matplotlib's "gray") and the patches below
+                      color_mapper=LinearColorMapper(palette=Greys256, low=0, high=255))
     on_frame = IndexFilter(np.flatnonzero(frames == frame).tolist())
     img_pts = img_fig.scatter("x", "y", source=src, view=CDSView(filter=on_frame), size=5,
                               fill_color={"field": "c", "transform": cmap}, line_color=None,
@@ -229,195 +249,33 @@ def _figures(ds, image, data, recommended):
     traj_fig.add_layout(Span(location=windows[start], dimension="height",
                              line_dash="dashed", name="sv_span"))
 
-    js = "window.scalevaeExplorer && window.scalevaeExplorer._sync();"
-    slider = Slider(start=0, end=max(len(windows) - 1, 1), value=start, step=1,
-                    title=f"window: {windows[start]} px", name="sv_slider", show_value=False,
-                    disabled=len(windows) < 2, width=420)
-    toggle = RadioButtonGroup(labels=data["states"], active=data["states"].index(state),
-                              name="sv_state")
-    colour = Select(title="colour by", value=data["variables"][0], options=data["variables"],
-                    name="sv_colour", width=200)
-    for widget, attr in ((slider, "value"), (toggle, "active"), (colour, "value")):
-        widget.js_on_change(attr, CustomJS(code=js))
     src.selected.js_on_change("indices", CustomJS(
         code="window.scalevaeExplorer && window.scalevaeExplorer._selected();"))
-    status = Div(text="", name="sv_status", width=840)
-    layout = column(row(slider, toggle, colour), status, row(img_fig, lat_fig), traj_fig,
-                    name="sv_layout")
+    layout = column(row(img_fig, lat_fig), traj_fig, name="sv_layout")
     return layout, frame
+
+
+def _controls(data, recommended):
+    """The window slider, state toggle and colour choice as plain HTML (Bokeh's widgets
+    would add 0.4 MB of script to the page for three inputs), and the status line."""
+    windows, states = data["windows"], data["states"]
+    start = windows.index(recommended) if recommended in windows else len(windows) - 1
+    state = "final" if "final" in states else states[0]
+    radios = "".join(f"<label><input type='radio' name='sv-state' value='{esc(s)}'"
+                     f"{' checked' if s == state else ''}> {esc(s)}</label> " for s in states)
+    options = "".join(f"<option>{esc(v)}</option>" for v in data["variables"])
+    return ("<div class='sv-controls'><label><span id='sv-wlabel'>window: "
+            f"{windows[start]} px</span> <input type='range' id='sv-slider' min='0' "
+            f"max='{max(len(windows) - 1, 1)}' step='1' value='{start}'"
+            f"{' disabled' if len(windows) < 2 else ''}></label> {radios}"
+            f"<label>colour by <select id='sv-colour'>{options}</select></label></div>"
+            "<div id='sv-status' class='sub'></div>")
 
 
 def _colorbar(cmap):
     from bokeh.models import ColorBar
 
     return ColorBar(color_mapper=cmap, width=8, name="sv_colorbar")
-
-
-_JS = r"""
-(function () {
-  var D = JSON.parse(document.getElementById('sv-data').textContent);
-  function dec(b64, T) {
-    var s = atob(b64), u = new Uint8Array(s.length);
-    for (var i = 0; i < s.length; i++) u[i] = s.charCodeAt(i);
-    return new T(u.buffer);
-  }
-  var nw = D.windows.length, nd = D.drawn.length, nk = D.latents.length;
-  var Z = {}, A = {};
-  D.states.forEach(function (s) {
-    Z[s] = dec(D.z[s], Float32Array);
-    if (D.angle[s]) A[s] = dec(D.angle[s], Float32Array);
-  });
-  var SEEN = D.seen ? dec(D.seen, Uint8Array) : null;
-  var RECON = D.recon ? dec(D.recon, Uint8Array) : null;
-  var rowOf = {}; D.drawn.forEach(function (p, j) { rowOf[p] = j; });
-  var storedOf = {}; D.patch_points.forEach(function (p, j) { storedOf[p] = j; });
-  var current = null;
-  function doc() { return window.Bokeh && Bokeh.documents.length ? Bokeh.documents[0] : null; }
-  function m(name) { return doc().get_model_by_name(name); }
-  function state() { return D.states[m('sv_state').active]; }
-  function wi() { return Math.round(m('sv_slider').value); }
-  function column(s, w, k) {
-    var out = new Float32Array(nd), z = Z[s], base = w * nd * nk;
-    for (var j = 0; j < nd; j++) out[j] = z[base + j * nk + k];
-    return out;
-  }
-  function colourValues(s, w, v) {
-    if (v === 'angle') return A[s].slice(w * nd, (w + 1) * nd);
-    return column(s, w, D.latents.indexOf(v));
-  }
-  function sync() {
-    if (!doc()) return;
-    var s = state(), w = wi(), v = m('sv_colour').value;
-    var src = m('sv_points');
-    var z1 = column(s, w, 0), z2 = nk > 1 ? column(s, w, 1) : new Float32Array(nd);
-    var data = {x: src.data.x, y: src.data.y, point: src.data.point, z1: z1, z2: z2,
-                c: colourValues(s, w, v)};
-    src.data = data;
-    var r = D.range[s][v]; var cm = m('sv_cmap'); cm.low = r[0]; cm.high = r[1];
-    m('sv_slider').title = 'window: ' + D.windows[w] + ' px (' + s + ' state)';
-    m('sv_span').location = D.windows[w];
-    if (current !== null) trajectory(current);
-    status();
-  }
-  function status() {
-    var n = m('sv_points').selected.indices.length;
-    var txt = 'Drawn: ' + nd + ' of ' + D.n_points + ' keypoints' +
-      (nd < D.n_points ? ' (an even subsample)' : '') + '. Selected: ' + n + '.';
-    if (current !== null) txt += ' Clicked keypoint: ' + current + '.';
-    m('sv_status').text = txt;
-  }
-  function trajectory(p) {
-    var j = rowOf[p], s = state(), t = {w: D.windows.slice()};
-    D.latents.forEach(function (k, ki) {
-      var v = [];
-      for (var w = 0; w < nw; w++) v.push(Z[s][w * nd * nk + j * nk + ki]);
-      t[k] = v;
-    });
-    m('sv_traj').data = t;
-  }
-  function drawPatch(canvas, arr, offset, r) {
-    canvas.width = r; canvas.height = r;
-    var ctx = canvas.getContext('2d'), im = ctx.createImageData(r, r);
-    for (var i = 0; i < r * r; i++) {
-      var g = arr[offset + i];
-      im.data[4 * i] = g; im.data[4 * i + 1] = g; im.data[4 * i + 2] = g; im.data[4 * i + 3] = 255;
-    }
-    ctx.putImageData(im, 0, 0);
-  }
-  function patches(p) {
-    var box = document.getElementById('sv-patches'), k = storedOf[p];
-    box.innerHTML = '';
-    if (k === undefined || !SEEN) {
-      box.textContent = 'No patches stored for keypoint ' + p + (SEEN ?
-        ' (the page stores them for ' + D.patch_points.length + ' keypoints, an even ' +
-        'subsample: scalevaeExplorer.data.patch_points)' : ' (' + D.patch_note + ')') + '.';
-      return 0;
-    }
-    var r = D.patch_size, np_ = D.patch_points.length, shown = 0;
-    [['as the model saw it', SEEN], ['final-model reconstruction', RECON]].forEach(function (e) {
-      if (!e[1]) return;
-      var line = document.createElement('div'); line.className = 'sv-row';
-      var lab = document.createElement('span'); lab.className = 'sv-lab'; lab.textContent = e[0];
-      line.appendChild(lab);
-      for (var w = 0; w < nw; w++) {
-        var cell = document.createElement('figure'); cell.className = 'sv-cell';
-        var c = document.createElement('canvas');
-        c.className = e[1] === SEEN ? 'sv-seen' : 'sv-recon';
-        c.dataset.window = D.windows[w];
-        drawPatch(c, e[1], (w * np_ + k) * r * r, r);
-        var cap = document.createElement('figcaption'); cap.textContent = D.windows[w] + ' px';
-        cell.appendChild(c); cell.appendChild(cap); line.appendChild(cell);
-        if (e[1] === SEEN) shown++;
-      }
-      box.appendChild(line);
-    });
-    return shown;
-  }
-  function selectPoint(p) {
-    if (rowOf[p] === undefined) throw new Error('keypoint ' + p + ' is not drawn');
-    current = p;
-    var src = m('sv_points');
-    if (src.selected.indices.length !== 1 || src.selected.indices[0] !== rowOf[p])
-      src.selected.indices = [rowOf[p]];
-    trajectory(p);
-    var n = patches(p);
-    status();
-    return n;
-  }
-  window.scalevaeExplorer = {
-    data: D,
-    ready: function () { return !!(doc() && m('sv_points')); },
-    windows: function () { return D.windows.slice(); },
-    setWindow: function (px) {
-      var w = D.windows.indexOf(Math.round(px));
-      if (w < 0) throw new Error('no window ' + px + ' px; windows: ' + D.windows.join(', '));
-      m('sv_slider').value = w; sync(); return D.windows[w];
-    },
-    setState: function (s) {
-      var i = D.states.indexOf(s);
-      if (i < 0) throw new Error('no state ' + s);
-      m('sv_state').active = i; sync(); return s;
-    },
-    selectPoint: selectPoint,
-    selectLatentBox: function (z1min, z1max, z2min, z2max) {
-      var s = state(), w = wi(), z1 = column(s, w, 0);
-      var z2 = nk > 1 ? column(s, w, 1) : new Float32Array(nd), rows = [], pts = [];
-      for (var j = 0; j < nd; j++) {
-        if (z1[j] >= z1min && z1[j] <= z1max && z2[j] >= z2min && z2[j] <= z2max) {
-          rows.push(j); pts.push(D.drawn[j]);
-        }
-      }
-      m('sv_points').selected.indices = rows;
-      status();
-      return pts;
-    },
-    selected: function () {
-      return m('sv_points').selected.indices.map(function (j) { return D.drawn[j]; });
-    },
-    _sync: sync,
-    _selected: function () {
-      var idx = m('sv_points').selected.indices;
-      if (idx.length === 1 && D.drawn[idx[0]] !== current) selectPoint(D.drawn[idx[0]]);
-      else status();
-    }
-  };
-  function start() {
-    if (window.scalevaeExplorer.ready()) { sync(); return; }
-    setTimeout(start, 50);
-  }
-  start();
-})();
-"""
-
-_CSS = """
-#sv-patches { background: #fff; border: 1px solid #d5dae3; border-radius: 6px; padding: 0.5em;
-              margin: 0.5em 0; min-height: 2em; font-size: 0.9em; }
-.sv-row { display: flex; flex-wrap: wrap; align-items: flex-end; margin: 0.2em 0; }
-.sv-lab { width: 11em; color: #3d4554; }
-.sv-cell { margin: 0 3px; padding: 0; border: 0; background: none; text-align: center; }
-.sv-cell canvas { width: 40px; height: 40px; image-rendering: pixelated; display: block; }
-.sv-cell figcaption { font-size: 0.7em; margin: 0; }
-"""
 
 
 def explorer_html(ds, image=None, models=None, recommended=None):
@@ -480,7 +338,7 @@ def explorer_html(ds, image=None, models=None, recommended=None):
     if data.get("patch_note"):
         out.append(note(f"Explorer patches: {data['patch_note']}."))
     out += [bundle.js_raw and "\n".join(f"<script>{js}</script>" for js in bundle.js_raw),
-            div, script, "<div id='sv-patches'>Click a keypoint to see its patches.</div>",
+            _controls(data, recommended), div, script, "<div id='sv-patches'>Click a keypoint to see its patches.</div>",
             "<script type='application/json' id='sv-data'>"
             + json.dumps(data).replace("</", "<\\/") + "</script>",
             f"<script>{_JS}</script>"]

@@ -5,8 +5,7 @@ reads the result Dataset (and the models or the input image) through a :class:`C
 ``draw`` function that turns what ``compute`` returned into a matplotlib figure, and a caption.
 :data:`DATA_SECTIONS` and :data:`TRAINING_SECTIONS` are drawn once; :data:`STATE_SECTIONS` once
 per state (``final`` and ``instant``), each with the :class:`Context` of that state. The text
-blocks (:func:`summary_table`, :func:`training_text`, :func:`recommendation_card`) read the
-same Dataset.
+blocks around them live in :mod:`.text`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import xarray as xr
 from .. import analysis as an
 from .. import plot
 from ..errors import ScaleVAEError
-from .page import esc, figure_html, json_attr, note, table
+from .page import esc, figure_html, note
 
 _MAX_PANELS = 5
 _MAX_PEAKS = 6  # density peaks shown (and decoded) per window
@@ -150,6 +149,7 @@ class Section:
     missing: Callable[[Context], str] | None = None
     errors: tuple = (ScaleVAEError,)
     skipped: Callable[[Exception, str], str] = _skipped
+    lossy: bool = False  # a photograph-like figure: WebP (page.figure_html)
 
     @property
     def label(self):
@@ -167,7 +167,7 @@ class Section:
         try:
             data = self.compute(ctx)
             out.append(note(self.missing(ctx)) if data is None
-                       else figure_html(self.draw(data, ctx), caption))
+                       else figure_html(self.draw(data, ctx), caption, self.lossy))
         except self.errors as exc:
             out.append(note(self.skipped(exc, caption)))
         return out
@@ -184,14 +184,14 @@ DATA_SECTIONS = [
             lambda pts, c: plot.plot_keypoints(c.image, pts, int(pts[0, 0]), *c.phys),
             "Input image (first frame with keypoints) and its keypoints.",
             missing=lambda c: "No input image (input.npy) in the run folder: the keypoint "
-                              "overview and example patches are skipped."),
+                              "overview and example patches are skipped.", lossy=True),
     Section(None, lambda c: c.points,
             lambda pts, c: plot.plot_example_patches(c.image, pts, c.panels(_MAX_PANELS + 1), 4,
                                                      0, _MAX_PANELS + 1, *c.phys),
             "Patches around four random keypoints at growing windows, each at its own size "
             "(before resampling).",
             when=lambda c: c.image is not None, errors=(ImportError, ScaleVAEError),
-            skipped=_patches_skipped),
+            skipped=_patches_skipped, lossy=True),
 ]
 
 TRAINING_SECTIONS = [
@@ -260,11 +260,11 @@ STATE_SECTIONS = [
             lambda m, c: plot.plot_latent_manifolds(m, _MAX_PANELS, c.state, *c.phys),
             "Patches decoded from a 9 x 9 grid over the populated part of each window's latent "
             "space (2-98 % quantiles), angle 0, shift 0.",
-            missing=lambda c: f"Decoded latent grids skipped: {c.models.error}"),
+            missing=lambda c: f"Decoded latent grids skipped: {c.models.error}", lossy=True),
     Section("Latent images", _latent_images,
             lambda li, c: plot.plot_latent_images(li.sel(window=c.panels(_MAX_PANELS - 1)),
                                                   c.image, _MAX_PANELS - 1, *c.phys),
-            "Each keypoint coloured by its latent value and angle, per window."),
+            "Each keypoint coloured by its latent value and angle, per window.", lossy=True),
     Section("Candidate structural elements (peaks of the latent density)",
             lambda c: _peaks(c.density, c.panel_windows, c.models, c.state),
             lambda pk, c: plot.plot_kde_peaks(pk, c.density, _MAX_PANELS, _MAX_PEAKS, *c.phys),
@@ -275,7 +275,7 @@ STATE_SECTIONS = [
             lambda c: [an.outlier_scores(c.ds, c.state, w, n_reference=_OUTLIER_REFERENCE)
                        for w in _outlier_windows(c)],
             lambda scores, c: plot.plot_outlier_scores(scores, c.image, _N_OUTLIERS, *c.phys),
-            _outlier_caption),
+            _outlier_caption, lossy=True),
     Section("PCA of the latent distributions across windows", lambda c: an.kde_pca(c.density),
             lambda p, c: plot.plot_kde_pca(p, *c.phys),
             "Scores of the principal components of the KDEs vs window (left) and the "
@@ -284,7 +284,7 @@ STATE_SECTIONS = [
             lambda c: an.trajectory_pca(c.ds, c.state),
             lambda t, c: plot.plot_trajectory_pca(t, c.image, *c.phys),
             "Principal patterns of the keypoints' latent trajectories over the windows (top) "
-            "and each keypoint's loading on them (bottom).", when=_several_windows),
+            "and each keypoint's loading on them (bottom).", when=_several_windows, lossy=True),
     Section("Stack statistics",
             lambda c: an.stack_statistics(c.ds, c.state, smooth_sigma=None),
             lambda s, c: plot.plot_stack_statistics(s, True, *c.phys),
@@ -312,133 +312,3 @@ def state_part(ctx, step=None):
             step(f"{section.label} ({ctx.state})")
         out += section.render(ctx)
     return out
-
-
-# --------------------------------------------------------------------------- text blocks
-
-
-def summary_table(ds, image, phys):
-    """The data at a glance: image shape, pixel size, keypoints, windows, model settings."""
-    ps, unit = phys
-    windows = [int(w) for w in ds["window"].values]
-    shape = tuple(image.shape) if image is not None else json_attr(ds, "image_shape")
-    frames = np.unique(ds["frame"].values) if "frame" in ds.coords else [0]
-    rows = [
-        ("image (frames, y, x)", "unknown" if shape is None else " x ".join(map(str, shape))),
-        ("pixel size", f"{ps:g} {unit}" if ps else "unknown (windows in px only)"),
-        ("keypoints", f"{ds.sizes['point']} over {len(frames)} frame(s)"
-         + (f"; {ds.attrs['n_dropped']} dropped (largest window not inside the image)"
-            if "n_dropped" in ds.attrs else "")),
-        ("windows", ", ".join(plot.window_label(w, ps, unit) for w in windows)),
-        ("patch size (common resampled size)", f"{int(ds.attrs.get('patch_size', 0))} px"),
-        ("invariance", ds.attrs.get("invariance", "unknown")),
-        ("latent dimensions", ds.sizes["latent"]),
-        ("scalevae version", ds.attrs.get("version", "unknown")),
-    ]
-    if "control" in ds.coords:
-        c = ds["control"]
-        name = c.attrs.get("long_name") or c.attrs.get("name") or "control"
-        rows.append((name, f"{float(c.min()):g} ... {float(c.max()):g}"))
-    return table(rows)
-
-
-def training_text(ds, phys):
-    """Below the training figures: the posterior-collapse verdict, KL per latent, timings."""
-    out = []
-    kl_last = ds["kl"].isel(window=-1)
-    dead = [str(k) for k in ds["latent"].values
-            if float(kl_last.sel(latent=k)) < plot.COLLAPSE_NATS]
-    if dead:
-        out.append(f'<div class="card warn">Latent(s) {esc(", ".join(dead))} carry less than '
-                   f"{plot.COLLAPSE_NATS} nats at the last window: they collapsed to the prior "
-                   "and hold no information. Figures of those latents show noise.</div>")
-    else:
-        out.append(f'<div class="card">Every latent carries more than {plot.COLLAPSE_NATS} '
-                   "nats at the last window: no posterior collapse.</div>")
-    rows = [(str(k), f"{float(v):.3g}") for k, v in zip(ds["latent"].values, kl_last.values)]
-    out.append(table(rows, ["latent", "KL at the last window (nats)"]))
-    timings = json_attr(ds, "timings")
-    if isinstance(timings, dict) and timings:
-        out.append("<h3>Timings</h3>")
-        out.append(table([(k, f"{float(v):.2f}") for k, v in timings.items()],
-                         ["stage", "seconds"]))
-    per_window = json_attr(ds, "window_seconds")
-    if isinstance(per_window, list) and len(per_window) == ds.sizes["window"]:
-        out.append(table([(plot.window_label(w, *phys), f"{float(s):.2f}")
-                          for w, s in zip(ds["window"].values, per_window)],
-                         ["window", "training seconds"]))
-    return out
-
-
-def _range_html(scales, rec, phys):
-    lo, hi = (int(scales[k]) for k in ("recommended_low", "recommended_high"))
-    if lo == hi == rec:
-        return "<div>Range: this window alone (a sharp change of scale).</div>"
-    return (f"<div>Range: {esc(plot.window_label(lo, *phys))} to "
-            f"{esc(plot.window_label(hi, *phys))} (the recommended rise of the regrouping, "
-            "from its onset to where it levels off).</div>")
-
-
-def _rises_html(scales, phys):
-    """Every rise of the regrouping: each is a length scale of its own."""
-    if "rise_middle" not in scales or scales.sizes.get("rise", 0) < 2:
-        return ""
-    rows = [f"{esc(plot.window_label(int(m), *phys))} (rises from {int(o)} to {int(e)} px, "
-            f"{100 * float(st):.0f} % of the regrouping)"
-            for o, m, e, st in zip(scales["rise_onset"].values, scales["rise_middle"].values,
-                                   scales["rise_end"].values, scales["rise_strength"].values)]
-    return ("<div>Every length scale the regrouping shows (strongest first): "
-            + "; ".join(rows) + ".</div>")
-
-
-def baselines_html(ds, image, scales, phys):
-    """What simple descriptors find, beside the VAE: the image's spectral period, and how
-    far the latents group keypoints like each patch's mean and std do."""
-    from ..analysis.multiscale import patch_statistics, spectral_period
-
-    parts = []
-    if image is not None:
-        frames = image if image.ndim == 3 else image[None]
-        try:
-            period = float(ds.attrs.get("spectral_period", np.nan))  # stored by run()
-            if not np.isfinite(period):
-                period = spectral_period(frames[: min(len(frames), 8)])
-            parts.append(f"the image's strongest spectral period is "
-                         f"{esc(plot.window_label(int(round(period)), *phys))} "
-                         f"({period:.1f} px)")
-        except ScaleVAEError as exc:
-            parts.append(f"no spectral period ({esc(str(exc))})")
-        try:
-            stats = patch_statistics(frames, ds, state=scales.attrs.get("state", "final"))
-            agree = stats["agreement"].values
-            parts.append("the latents' pairwise distances agree with those of each patch's "
-                         f"(mean, std) with rank correlation {np.nanmin(agree):.2f}-"
-                         f"{np.nanmax(agree):.2f} over the windows (1: the VAE sorts by "
-                         "brightness and contrast alone; low: it describes more than that)")
-        except ScaleVAEError:
-            pass
-    if not parts:
-        return ""
-    return "<div><b>Baselines:</b> " + "; ".join(parts) + ".</div>"
-
-
-def recommendation_card(scales, phys, baselines=""):
-    """The recommended descriptor size with its range, rule, caveats and other scales."""
-    rec = int(scales["recommended_window"])
-    conclusive = bool(scales["conclusive"]) if "conclusive" in scales else True
-    gradual = bool(scales["gradual"]) if "gradual" in scales else False
-    state = scales.attrs.get("state", "final")
-    title = (f"Recommended descriptor size ({state} state)" if conclusive else
-             "No conclusive descriptor size: the regrouping changes gradually over the window "
-             "range (no single size stands out); its half-way window" if gradual else
-             "No conclusive descriptor size: the regrouping still rises at the largest window "
-             "(extend the window range); best so far")
-    return ("<div class='card'><div>" + title + "</div>"
-            f"<div class='big'>{esc(plot.window_label(rec, *phys))}</div>"
-            + _range_html(scales, rec, phys) + _rises_html(scales, phys) +
-            f"<div>{esc(scales.attrs['rule'])}.</div>"
-            + (f"<div><b>Caution:</b> {esc(scales.attrs['note'])}.</div>"
-               if scales.attrs.get("note") else "")
-            + baselines
-            + f"<div>Evidence: the <a href='#{state}'>length-scale figure</a> of each state.</div>"
-            "</div>")
