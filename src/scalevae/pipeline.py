@@ -230,7 +230,9 @@ def _run_attrs(stack, plan, trained, timings) -> dict:
              "patch_size_reason": plan.patch_size_reason,
              "windows_reason": plan.windows_reason,
              # a baseline without the model, beside the recommended window (px; NaN if none)
-             "spectral_period": plan.spectral_period}
+             "spectral_period": plan.spectral_period,
+             # what the keypoint detector measured (atoms: the lattice, the masked share)
+             **plan.keypoint_details}
     if plan.dist is not None:
         extra["world_size"] = int(plan.dist.world_size)  # processes that trained it (torchrun)
     return result_attrs(plan.settings, plan.invariance, plan.patch_size, plan.normalization,

@@ -21,7 +21,7 @@ import torch
 from . import __version__, config
 from .errors import ScaleVAEError
 from .io import ImageStack
-from .keypoints import make_keypoints, select_inside
+from .keypoints import atom_windows, keypoint_details, select_inside
 from .patches import check_windows_fit, fit_normalization, parse_windows
 from .patches.size import default_patch_size
 from .rundir import fingerprint
@@ -57,6 +57,9 @@ class Plan:
     spectral_period : float
         The image's dominant spectral period (px, NaN if none): the baseline stored beside the
         recommended window.
+    keypoint_details : dict
+        What the keypoint detector measured, stored with the result
+        (:func:`scalevae.keypoints.keypoint_details`; atoms: the lattice and the masked share).
     settings : dict
         The configuration as stored (``config.json`` and the result's ``config``), with the
         ``fingerprint``.
@@ -83,6 +86,7 @@ class Plan:
     dist: DistInfo | None
     spectral_period: float
     settings: dict
+    keypoint_details: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
 
     @property
@@ -111,18 +115,18 @@ def make_plan(stack: ImageStack, *, windows=None, keypoints=config.KEYPOINTS,
     check_invariance(invariance)
     latent_dim = check_latent_dim(latent_dim)
     spectrum = Spectrum.of(stack.data)
-    windows, windows_reason = choose_windows(windows, stack, padding, keypoints, spectrum)
+    # keypoints first: atom keypoints measure the lattice, whose bond starts their windows
+    t = time.perf_counter()
+    points, details = keypoint_details(keypoints, stack.data, **(keypoint_options or {}))
+    seconds = {"keypoints": time.perf_counter() - t}
+    windows, windows_reason = choose_windows(windows, stack, padding, keypoints, spectrum,
+                                             bond=details.get("lattice_bond_px"))
     r, patch_reason = choose_patch_size(patch_size, windows, spectrum)
     cfg = TrainConfig(**(train or {}))
     dev = resolve_device(device)
     # under torchrun: join the process group; `train_dev` is this rank's device (cuda:LOCAL_RANK)
     dist, train_dev = setup_distributed(dev)
-
-    t = time.perf_counter()
-    points, n_dropped = select_inside(make_keypoints(keypoints, stack.data,
-                                                     **(keypoint_options or {})),
-                                      stack.data.shape[1:], windows[-1], padding=padding)
-    seconds = {"keypoints": time.perf_counter() - t}
+    points, n_dropped = select_inside(points, stack.data.shape[1:], windows[-1], padding=padding)
 
     spec = keypoints if isinstance(keypoints, str) else "array"
     settings = {
@@ -142,14 +146,17 @@ def make_plan(stack: ImageStack, *, windows=None, keypoints=config.KEYPOINTS,
                 normalization=fit_normalization(stack.data), invariance=invariance,
                 latent_dim=latent_dim, seed=int(seed), train=cfg, device=dev,
                 train_device=train_dev, dist=dist, spectral_period=spectrum.baseline(),
-                settings=settings, seconds=seconds)
+                settings=settings, seconds=seconds, keypoint_details=details)
 
 
-def choose_windows(windows, stack, padding=None, keypoints=None, spectrum=None):
+def choose_windows(windows, stack, padding=None, keypoints=None, spectrum=None, bond=None):
     """The window sizes in px (the default rule when None) and why; without padding they must
     fit. A grid's default range starts below 8 px when the image has a pronounced finer period
-    (:func:`scalevae.config.default_windows`); atom and feature keypoints sit on the
-    structure's basic unit, whose windows below it carry nothing, so theirs never does.
+    (:func:`scalevae.config.default_windows`). Atom keypoints with a measured ``bond`` (px,
+    the nearest-neighbour distance) get windows from about one bond to about ten
+    (:func:`scalevae.keypoints.atom_windows`): a window under one bond holds no neighbour, so
+    it cannot see any arrangement of atoms. Feature keypoints sit on the structure's basic
+    unit and keep the general default.
 
     Examples
     --------
@@ -169,7 +176,11 @@ def choose_windows(windows, stack, padding=None, keypoints=None, spectrum=None):
             period = (spectrum or Spectrum.of(stack.data)).pronounced_period()
         windows = config.default_windows(frame_shape, period)
         reason = "default: 8 px to a quarter of the smaller frame side (at most 64 px)"
-        if windows[0] < config.FIRST_WINDOW:
+        if bond is not None and np.isfinite(bond):
+            windows = atom_windows(bond, frame_shape)
+            reason = (f"default for atoms: from the measured bond ({bond:.1f} px) to about ten "
+                      "bonds (at most half the smaller frame side)")
+        elif windows[0] < config.FIRST_WINDOW:
             reason = (f"default: from {windows[0]} px, about a third of the image's spectral "
                       f"period ({period:.1f} px), so that the range brackets the regrouping "
                       "it causes")

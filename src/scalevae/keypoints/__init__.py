@@ -22,7 +22,9 @@ from pathlib import Path
 
 from .._checks import as_frames, positive_whole
 from ..errors import ScaleVAEError
-from .atoms import atom_keypoints
+import json
+
+from .atoms import atom_detection, atom_keypoints, atom_windows
 from .files import check_points, read_keypoints
 from .grid import grid_keypoints
 from .select import check_in_image, check_inside, inside_mask, outside_image, select_inside
@@ -30,6 +32,7 @@ from .sift import sift_keypoints
 
 __all__ = [
     "grid_keypoints", "atom_keypoints", "sift_keypoints", "read_keypoints", "make_keypoints",
+    "keypoint_details", "atom_windows",
     "inside_mask", "select_inside", "check_points", "check_in_image", "check_inside", "outside_image",
 ]
 
@@ -79,11 +82,7 @@ def make_keypoints(spec, stack, **kw):
             return grid_keypoints(data.shape, positive_whole(arg, f"the grid step in {spec!r}"))
         if name == "atoms":
             if arg:
-                try:
-                    kw["size"] = float(arg)
-                except ValueError:
-                    raise ScaleVAEError(f"in {spec!r} the atom size must be a number of px (the nearest-neighbour spacing "
-                                      "of the atom columns), e.g. 'atoms:12'") from None
+                kw["size"] = _atom_size(spec, arg)
             return atom_keypoints(data, **kw)
         if arg:
             raise ScaleVAEError(f"'sift' takes no argument, got {spec!r}")
@@ -97,3 +96,47 @@ def _is_detector(spec):
     name, _, arg = spec.strip().lower().partition(":")
     return name in ("grid", "atoms", "sift") and "/" not in arg and "\\" not in arg
 
+
+
+def keypoint_details(spec, stack, **kw):
+    """:func:`make_keypoints` and what the detector learnt about the image on the way.
+
+    For ``"atoms"`` keypoints the details are the measured lattice (``lattice_bond_px``, the
+    nearest-neighbour distance the detection used; ``lattice_kind``, ``lattice_constant_px``,
+    ``lattice_orientations_deg`` as JSON text, one angle per grain) and
+    ``atoms_masked_fraction``, the share of the image that shows no lattice (amorphous
+    material, contamination, vacuum) and holds no keypoint. A run stores them with its result;
+    the default windows of atom keypoints start from the bond (:func:`atom_windows`). Other
+    sources have no details (an empty dict).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pts, details = keypoint_details("grid:8", np.zeros((1, 32, 32)))
+    >>> pts.shape, details
+    ((16, 3), {})
+    """
+    if not (isinstance(spec, str) and spec.strip().lower().partition(":")[0] == "atoms"):
+        return make_keypoints(spec, stack, **kw), {}
+    arg = spec.strip().lower().partition(":")[2]
+    if arg:
+        kw["size"] = _atom_size(spec, arg)
+    det = atom_detection(as_frames(stack), **kw)
+    lat = det.lattice
+    details = {"lattice_bond_px": float(det.spacing),
+               "atoms_masked_fraction": float(det.masked_fraction),
+               "lattice_kind": lat.kind if lat is not None else "none",
+               "lattice_constant_px": float(lat.constant) if lat is not None else float("nan"),
+               "lattice_orientations_deg": json.dumps(
+                   [round(float(a), 2) for a in lat.orientations] if lat is not None else [])}
+    return det.points, details
+
+
+def _atom_size(spec, arg) -> float:
+    """The spacing of ``"atoms:SIZE"`` in px."""
+    try:
+        return float(arg)
+    except ValueError:
+        raise ScaleVAEError(f"in {spec!r} the atom size must be a number of px (the "
+                            "nearest-neighbour spacing of the atom columns), e.g. 'atoms:12'"
+                            ) from None

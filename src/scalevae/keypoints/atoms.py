@@ -32,7 +32,8 @@ from .lattice import measure_lattice
 from .spacing import _noise_sigma, _refine, _suppress, ring_spacing
 from .select import MIN_KEYPOINTS  # one threshold for every keypoint source
 
-__all__ = ["AtomDetection", "detect_atoms", "estimate_spacing", "atom_keypoints", "atom_windows",
+__all__ = ["AtomDetection", "detect_atoms", "atom_detection", "estimate_spacing", "atom_keypoints",
+           "atom_windows",
            "MIN_KEYPOINTS"]
 
 log = logging.getLogger(__name__)
@@ -340,6 +341,23 @@ def atom_keypoints(stack, size=None, threshold=None):
     >>> float(np.abs(pts[:, 1:] % 10 - 9).max()) < 0.15  # on the lattice, to sub-pixel accuracy
     True
     """
+    return atom_detection(stack, size, threshold).points
+
+
+def atom_detection(stack, size=None, threshold=None) -> AtomDetection:
+    """:func:`detect_atoms` with the checks of :func:`atom_keypoints` (an error when no column
+    is found, a warning when few are or when much of the image shows no lattice): what a run
+    stores about its atom keypoints (bond, masked fraction, lattice) comes from here.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> img = sum(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
+    ...           for cy in range(9, 120, 10) for cx in range(9, 120, 10))
+    >>> det = atom_detection(img, size=10)
+    >>> len(det.points), det.spacing
+    (144, 10.0)
+    """
     det = detect_atoms(stack, spacing=size, threshold=threshold)
     pts = det.points
     if det.masked_fraction > _MASK_WARN:
@@ -356,7 +374,7 @@ def atom_keypoints(stack, size=None, threshold=None):
             f"only {len(pts)} atoms found (spacing {det.spacing:.3g} px) - too few keypoints to "
             f"train on (fewer than {MIN_KEYPOINTS}); check the spacing ('atoms:SIZE'), use a "
             "larger image or 'grid:STEP'", stacklevel=2)
-    return pts
+    return det
 
 
 def atom_windows(bond_px, frame_shape):
