@@ -1,0 +1,249 @@
+"""Does the recommended window learn fastest? Active-learning curves per descriptor window.
+
+For each structure (ferroelectric domains at two periods, the two-scale texture) and seed: one
+SI-VAE run on a 192 x 192 image (grid:4, default windows; every window's latents come from the
+one run), a hidden property that depends on the structure at a known scale
+(:func:`scalevae.experiment.hidden_property`: the a-domain fraction within a disk one period
+across, the void fraction within R = the critical window), and the loop of
+:func:`scalevae.experiment.learning_curve` on 300 random keypoints: a GP on the instant-state
+latents (z_mean) of one window, the next point where the GP is least sure, 100 measurements.
+Every window gets its curve; random choice of points with the recommended window's latents is
+the baseline. Writes validation/LEARNING_CURVES.md whole and validation/figures/learning_curves.png.
+
+Runs are cached in /tmp/lc-runs/ (one folder per image and seed, reused when present); curves in
+each run folder's curves.json (delete it to recompute). Usage::
+
+    nice -n 10 python validation/learning_curves.py [--seeds 6] [--twoscale-seeds 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+import scalevae  # noqa: E402
+from scalevae.datasets import ferroelectric_domains, two_scale_texture  # noqa: E402
+from scalevae.experiment import N_INITIAL, hidden_property, learning_curve  # noqa: E402
+from scalevae.results import load_result  # noqa: E402
+
+ROOT = Path("/tmp/lc-runs")
+SHAPE = (192, 192)
+KEYPOINTS = "grid:4"
+N_CANDIDATES = 300
+N_STEPS = 50
+REPORT_N = (10, 25, 50)
+BEST_AT = 50  # the best fixed window is the one with the lowest mean error after this many
+# (image, scale in px): domain period or critical window
+CASES = (("domains", 12), ("domains", 24), ("twoscale", 16))
+
+
+def example(image, scale, seed):
+    if image == "domains":
+        return ferroelectric_domains(shape=SHAPE, period=scale, seed=seed)
+    return two_scale_texture(shape=SHAPE, critical_window=scale, seed=seed)
+
+
+def radius(image, scale):
+    """The property's known scale: a disk one domain period across (R = period / 2), or two
+    critical windows across (R = W: the regions differ above W)."""
+    return scale / 2 if image == "domains" else float(scale)
+
+
+def run_dir(image, scale, seed) -> Path:
+    return ROOT / f"{image}{scale}-s{seed}"
+
+
+def ensure_run(image, scale, seed) -> Path:
+    out = run_dir(image, scale, seed)
+    if (out / "done").exists():
+        return out
+    ex = example(image, scale, seed)
+    t = time.perf_counter()
+    scalevae.run(ex.images, keypoints=KEYPOINTS, seed=seed, quiet=True, report=False,
+                 pixel_size=ex.pixel_size, unit=ex.unit, out=out, overwrite=True)
+    (out / "done").write_text(json.dumps({"seconds": time.perf_counter() - t}))
+    return out
+
+
+def curves_of(image, scale, seed) -> dict:
+    """Every window's curve (std acquisition) and the random baseline at the recommended one."""
+    out = run_dir(image, scale, seed)
+    cache = out / "curves.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    ds = load_result(out)
+    prop = hidden_property(example(image, scale, seed), radius(image, scale))
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(ds.sizes["point"], N_CANDIDATES, replace=False))
+    y = ds.y.values[pick].round().astype(int)
+    x = ds.x.values[pick].round().astype(int)
+    values = prop[y, x]
+    state = str(ds.attrs.get("recommended_window_state", "instant"))
+    rec = int(ds.attrs["recommended_window"])
+    t = time.perf_counter()
+    res = {"windows": ds.window.values.tolist(), "recommended": rec,
+           "recommended_range": np.asarray(ds.attrs["recommended_window_range"]).tolist(),
+           "conclusive": int(ds.attrs["recommended_window_conclusive"]),
+           "run_seconds": json.loads((out / "done").read_text())["seconds"], "std": {}}
+    for w in ds.window.values:
+        feats = ds.z_mean.sel(state=state, window=w).values[pick]
+        res["std"][str(int(w))] = learning_curve(feats, values, N_STEPS, "std",
+                                                 seed=seed).rmse.tolist()
+    feats = ds.z_mean.sel(state=state, window=rec).values[pick]
+    res["random"] = learning_curve(feats, values, N_STEPS, "random", seed=seed).rmse.tolist()
+    res["curve_seconds"] = time.perf_counter() - t
+    cache.write_text(json.dumps(res))
+    return res
+
+
+def at(curve, n):
+    return curve[n - N_INITIAL]
+
+
+def summarise(results, prop_radius):
+    """Rows of the table for one case: choice, window(s), mean and sd error at REPORT_N."""
+    common = sorted(set.intersection(*(set(r["windows"]) for r in results)))
+    mean_at = {w: np.mean([at(r["std"][str(w)], BEST_AT) for r in results]) for w in common}
+    best = min(mean_at, key=mean_at.get)
+    ranks = []
+    for r in results:
+        errs = {w: at(r["std"][str(w)], BEST_AT) for w in r["windows"]}
+        ranks.append(1 + sum(e < errs[r["recommended"]] for e in errs.values()))
+    choices = [
+        ("smallest window", lambda r: r["std"][str(r["windows"][0])],
+         lambda r: r["windows"][0]),
+        ("recommended window", lambda r: r["std"][str(r["recommended"])],
+         lambda r: r["recommended"]),
+        (f"best fixed window (hindsight, lowest mean at N={BEST_AT})",
+         lambda r: r["std"][str(best)], lambda r: best),
+        (f"window nearest the property's scale 2R = {2 * prop_radius:g} px",
+         lambda r: r["std"][str(min(r["windows"], key=lambda w: abs(w - 2 * prop_radius)))],
+         lambda r: min(r["windows"], key=lambda w: abs(w - 2 * prop_radius))),
+        ("largest window", lambda r: r["std"][str(r["windows"][-1])],
+         lambda r: r["windows"][-1]),
+        ("random points, recommended window", lambda r: r["random"],
+         lambda r: r["recommended"]),
+    ]
+    rows = []
+    for name, curve, window in choices:
+        ws = sorted({window(r) for r in results})
+        errs = np.array([[at(curve(r), n) for n in REPORT_N] for r in results])
+        rows.append((name, ws, errs.mean(0), errs.std(0)))
+    return rows, best, mean_at, ranks
+
+
+def figure(all_results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(all_results), figsize=(5 * len(all_results), 4),
+                             squeeze=False)
+    for ax, ((image, scale), results) in zip(axes[0], all_results.items()):
+        n = np.arange(N_INITIAL, N_STEPS + 1)
+        windows = sorted(set.intersection(*(set(r["windows"]) for r in results)))
+        cmap = plt.get_cmap("viridis")
+        for i, w in enumerate(windows):
+            mean = np.mean([r["std"][str(w)] for r in results], axis=0)
+            ax.plot(n, mean, color=cmap(i / max(1, len(windows) - 1)), lw=1, label=f"{w} px")
+        rec = np.mean([r["std"][str(r["recommended"])] for r in results], axis=0)
+        ax.plot(n, rec, "r--", lw=2, label="recommended (per seed)")
+        rnd = np.mean([r["random"] for r in results], axis=0)
+        ax.plot(n, rnd, "k:", lw=2, label="random points, recommended")
+        ax.set(xlabel="measurements", ylabel="RMSE / std of the property", yscale="log",
+               title=f"{image}, scale {scale} px ({len(results)} seeds)")
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def page(all_results, seconds) -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=HERE).stdout.strip()
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Learning curves: does the recommended window learn fastest?", "",
+        f"Written by `validation/learning_curves.py` on {date} at commit {commit}.", "",
+        "## Settings", "",
+        f"- Images {SHAPE[0]} x {SHAPE[1]} px: `ferroelectric_domains` (period 12 and 24 px) and "
+        "`two_scale_texture` (critical window 16 px; fewer seeds where said); one SI-VAE run per image and seed "
+        f"(`keypoints={KEYPOINTS!r}`, default windows, default training, seed = image seed).",
+        "- Hidden property (`scalevae.experiment.hidden_property`): domains: the fraction of "
+        "a-domain pixels (ground-truth map) within a disk of radius R = period / 2; two-scale: "
+        "the fraction of void pixels within R = the critical window. The property's scale is "
+        "the disk diameter 2R.",
+        f"- Loop (`scalevae.experiment.learning_curve`): {N_CANDIDATES} random keypoints are "
+        f"the candidates; {N_INITIAL} random first measurements, then the candidate with the "
+        "largest GP predictive std; measurement noise 5 % of the property's std; GP: "
+        "scikit-learn, Matern 5/2 (one length per latent) + white noise, normalize_y. "
+        "Descriptors: the instant-state z_mean (2 latents) of one window.",
+        "- Error: RMSE of the GP mean over all candidates divided by the property's std "
+        "(1.0 = no better than predicting the mean); mean +- sd over seeds.",
+        f"- Wall time of this script {seconds / 60:.0f} min, measured on a shared 2-core "
+        "machine under load (not a speed figure).", ""]
+    verdicts = []
+    for (image, scale), results in all_results.items():
+        rows, best, mean_at, ranks = summarise(results, radius(image, scale))
+        recs = [r["recommended"] for r in results]
+        lines += [f"## {image}, scale {scale} px ({len(results)} seeds)", "",
+                  f"Recommended windows per seed: {', '.join(map(str, recs))} px "
+                  f"(conclusive on {sum(r['conclusive'] for r in results)} of {len(results)}); "
+                  f"windows {results[0]['windows'][0]}..{results[0]['windows'][-1]} px.", "",
+                  "| descriptor | window (px) | " + " | ".join(
+                      f"error after {n}" for n in REPORT_N) + " |",
+                  "|---|---|" + "---|" * len(REPORT_N)]
+        for name, ws, mean, sd in rows:
+            lines.append(f"| {name} | {', '.join(map(str, ws))} | " + " | ".join(
+                f"{m:.3f} +- {s:.3f}" for m, s in zip(mean, sd)) + " |")
+        lines += ["", f"Mean error after {BEST_AT} measurements per window: " + ", ".join(
+            f"{w} px {e:.3f}" for w, e in mean_at.items()) + ".", "",
+            f"Rank of the recommended window among the run's windows after {BEST_AT} "
+            f"measurements, per seed (1 = best): {', '.join(map(str, ranks))}.", ""]
+        rec_err, best_err = rows[1][2][REPORT_N.index(BEST_AT)], rows[2][2][REPORT_N.index(BEST_AT)]
+        among = rec_err <= best_err + rows[2][3][REPORT_N.index(BEST_AT)]
+        verdicts.append(f"- {image} {scale} px: recommended {rec_err:.3f} vs best fixed "
+                        f"({best} px) {best_err:.3f} after {BEST_AT}: the recommended window "
+                        + ("is among the best (within one sd of the best fixed window)."
+                           if among else "is NOT among the best."))
+    lines += ["## Verdict", "", *verdicts, "",
+              "![learning curves](figures/learning_curves.png)", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=6, help="seeds of the domain images")
+    p.add_argument("--twoscale-seeds", type=int, default=6)
+    a = p.parse_args(argv)
+    t = time.perf_counter()
+    all_results = {}
+    for image, scale in CASES:
+        n = a.twoscale_seeds if image == "twoscale" else a.seeds
+        results = []
+        for seed in range(n):
+            ensure_run(image, scale, seed)
+            results.append(curves_of(image, scale, seed))
+            print(f"{image}{scale} seed {seed}: recommended {results[-1]['recommended']} px, "
+                  f"curves {results[-1]['curve_seconds']:.0f} s", flush=True)
+        if results:
+            all_results[(image, scale)] = results
+    (HERE / "figures").mkdir(exist_ok=True)
+    figure(all_results, HERE / "figures" / "learning_curves.png")
+    (HERE / "LEARNING_CURVES.md").write_text(page(all_results, time.perf_counter() - t))
+    print(HERE / "LEARNING_CURVES.md")
+
+
+if __name__ == "__main__":
+    main()
