@@ -35,6 +35,7 @@ from .errors import ScaleVAEError
 ACQUISITIONS = ("std", "random")
 N_INITIAL = 2  # random measurements before the GP chooses: enough to fit a mean and a scale
 TUNE_EVERY = 10  # measurements between hyperparameter optimisations once there are 10
+MAX_NOISE_VARIANCE = 0.1  # of the normalised property (normalize_y): see make_gp
 MEASUREMENT_NOISE = 0.05  # noise of a simulated measurement, in units of the property's std
 
 
@@ -104,7 +105,9 @@ def make_gp(n_features: int, seed: int = 0):
 
     kernel = (ConstantKernel(1.0, (1e-3, 1e3))
               * Matern(length_scale=np.ones(n_features), length_scale_bounds=(1e-2, 1e3), nu=2.5)
-              + WhiteKernel(1e-2, (1e-6, 1.0)))
+              # noise at most ~30 % of the property's std: above it, ML-II with few points
+              # tends to explain everything as noise and predict the mean
+              + WhiteKernel(1e-2, (1e-6, MAX_NOISE_VARIANCE)))
     return GaussianProcessRegressor(kernel=kernel, normalize_y=True, n_restarts_optimizer=0,
                                     random_state=seed)
 
@@ -213,17 +216,20 @@ def _tune_now(n: int) -> bool:
 
 
 def _fit(gp, x, y, optimise: bool):
-    """Fit ``gp``; the fitted kernel starts the next fit (warm start) or is kept as it is."""
+    """Fit ``gp``: hyperparameters optimised from the initial kernel (a warm start from the last
+    fit gets stuck in the all-noise optimum once it reaches it), or the last ones kept."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
+    if not hasattr(gp, "initial_kernel"):
+        gp.initial_kernel = gp.kernel
     gp.optimizer = "fmin_l_bfgs_b" if optimise else None
+    gp.kernel = gp.initial_kernel if optimise else gp.kernel_
     with warnings.catch_warnings():
         # a length at its bound only means that feature hardly matters yet
         warnings.simplefilter("ignore", ConvergenceWarning)
         gp.fit(x, y)
-    gp.kernel = gp.kernel_
     return gp
 
 
