@@ -70,6 +70,9 @@ def test_next_point_suggests_an_unmeasured_candidate_of_a_new_frame(run):
     s = next_point(run, frame, measured=measured, values=[0.1, 0.5, 0.3], window=12)
     assert time.perf_counter() - t < 30  # generous: a shared machine; see docs/experiment.md
     assert "predicted_std" in s.descriptors
+    again = next_point(run, frame, measured=measured, values=[0.1, 0.5, 0.3], window=12,
+                       candidates=first.descriptors)  # the frame's encoding reused
+    np.testing.assert_array_equal(again.point, s.point)
     taken = np.array([[0, *m] for m in measured])
     assert np.linalg.norm(taken - s.point, axis=1).min() > 0.5
     with pytest.raises(ScaleVAEError, match="one value per measured point"):

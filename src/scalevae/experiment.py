@@ -255,7 +255,7 @@ class Suggestion:
 
 
 def next_point(run, frame, pixel_size=None, unit=None, measured=None, values=None, window=None,
-               points=None, device="cpu") -> Suggestion:
+               points=None, device="cpu", candidates=None) -> Suggestion:
     """Encode a new frame with a finished run and suggest the next point to measure.
 
     Parameters
@@ -273,6 +273,9 @@ def next_point(run, frame, pixel_size=None, unit=None, measured=None, values=Non
         Descriptor window (px of the run's input); default the run's recommended window.
     points : (n, 2) or (n, 3) array, optional
         Candidate positions; default the run's keypoint rule on the frame.
+    candidates : xarray.Dataset, optional
+        ``descriptors`` of an earlier call on the same frame: the frame is not encoded again
+        (the loop's later steps then cost a GP fit and the measured points' encoding).
 
     Returns
     -------
@@ -285,8 +288,11 @@ def next_point(run, frame, pixel_size=None, unit=None, measured=None, values=Non
     from .runs import Run, load_run
 
     run = run if isinstance(run, Run) else load_run(run)
-    cand = descriptors(run, window=window, points=points, image=frame, pixel_size=pixel_size,
-                       unit=unit, device=device)
+    if candidates is None:
+        cand = descriptors(run, window=window, points=points, image=frame,
+                           pixel_size=pixel_size, unit=unit, device=device)
+    else:
+        cand = candidates.drop_vars(["predicted", "predicted_std"], errors="ignore")
     x = feature_matrix(cand)
     scale = np.where(x.std(0) > 0, x.std(0), 1.0)
     mean = x.mean(0)
@@ -316,3 +322,61 @@ def _nearest_taken(pos, measured) -> np.ndarray:
     m = np.column_stack([np.zeros(len(m)), m]) if m.shape[1] == 2 else m
     d = np.linalg.norm(pos[:, None, :] - m[None, :, :], axis=2)
     return (d < 0.5).any(axis=1)
+
+
+def example(out, period: int = 24, seed: int = 0, n_steps: int = 40, shape=(160, 160),
+            n_candidates: int = 200) -> dict:
+    """The example of ``docs/experiment.md``: one run, then learning curves per window choice.
+
+    A ``ferroelectric_domains`` image of ``period``, one SI-VAE run into ``out`` (grid:4,
+    default windows), the a-domain fraction within a disk one period across as the hidden
+    property, and the loop with the smallest, the recommended and the largest window's latents
+    and with random points; returns ``{choice: LearningCurve}`` and prints a table.
+    """
+    from .api import run as run_sivae
+    from .datasets import ferroelectric_domains
+    from .runs import load_run
+
+    ex = ferroelectric_domains(shape=shape, period=period, seed=seed)
+    run_sivae(ex.images, keypoints="grid:4", seed=seed, quiet=True, report=False,
+              pixel_size=ex.pixel_size, unit=ex.unit, out=out, overwrite=True)
+    run = load_run(out)
+    prop = hidden_property(ex, period / 2)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(run.result.sizes["point"], n_candidates, replace=False))
+    rec = int(run.result.attrs["recommended_window"])
+    choices = {f"smallest window {run.windows[0]} px": (run.windows[0], "std"),
+               f"recommended window {rec} px": (rec, "std"),
+               f"largest window {run.windows[-1]} px": (run.windows[-1], "std"),
+               f"random points, window {rec} px": (rec, "random")}
+    curves = {}
+    for name, (window, acquisition) in choices.items():
+        d = run.descriptors(window=int(window)).isel(point=pick)
+        values = prop[d.y.values.round().astype(int), d.x.values.round().astype(int)]
+        from .descriptors import feature_matrix
+
+        curves[name] = learning_curve(feature_matrix(d), values, n_steps, acquisition, seed)
+    marks = [n for n in (10, 20, 40, n_steps) if n <= n_steps]
+    print(f"domain period {period} px; recommended window {rec} px; error (RMSE / std of "
+          "the property) after N measurements")
+    print(f"{'descriptor':36s}" + "".join(f"{'N=' + str(n):>8s}" for n in sorted(set(marks))))
+    for name, curve in curves.items():
+        print(f"{name:36s}" + "".join(f"{curve.at(n):8.3f}" for n in sorted(set(marks))))
+    return curves
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m scalevae.experiment",
+                                     description="simulated automated experiment: learning "
+                                     "curves of a GP on SI-VAE descriptors per window")
+    parser.add_argument("--out", required=True, help="folder for the SI-VAE run")
+    parser.add_argument("--period", type=int, default=24, help="domain period in px")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=40, help="measurements per loop")
+    args = parser.parse_args()
+    try:
+        example(args.out, args.period, args.seed, args.steps)
+    except ScaleVAEError as exc:
+        raise SystemExit(f"scalevae: error: {exc}") from None
