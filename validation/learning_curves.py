@@ -214,7 +214,8 @@ def page(all_results, seconds) -> str:
         "machine under load (not a speed figure).", ""]
     verdicts = []
     for (image, scale), results in all_results.items():
-        rows, best, mean_at, ranks = summarise(results, radius(image, scale))
+        prop_radius = radius(image, scale)
+        rows, best, mean_at, ranks = summarise(results, prop_radius)
         recs = [r["recommended"] for r in results]
         lines += [f"## {image}, scale {scale} px ({len(results)} seeds)", "",
                   f"Recommended windows per seed: {', '.join(map(str, recs))} px "
@@ -245,6 +246,21 @@ def page(all_results, seconds) -> str:
             f"(sd over {len(diff)} seeds; recommended <= best on {int((diff <= 0).sum())}): "
             "the recommended window " + ("is among the best." if among else
                                          "is NOT among the best."))
+        per_window_sd = np.mean([np.std([at(r["std"][str(w)], BEST_AT) for r in results])
+                                 for w in mean_at])
+        spread = max(mean_at.values()) - min(mean_at.values())
+        if among:
+            continue
+        verdicts.append(
+            f"  Why: the windows' mean errors span {spread:.3f} while one window's error varies "
+            f"by {per_window_sd:.3f} (sd) from seed to seed, so the window "
+            + ("matters less than the image and the loop's luck at this budget; "
+               if spread < 2 * per_window_sd else "matters; ")
+            + f"the best fixed window is {best} px, {best / (2 * prop_radius):.2g} x the "
+            f"property's scale (2R = {2 * prop_radius:g} px), the recommended "
+            f"{np.mean([r['recommended'] for r in results]):.3g} px on average: the "
+            "recommendation reads where the image's latent regrouping changes most, which the "
+            "property's own scale need not match.")
     lines += ["## Verdict", "", *verdicts, "",
               "![learning curves](figures/learning_curves.png)", ""]
     return "\n".join(lines)
