@@ -36,6 +36,8 @@ LAYERS = [
     ("plan",),
     ("pipeline",),
     ("api", "reuse"),
+    ("descriptors",),
+    ("experiment",),
     ("runs", "saving"),  # old homes, re-exporting what moved
     ("cli", "__main__"),
 ]

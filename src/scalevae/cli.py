@@ -1,5 +1,5 @@
 """Command line: ``scalevae run``, ``scalevae demo``, ``scalevae apply``, ``scalevae report``,
-``scalevae channels``.
+``scalevae channels``, ``scalevae export``.
 
 A thin layer over :func:`scalevae.run`. Mistakes in what the user gave exit with code 2 and one
 line that says what to fix, never a traceback.
@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ch = sub.add_parser("channels", help="list the channels of an image file")
     ch.add_argument("images", metavar="INPUT")
+    _add_export(sub)
     return p
 
 
@@ -255,6 +256,23 @@ def _cmd_report(a):
     print(Path(a.run_dir) / "report.html")
 
 
+def _add_export(sub):
+    e = sub.add_parser("export", help="write a run's descriptors (latents and/or patches at "
+                       "one window, the recommended one by default) to .nc or .npz")
+    e.add_argument("run_dir", help="the --out folder of a finished `scalevae run`")
+    e.add_argument("--window", type=int, help="a window of the run in px (default: the "
+                   "recommended window)")
+    e.add_argument("--kind", default="latents", choices=("latents", "patches", "both"))
+    e.add_argument("--out", required=True, help="FILE.nc (netCDF) or FILE.npz (NumPy)")
+
+
+def _cmd_export(a):
+    from .descriptors import export
+
+    path = export(a.run_dir, a.out, window=a.window, kind=a.kind)
+    print(path)
+
+
 def _cmd_channels(a):
     from .io.channels import describe_channels, format_channels
 
@@ -337,7 +355,7 @@ def main(argv=None) -> int:
             args = _parser().parse_args(argv)
             _quiet_rank(args, rank)
             {"run": _cmd_run, "demo": _cmd_demo, "apply": _cmd_apply, "report": _cmd_report,
-             "channels": _cmd_channels}[args.command](args)
+             "channels": _cmd_channels, "export": _cmd_export}[args.command](args)
         except ScaleVAEError as exc:
             # one line, whatever a wrapped library message looked like
             print("scalevae: error: " + " ".join(str(exc).split()), file=sys.stderr)

@@ -190,6 +190,13 @@ class Run:
             final.append(encode(final_model, p))
         return self._result(stack, points, n_dropped, spec, window_px, instant, final)
 
+    def descriptors(self, window=None, points=None, kind="latents", **kw) -> xr.Dataset:
+        """Latents and/or patches at one window (default: the recommended one); see
+        :func:`scalevae.descriptors.descriptors`."""
+        from .descriptors import descriptors
+
+        return descriptors(self, window=window, points=points, kind=kind, **kw)
+
     # ------------------------------------------------------------------ helpers
 
     def _keypoint_spec(self, keypoints, window_px):
