@@ -35,8 +35,7 @@ LAYERS = [
     ("napari",),
     ("plan",),
     ("pipeline",),
-    ("api", "reuse"),
-    ("descriptors",),
+    ("api", "reuse", "descriptors"),  # Run.descriptors hands off to descriptors (lazily)
     ("experiment",),
     ("runs", "saving"),  # old homes, re-exporting what moved
     ("cli", "__main__"),
