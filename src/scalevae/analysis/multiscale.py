@@ -14,6 +14,8 @@ agree with those of these two numbers).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import xarray as xr
 from scipy import ndimage as ndi
@@ -22,7 +24,7 @@ from scipy import stats
 from ..errors import ScaleVAEError
 from ._common import scales_state
 
-__all__ = ["find_scales", "spectral_peak", "spectral_period", "spectral_baseline",
+__all__ = ["find_scales", "read_curve", "spectral_peak", "spectral_period", "spectral_baseline",
            "pronounced_period", "bracketing_windows", "patch_statistics"]
 
 #: A rise is a run of windows whose regrouping grows at least this share of the fastest growth.
@@ -119,6 +121,60 @@ def _rises(windows, curve, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STREN
     return rises, env, jump
 
 
+class CurveReading(NamedTuple):
+    """What the rule reads from one regrouping curve (indices into the windows)."""
+
+    rises: list
+    envelope: np.ndarray
+    middles: list
+    recommended: int
+    low: int
+    high: int
+    first: int
+    beyond_jump: bool
+    still_rising: bool
+    gradual: bool
+    conclusive: bool
+
+
+def read_curve(w, c, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
+    """The rule of :func:`find_scales` on plain arrays (``w`` windows, ``c`` curve): NumPy
+    only, so that the bootstrap of :mod:`scalevae.analysis.recommend` can run it per resample.
+
+    Examples
+    --------
+    >>> w = np.arange(8, 68, 4)
+    >>> r = read_curve(w, 1 / (1 + np.exp(-(w - 24) / 2.0)))
+    >>> int(w[r.recommended]), r.conclusive
+    (24, True)
+    """
+    rises, env, jump = _rises(w, c, slope_fraction, min_strength)
+    start_jump = rises[0] if jump else None
+    rises.sort(key=lambda r: -r[2])
+    top = env[-1] if len(env) else 0.0
+    middles = []
+    for onset, end, _, _ in rises:
+        half = env[onset] + 0.5 * (env[end] - env[onset])
+        middles.append(onset + int(np.argmax(env[onset:end + 1] >= half)))
+    later = [i for i, r in enumerate(rises) if r is not start_jump]
+    if rises:
+        pick = later[0] if later else 0
+        rec_i, lo_i, hi_i = middles[pick], rises[pick][0], rises[pick][1]
+        if not later:
+            # only the smallest window differs (it cuts through the basic unit): nothing in
+            # the range singles out a size, so the range is all of it
+            lo_i, hi_i = 0, len(w) - 1
+    else:
+        rec_i = lo_i = hi_i = len(w) - 1
+    still = bool(len(w) >= 3 and top > 0 and (env[-1] - env[-3]) > STILL_RISING * top)
+    first = min(lo_i + 1, hi_i)  # the rise's first rising window
+    gradual = bool(rises) and bool(later) and w[hi_i] > WIDEST_RISE * w[first]
+    conclusive = bool(rises) and bool(later) and not (still and hi_i == len(w) - 1) \
+        and not gradual
+    return CurveReading(rises, env, middles, int(rec_i), int(lo_i), int(hi_i), int(first),
+                        bool(later), still, bool(gradual), bool(conclusive))
+
+
 def find_scales(scales, state=None, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
     """Every rise of the latent regrouping with the window, and the window it recommends.
 
@@ -194,36 +250,18 @@ def find_scales(scales, state=None, slope_fraction=SLOPE_FRACTION, min_strength=
     if not 0 <= min_strength < 1:
         raise ScaleVAEError(f"min_strength must lie in [0, 1) (got {min_strength})")
     w, c, significant, _ = _curve(scales, state)
-    rises, env, jump = _rises(w, c, slope_fraction, min_strength)
-    start_jump = rises[0] if jump else None
-    rises.sort(key=lambda r: -r[2])
-    top = env[-1] if len(env) else 0.0
-    middles = []
-    for onset, end, strength, _ in rises:
-        half = env[onset] + 0.5 * (env[end] - env[onset])
-        middles.append(onset + int(np.argmax(env[onset:end + 1] >= half)))
-    note, later = [], []
-    if rises:
-        later = [i for i, r in enumerate(rises) if r is not start_jump]
-        pick = later[0] if later else 0
-        onset, end = rises[pick][0], rises[pick][1]
-        rec_i, lo_i, hi_i = middles[pick], onset, end
-        if not later:
-            # only the smallest window differs (it cuts through the basic unit): nothing in
-            # the range singles out a size, so the range is all of it
-            lo_i, hi_i = 0, len(w) - 1
-            note.append("the regrouping only jumps from the smallest to the next window and "
-                        "stays flat after it: no length scale above the smallest window's unit "
-                        "in this window range")
-    else:
-        rec_i = lo_i = hi_i = len(w) - 1
+    r = read_curve(w, c, slope_fraction, min_strength)
+    rises, env, middles = r.rises, r.envelope, r.middles
+    rec_i, lo_i, hi_i, first = r.recommended, r.low, r.high, r.first
+    still, gradual, conclusive = r.still_rising, r.gradual, r.conclusive
+    note = []
+    if rises and not r.beyond_jump:
+        note.append("the regrouping only jumps from the smallest to the next window and "
+                    "stays flat after it: no length scale above the smallest window's unit "
+                    "in this window range")
+    elif not rises:
         note.append("the regrouping does not rise with the window: no length scale in this "
                     "window range")
-    still = bool(len(w) >= 3 and top > 0 and (env[-1] - env[-3]) > STILL_RISING * top)
-    first = min(lo_i + 1, hi_i)  # the rise's first rising window
-    gradual = bool(rises) and bool(later) and w[hi_i] > WIDEST_RISE * w[first]
-    conclusive = bool(rises) and bool(later) and not (still and hi_i == len(w) - 1) \
-        and not gradual
     if gradual:
         note.append(f"the recommended rise spans {w[first]}-{w[hi_i]} px, a factor of "
                     f"{w[hi_i] / w[first]:.1f} in window size: the regrouping changes gradually "
