@@ -19,7 +19,7 @@ WINDOWS = np.arange(8, 65, 4)
 B = 300  # resamples in the tests: enough for the decisions asserted, a fraction of the cost
 
 
-def _switch(w_star, n=1200, seed=0, noise=0.1):
+def _switch(w_star, n=600, seed=0, noise=0.1):
     """Latents (window, point, 2) that regroup once, around window ``w_star``: three clusters
     below it, four unrelated ones above, a smooth switch over about two window steps."""
     rng = np.random.default_rng(seed)
@@ -42,7 +42,7 @@ def _answer(rec):
 
 @pytest.fixture(scope="module")
 def switch28():
-    ds = _result(_switch(28))
+    ds = _result(_switch(28))  # 600 keypoints: two interleaved subsets
     return ds, recommend(ds, n_resamples=B)
 
 
@@ -56,7 +56,7 @@ def test_ten_point_orders_give_the_identical_answer(switch28):
 
 
 def test_length_scales_do_not_depend_on_point_order():
-    ds = _result(_switch(36, n=600))
+    ds = _result(_switch(36))
     a = length_scales(ds, n_resamples=B)
     b = length_scales(ds.isel(point=np.random.default_rng(3).permutation(600)), n_resamples=B)
     for k in ("recommended_window", "recommended_low", "recommended_high", "conclusive"):

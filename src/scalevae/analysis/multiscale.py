@@ -25,7 +25,7 @@ from ..errors import ScaleVAEError
 from ._common import scales_state
 
 __all__ = ["find_scales", "read_curve", "spectral_peak", "spectral_period", "spectral_baseline",
-           "pronounced_period", "bracketing_windows", "patch_statistics"]
+           "pronounced_period", "bracketing_windows", "noise_limited", "patch_statistics"]
 
 #: A rise is a run of windows whose regrouping grows at least this share of the fastest growth.
 SLOPE_FRACTION = 0.25
@@ -399,9 +399,10 @@ def spectral_baseline(image) -> float:
     nan
     """
     try:
-        return float(spectral_period(image))
+        period = float(spectral_period(image))
     except ScaleVAEError:
         return float("nan")
+    return float("nan") if noise_limited(period) else period
 
 def _keypoint_stats(frames, frame, y, x, w):
     """Mean and std of the w x w box around each keypoint (nearest pixel centre)."""
@@ -431,15 +432,31 @@ def _one_minus_rho(ra, rb):
 
 
 
-def bracketing_windows(period, frame_shape=None, n=11):
+#: A spectral period at or below this (px) is the pixel or noise limit (white noise peaks at
+#: 2 px), not a structure of the image: no baseline, no window advice from it.
+NOISE_LIMIT_PERIOD = 2.5
+
+
+def noise_limited(period) -> bool:
+    """True when ``period`` (px) is at the pixel or noise limit (or NaN): ignore it.
+
+    Examples
+    --------
+    >>> noise_limited(2.0), noise_limited(11.8), noise_limited(float("nan"))
+    (True, False, True)
+    """
+    return not float(period) > NOISE_LIMIT_PERIOD
+
+
+def bracketing_windows(period, frame_shape=None, n=11, ran=None):
     """A window range around a period, from a third of it to twice it: ``"A:B:S"`` (px).
 
     What to rerun with when the regrouping is gradual over the default range: a range that
     brackets the one rise a structure of that size gives (it starts near half the size and
-    levels off by about 1.5 times it). Measured (validation/RESULTS.md, twelfth round): domain
-    images of period 12 px, gradual over 8-64 px, answered 12 px, conclusive, with 4:24:2 on
-    2 of 2 seeds; of period 40 px, still gradual with 12:80:4 (0 of 2). Windows are kept
-    within half the smaller frame side.
+    levels off by about 1.5 times it). Windows are kept within half the smaller frame side.
+    The advice never repeats the range just run (``ran``: its windows): a suggestion with the
+    same first and last window is widened by half each way (shifted down when the frame
+    caps it), and made finer when neither end can move.
 
     Examples
     --------
@@ -447,17 +464,30 @@ def bracketing_windows(period, frame_shape=None, n=11):
     '4:24:2'
     >>> bracketing_windows(40, frame_shape=(256, 256))
     '13:80:7'
+    >>> bracketing_windows(11.8, ran=range(4, 25, 2))
+    '4:36:3'
     """
     period = float(period)
     if not period > 0:
         raise ScaleVAEError(f"period must be positive (got {period})")
+    cap = int(min(frame_shape[-2:])) // 2 if frame_shape is not None else None
     low = max(4, int(round(period / 3)))
     high = int(round(2 * period))
-    if frame_shape is not None:
-        high = min(high, int(min(frame_shape[-2:])) // 2)
+    if cap is not None:
+        high = min(high, cap)
     high = max(high, low + 2)
     step = max(1, int(round((high - low) / (n - 1))))
+    if ran is not None and len(ran) and (low, high) == (int(min(ran)), int(max(ran))):
+        wide = max(4, int(round(low / 1.5))), int(round(high * 1.5))
+        if cap is not None:
+            wide = wide[0], max(min(wide[1], cap), wide[0] + 2)
+        if wide == (low, high):
+            step = max(1, step // 2)  # neither end can move: finer steps
+        else:
+            low, high = wide
+            step = max(1, int(round((high - low) / (n - 1))))
     return f"{low}:{high}:{step}"
+
 
 def patch_statistics(image, result, state=None, n_points=500, seed=1):
     """Patch mean and std as a descriptor: the baseline the latents should beat.

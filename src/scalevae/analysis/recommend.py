@@ -11,13 +11,14 @@ intervals are, if anything, narrow, which the calibration on known answers measu
 (validation/CALIBRATION.md).
 
 **Answer.** Each resample's regrouping curve is read by the rule of
-:func:`scalevae.analysis.multiscale.read_curve`, and casts one vote spread evenly over the
-windows its evidence allows: a single finished rise votes for its half-way window; a gradual
-rise (wider than :data:`~scalevae.analysis.multiscale.WIDEST_RISE`) for every window of its
-span; a rise unfinished at the largest window for every window from its half-way window on;
-no rise for every window. ``probability`` is the mean vote per window (it sums to 1), the
-answer is the most probable window, the interval the smallest run of windows around it
-holding :data:`INTERVAL_MASS` of the probability.
+:func:`scalevae.analysis.multiscale.read_curve`, and casts one vote spread over the windows
+its evidence allows: a single finished rise votes for its half-way window; a gradual rise
+(wider than :data:`~scalevae.analysis.multiscale.WIDEST_RISE`) for the windows of its span,
+and a rise unfinished at the largest window for those from its first rising window on, each
+in proportion to the regrouping added at that window; no rise votes for every window evenly.
+``probability`` is the mean vote per window (it sums to 1), the answer is the most probable
+window, the interval the smallest run of windows around it holding :data:`INTERVAL_MASS` of
+the probability.
 
 **Conclusive** (the one notion a pipeline reads): at least :data:`CONCLUSIVE_SHARE` of the
 resamples find a single finished rise within one window step of the answer, and the answer is
@@ -72,10 +73,13 @@ def _votes(windows, curves):
         elif r.gradual:
             kind, lo, hi = 1, r.first, r.high
         elif r.rises and r.beyond_jump:  # the recommended rise runs on at the largest window
-            kind, lo, hi = 2, r.recommended, W - 1
+            kind, lo, hi = 2, r.first, W - 1
         else:
             kind, lo, hi = 3, 0, W - 1
-        votes[b, lo:hi + 1] = 1.0 / (hi - lo + 1)
+        # a spread vote follows where the regrouping grows (uniform where it does not)
+        grow = np.diff(r.envelope, prepend=0.0)[lo:hi + 1] if kind in (1, 2) else np.zeros(1)
+        vote = grow if grow.sum() > 0 else np.ones(hi - lo + 1)
+        votes[b, lo:hi + 1] = vote / vote.sum()
         kinds[b] = kind
     return votes, kinds
 
@@ -162,7 +166,9 @@ def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
     conclusive = share >= CONCLUSIVE_SHARE and not below_bond
     shares = {k: float(np.mean(kinds == i)) for i, k in enumerate(KINDS)}
     kind = "single" if conclusive else max(KINDS[1:] + ("single",), key=lambda k: shares[k])
-    note = ""
+    note = "" if conclusive else (
+        f"{share:.0%} of the resamples find a single rise within one window step of the most "
+        f"probable window ({CONCLUSIVE_SHARE:.0%} needed for a conclusive answer)")
     if below_bond:
         note = (f"the most probable window ({windows[mode]} px) is below the nearest-neighbour "
                 f"distance ({bond:.3g} px): no window of it holds a neighbour, so it is not "
@@ -210,20 +216,28 @@ def recommendation_attrs(rec):
 
 
 def _read(ds):
-    """(window, lo, hi, conclusive, kind, probability dict, share) from a result or a
-    recommend()/length_scales() Dataset."""
+    """(window, lo, hi, conclusive, kind, probability dict or None) from a result (attributes;
+    a result saved before the bootstrap existed reads its range and flags) or from the output
+    of recommend() / length_scales()."""
     a = ds.attrs
-    if "recommended_window_interval" in a:
-        lo, hi = (int(v) for v in a["recommended_window_interval"])
-        prob = {int(k): float(v) for k, v in
-                json.loads(a.get("recommended_window_probability", "{}")).items()}
-        return (int(a["recommended_window"]), lo, hi, bool(int(a["recommended_window_conclusive"])),
-                str(a.get("recommended_window_answer", "single")), prob)
+    if "recommended_window" in a:
+        if "recommended_window_interval" in a:
+            lo, hi = (int(v) for v in a["recommended_window_interval"])
+            prob = {int(k): float(v) for k, v in
+                    json.loads(a.get("recommended_window_probability", "{}")).items()}
+            kind = str(a.get("recommended_window_answer", "single"))
+        else:  # superseded attributes: the rise's range, the rule's own flags
+            lo, hi = (int(v) for v in a.get("recommended_window_range",
+                                            [a["recommended_window"]] * 2))
+            prob = None
+            kind = ("gradual" if int(a.get("length_scales_gradual", 0)) else
+                    "single" if int(a.get("recommended_window_conclusive", 1)) else "unfinished")
+        return (int(a["recommended_window"]), lo, hi,
+                bool(int(a.get("recommended_window_conclusive", 1))), kind, prob)
     if "probability" not in ds:
-        raise ScaleVAEError("no recommendation with an uncertainty in this Dataset; pass a "
-                            "result saved by this version, or the output of recommend()")
-    a = recommendation_attrs(ds)
-    return _read(xr.Dataset(attrs={**ds.attrs, **a}))
+        raise ScaleVAEError("no recommendation in this Dataset; pass a result Dataset, or the "
+                            "output of scalevae.analysis.recommend.recommend")
+    return _read(xr.Dataset(attrs={**ds.attrs, **recommendation_attrs(ds)}))
 
 
 def describe_recommendation(ds, pixel_size=None, unit=None) -> str:
@@ -249,17 +263,18 @@ def describe_recommendation(ds, pixel_size=None, unit=None) -> str:
         return f"{v} px ({v * size:.4g} {unit})" if size else f"{v} px"
 
     span = px(lo) if lo == hi else f"{lo}-{px(hi)}"
-    p = f"{100 * prob.get(w, 0.0):.0f} % of resamples"
+    # a result saved before the bootstrap has a range, not a probability
+    p = f"{100 * prob.get(w, 0.0):.0f} % of resamples; " if prob is not None else ""
+    interval = f"{100 * INTERVAL_MASS:.0f} % interval" if prob is not None else "range"
     if conclusive:
-        return (f"recommended descriptor size: {px(w)} ({p}; {100 * INTERVAL_MASS:.0f} % interval "
-                f"{span})")
+        return f"recommended descriptor size: {px(w)} ({p}{interval} {span})"
     if kind == "gradual":
         return (f"no single length scale between {lo} and {px(hi)}: the regrouping changes "
-                f"gradually over that range (most probable {w} px, {p})")
+                f"gradually over that range (most probable {w} px{', ' + p[:-2] if p else ''})")
     if kind == "unfinished":
         return (f"no conclusive descriptor size: the regrouping still rises at the largest "
                 f"window; extend the range (--windows) beyond {hi} px (most probable so far "
-                f"{px(w)}, {p}; interval {span})")
+                f"{px(w)}; {p}{interval} {span})")
     if kind == "none":
         return (f"no length scale in this window range: the regrouping does not rise with "
                 f"the window (interval {span})")
@@ -267,6 +282,6 @@ def describe_recommendation(ds, pixel_size=None, unit=None) -> str:
     if bond is not None and np.isfinite(float(bond)) and w < float(bond):
         return (f"no conclusive descriptor size: the most probable window {px(w)} is below "
                 f"the nearest-neighbour distance ({float(bond):.3g} px); interval {span}")
-    return (f"no conclusive descriptor size: most probable {px(w)} ({p}), fewer than "
-            f"{100 * CONCLUSIVE_SHARE:.0f} % of resamples within one window step; {100 * INTERVAL_MASS:.0f} % "
-            f"interval {span}")
+    return (f"no conclusive descriptor size: most probable {px(w)} ({p}fewer than "
+            f"{100 * CONCLUSIVE_SHARE:.0f} % of resamples within one window step; {interval} "
+            f"{span})")

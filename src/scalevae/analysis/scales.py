@@ -249,12 +249,13 @@ def length_scales(ds, state=None, density=None, n_resamples=None):
     the keypoints above it, ``significant`` is False and the raw regrouping is read.
 
     **Rule and answer.** :func:`scalevae.analysis.multiscale.find_scales` reads every rise of
-    ``change_from_first`` (``rise_*`` on dim ``rise``; ``still_rising``, ``gradual`` for these
-    data as they are). The answer comes from the bootstrap of
+    ``change_from_first`` (``rise_*`` on dim ``rise``; ``still_rising`` for these data as they
+    are). The answer comes from the bootstrap of
     :func:`scalevae.analysis.recommend.recommend` (spatial tiles resampled): ``probability`` of
     each window, ``recommended_window`` (the most probable), ``recommended_low`` ..
     ``recommended_high`` (the interval holding 90 % of it) and ``conclusive`` (its one notion of
-    a trustworthy answer; see there). ``density_change`` (Hellinger distance of standardised
+    a trustworthy answer; see there); ``gradual``: the answer is a gradual regrouping, no
+    single size. ``density_change`` (Hellinger distance of standardised
     latent densities), ``change``, ``score`` and its ``peak`` flags stay as evidence.
 
     Parameters
@@ -328,7 +329,8 @@ def length_scales(ds, state=None, density=None, n_resamples=None):
     fs = find_scales(out)
     rec = recommend(ds, state=state, n_resamples=n_resamples or N_RESAMPLES, evidence=[ev])
     out = out.assign(
-        still_rising=fs["still_rising"], gradual=fs["gradual"], rise_onset=fs["onset"],
+        still_rising=fs["still_rising"], gradual=rec["answer_kind"] == "gradual",
+        rise_onset=fs["onset"],
         rise_middle=fs["middle"], rise_end=fs["end"], rise_strength=fs["strength"],
         rise_rate=fs["rate"], probability=rec["probability"],
         recommended_window=rec["recommended_window"], recommended_low=rec["interval_low"],

@@ -370,15 +370,6 @@ def training_text(ds, phys):
     return out
 
 
-def _range_html(scales, rec, phys):
-    lo, hi = (int(scales[k]) for k in ("recommended_low", "recommended_high"))
-    if lo == hi == rec:
-        return "<div>Range: this window alone (a sharp change of scale).</div>"
-    return (f"<div>Range: {esc(plot.window_label(lo, *phys))} to "
-            f"{esc(plot.window_label(hi, *phys))} (the recommended rise of the regrouping, "
-            "from its onset to where it levels off).</div>")
-
-
 def _rises_html(scales, phys):
     """Every rise of the regrouping: each is a length scale of its own."""
     if "rise_middle" not in scales or scales.sizes.get("rise", 0) < 2:
@@ -424,18 +415,21 @@ def baselines_html(ds, image, scales, phys):
 
 def recommendation_card(scales, phys, baselines=""):
     """The recommended descriptor size with its range, rule, caveats and other scales."""
+    from ..analysis.recommend import describe_recommendation
+
     rec = int(scales["recommended_window"])
     conclusive = bool(scales["conclusive"]) if "conclusive" in scales else True
-    gradual = bool(scales["gradual"]) if "gradual" in scales else False
+    lo, hi = (int(scales[k]) for k in ("recommended_low", "recommended_high"))
     state = scales.attrs.get("state", "final")
-    title = (f"Recommended descriptor size ({state} state)" if conclusive else
-             "No conclusive descriptor size: the regrouping changes gradually over the window "
-             "range (no single size stands out); its half-way window" if gradual else
-             "No conclusive descriptor size: the regrouping still rises at the largest window "
-             "(extend the window range); best so far")
+    # a number only when conclusive; otherwise the interval leads (analysis.recommend)
+    big = plot.window_label(rec, *phys) if conclusive else (
+        f"{plot.window_label(lo, *phys)} to {plot.window_label(hi, *phys)}")
+    title = ("Recommended descriptor size" if conclusive else "No conclusive descriptor size") \
+        + f" ({state} state)"
     return ("<div class='card'><div>" + title + "</div>"
-            f"<div class='big'>{esc(plot.window_label(rec, *phys))}</div>"
-            + _range_html(scales, rec, phys) + _rises_html(scales, phys) +
+            f"<div class='big'>{esc(big)}</div>"
+            f"<div>{esc(describe_recommendation(scales, *phys))}.</div>"
+            + _rises_html(scales, phys) +
             f"<div>{esc(scales.attrs['rule'])}.</div>"
             + (f"<div><b>Caution:</b> {esc(scales.attrs['note'])}.</div>"
                if scales.attrs.get("note") else "")
