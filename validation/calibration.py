@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import subprocess
 import time
 import warnings
@@ -101,6 +102,23 @@ def wilson(k, n, z=1.96):
     return c - h, c + h
 
 
+def _measured(path, what, compute):
+    """``compute()`` for one cached run, kept beside it as JSON (``<run>.<what>.json``): the
+    raw answers, so that the curves are re-scored with a new threshold without recomputing."""
+    store = path.with_suffix(f".{what}.json")
+    if store.exists() and store.stat().st_mtime >= path.stat().st_mtime:
+        return json.loads(store.read_text())
+    text = json.dumps(compute())
+    store.write_text(text)
+    return json.loads(text)  # the same keys (text) whether computed now or read back
+
+
+def _decision(window, share):
+    from scalevae.analysis.recommend import CONCLUSIVE_SHARE
+
+    return int(window), share >= CONCLUSIVE_SHARE
+
+
 def subsets_curve(cache, seeds=SEEDS):
     """How many interleaved position subsets are enough: per run, the answer from S of them
     (evenly spaced) against the answer from all; returns {S: (agree, n)}."""
@@ -108,22 +126,28 @@ def subsets_curve(cache, seeds=SEEDS):
     from scalevae.analysis.scales import regrouping_evidence
     from scalevae.results import load_result
 
+    def compute(path):
+        ds = load_result(path)
+        full = regrouping_evidence(ds, max_subsets=10_000)
+        k = len(full.sums)
+        out = {}
+        for s in range(1, k + 1):
+            pick = np.unique(np.linspace(0, k - 1, s).round().astype(int))
+            r = recommend(ds, evidence=[dataclasses.replace(full, sums=full.sums[pick])])
+            out[s] = (int(r["recommended_window"]), float(r["conclusive_share"]))
+        return out
+
     agree = {}
     for kind, truth, seed in cases(seeds):
         path = cache_name(cache, kind, truth, seed)
         if not path.exists():
             continue
-        ds = load_result(path)
-        full = regrouping_evidence(ds, max_subsets=10_000)
-        k = len(full.sums)
-        ref = recommend(ds, evidence=[full])
-        ref = (int(ref["recommended_window"]), bool(ref["conclusive"]))
-        for s in range(1, k + 1):
-            pick = np.unique(np.linspace(0, k - 1, s).round().astype(int))
-            ev = dataclasses.replace(full, sums=full.sums[pick])
-            r = recommend(ds, evidence=[ev])
+        answers = {int(s): v for s, v in _measured(path, "subsets",
+                                                   lambda: compute(path)).items()}
+        ref = _decision(*answers[max(answers)])
+        for s, v in answers.items():
             a, n = agree.get(s, (0, 0))
-            agree[s] = (a + ((int(r["recommended_window"]), bool(r["conclusive"])) == ref), n + 1)
+            agree[s] = (a + (_decision(*v) == ref), n + 1)
     return agree
 
 
@@ -134,23 +158,29 @@ def resamples_curve(cache, seeds=SEEDS, sizes=(250, 500, 1000, 2000), other_seed
     from scalevae.analysis.scales import regrouping_evidence
     from scalevae.results import load_result
 
-    out = {b: [] for b in sizes}
-    flips = {b: 0 for b in sizes}
+    def compute(path):
+        ds = load_result(path)
+        ev = [regrouping_evidence(ds)]
+        out = {}
+        for b in sizes:
+            recs = [recommend(ds, n_resamples=b, seed=s, evidence=ev)
+                    for s in (RESAMPLE_SEED, *other_seeds)]
+            out[b] = [(r["probability"].values.tolist(), int(r["recommended_window"]),
+                       float(r["conclusive_share"])) for r in recs]
+        return out
+
+    dev, flips = {b: [] for b in sizes}, {b: 0 for b in sizes}
     for kind, truth, seed in cases(seeds):
         path = cache_name(cache, kind, truth, seed)
         if not path.exists():
             continue
-        ds = load_result(path)
-        ev = [regrouping_evidence(ds)]
+        runs = _measured(path, "resamples", lambda: compute(path))
         for b in sizes:
-            recs = [recommend(ds, n_resamples=b, seed=s, evidence=ev)
-                    for s in (RESAMPLE_SEED, *other_seeds)]
-            p = np.stack([r["probability"].values for r in recs])
-            out[b].append(float(np.abs(p[1:] - p[0]).max()))
-            dec = {(int(r["recommended_window"]), bool(r["conclusive"])) for r in recs}
-            flips[b] += len(dec) > 1
+            p = np.array([r[0] for r in runs[str(b)]])
+            dev[b].append(float(np.abs(p[1:] - p[0]).max()))
+            flips[b] += len({_decision(r[1], r[2]) for r in runs[str(b)]}) > 1
     return {b: (float(np.median(v)), float(np.max(v)), flips[b], len(v))
-            for b, v in out.items() if v}
+            for b, v in dev.items() if v}
 
 
 def cost(path):

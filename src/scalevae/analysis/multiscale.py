@@ -144,7 +144,7 @@ def read_curve(w, c, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
     Examples
     --------
     >>> w = np.arange(8, 68, 4)
-    >>> r = read_curve(w, 1 / (1 + np.exp(-(w - 24) / 2.0)))
+    >>> r = read_curve(w, 1 / (1 + np.exp(-(w - 22) / 2.0)))
     >>> int(w[r.recommended]), r.conclusive
     (24, True)
     """

@@ -167,8 +167,9 @@ def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
     shares = {k: float(np.mean(kinds == i)) for i, k in enumerate(KINDS)}
     kind = "single" if conclusive else max(KINDS[1:] + ("single",), key=lambda k: shares[k])
     note = "" if conclusive else (
-        f"{share:.0%} of the resamples find a single rise within one window step of the most "
-        f"probable window ({CONCLUSIVE_SHARE:.0%} needed for a conclusive answer)")
+        f"{100 * share:.0f} % of the resamples find a single rise within one window step of "
+        f"the most probable window ({100 * CONCLUSIVE_SHARE:.0f} % needed for a conclusive "
+        "answer)")
     if below_bond:
         note = (f"the most probable window ({windows[mode]} px) is below the nearest-neighbour "
                 f"distance ({bond:.3g} px): no window of it holds a neighbour, so it is not "
@@ -251,7 +252,7 @@ def describe_recommendation(ds, pixel_size=None, unit=None) -> str:
     ...     "recommended_window_conclusive": 1, "recommended_window_answer": "single",
     ...     "recommended_window_probability": '{"20": 0.1, "24": 0.85, "28": 0.05}'})
     >>> describe_recommendation(ds)
-    'recommended descriptor size: 24 px (85 % of resamples; 90 % interval 20-28 px)'
+    'recommended descriptor size: 24 px; 85 % of resamples; 90 % interval 20-28 px'
     """
     from ..io.units import physical_pixel
 
@@ -259,17 +260,22 @@ def describe_recommendation(ds, pixel_size=None, unit=None) -> str:
     size, unit = physical_pixel(pixel_size or ds.attrs.get("pixel_size"),
                                 unit or ds.attrs.get("unit"))
 
-    def px(v):
-        return f"{v} px ({v * size:.4g} {unit})" if size else f"{v} px"
+    def px(v, v2=None):
+        """``"16 px (62.4 nm)"``, or a range ``"12-40 px (46.8-156 nm)"``."""
+        if v2 is None or v2 == v:
+            return f"{v} px ({v * size:.4g} {unit})" if size else f"{v} px"
+        return (f"{v}-{v2} px ({v * size:.4g}-{v2 * size:.4g} {unit})" if size
+                else f"{v}-{v2} px")
 
-    span = px(lo) if lo == hi else f"{lo}-{px(hi)}"
+    span = px(lo, hi)
     # a result saved before the bootstrap has a range, not a probability
     p = f"{100 * prob.get(w, 0.0):.0f} % of resamples; " if prob is not None else ""
     interval = f"{100 * INTERVAL_MASS:.0f} % interval" if prob is not None else "range"
     if conclusive:
-        return f"recommended descriptor size: {px(w)} ({p}{interval} {span})"
+        return f"recommended descriptor size: {px(w)}; {p}{interval} {span}"
     if kind == "gradual":
-        return (f"no single length scale between {lo} and {px(hi)}: the regrouping changes "
+        phys = f" ({lo * size:.4g}-{hi * size:.4g} {unit})" if size else ""
+        return (f"no single length scale between {lo} and {hi} px{phys}: the regrouping changes "
                 f"gradually over that range (most probable {w} px{', ' + p[:-2] if p else ''})")
     if kind == "unfinished":
         return (f"no conclusive descriptor size: the regrouping still rises at the largest "
