@@ -92,6 +92,30 @@ def score(cache, seeds=SEEDS):
     return rows
 
 
+def pooled_pairs(cache, seeds=SEEDS):
+    """Seeds (0, 1), (2, 3), (4, 5) of each image pooled, as ``--repeats 2`` would: one row
+    per pair whose two runs are cached."""
+    from scalevae.analysis.recommend import recommend
+    from scalevae.results import load_result
+
+    rows = []
+    for kind, truth in [("domains", p) for p in PERIODS] + [("twoscale", CRITICAL_WINDOW)]:
+        for pair in zip(seeds[::2], seeds[1::2]):
+            paths = [cache_name(cache, kind, truth, s) for s in pair]
+            if not all(p.exists() for p in paths):
+                continue
+            dss = [load_result(p) for p in paths]
+            if any(ds.sizes["window"] != dss[0].sizes["window"] for ds in dss):
+                continue  # the default windows follow each image's period: not poolable
+            rec = recommend(dss)
+            w = dss[0]["window"].values.astype(int)
+            rows.append(dict(kind=kind, truth=truth, seeds=pair,
+                             answer=int(rec["recommended_window"]),
+                             conclusive=bool(rec["conclusive"]),
+                             error=step_error(w, int(rec["recommended_window"]), truth)))
+    return rows
+
+
 def wilson(k, n, z=1.96):
     """95 % Wilson interval of a proportion k / n."""
     if n == 0:
@@ -218,7 +242,7 @@ def pto(cache, image, seeds=(0, 1), do_train=False):
     return rows
 
 
-def page(rows, agree, resamples, costs, pto_rows, args):
+def page(rows, agree, resamples, costs, pto_rows, pairs, args):
     from scalevae.analysis.recommend import CONCLUSIVE_SHARE, INTERVAL_MASS, N_RESAMPLES
     from scalevae.analysis.scales import MAX_SUBSETS, SUBSET_POINTS
 
@@ -234,8 +258,9 @@ def page(rows, agree, resamples, costs, pto_rows, args):
          f"{CRITICAL_WINDOW} px); seeds {', '.join(map(str, args.seeds))} (each a new image "
          "and a new model). A hit is an answer within one window step of the truth (the "
          "period; the critical window). Rule: `scalevae.analysis.recommend` with "
-         f"{N_RESAMPLES} resamples, conclusive when >= {CONCLUSIVE_SHARE:.0%} of them find a "
-         f"single rise within one step of the answer, interval holding {INTERVAL_MASS:.0%}.",
+         f"{N_RESAMPLES} resamples, conclusive when >= {100 * CONCLUSIVE_SHARE:.0f} % of them "
+         "find a single rise within one step of the answer, interval holding "
+         f"{100 * INTERVAL_MASS:.0f} %.",
          "", f"Runs scored: {len(rows)} of {n_expected}"
          + ("" if len(rows) == n_expected else " (the others did not finish training in the "
             "time this page was written in; n per cell below)") + ".", "",
@@ -258,10 +283,11 @@ def page(rows, agree, resamples, costs, pto_rows, args):
     lo, hi = wilson(k, len(con))
     L += ["", "## Summary", "",
           f"- Conclusive answers within one window step: **{k} of {len(con)}**"
-          + (f" ({k / len(con):.0%}; 95 % Wilson interval {lo:.0%}-{hi:.0%})" if con else "")
+          + (f" ({100 * k / len(con):.0f} %; 95 % Wilson interval {100 * lo:.0f}-"
+             f"{100 * hi:.0f} %)" if con else "")
           + "; target >= 95 %.",
           f"- Conclusive answers given: {len(con)} of {len(rows)} runs"
-          + (f" ({len(con) / len(rows):.0%})." if rows else "."),
+          + (f" ({100 * len(con) / len(rows):.0f} %)." if rows else "."),
           f"- Any answer within one step (conclusive or not): "
           f"{sum(r['error'] <= 1 for r in rows)} of {len(rows)}; truth inside the interval: "
           f"{sum(r['inside'] for r in rows)} of {len(rows)}.", "",
@@ -276,8 +302,19 @@ def page(rows, agree, resamples, costs, pto_rows, args):
         kk = sum(r["error"] <= 1 for r in c)
         a, b = wilson(kk, len(c))
         L.append(f"| {t:.2f}{' (used)' if abs(t - CONCLUSIVE_SHARE) < 1e-9 else ''} | "
-                 f"{len(c)} | {kk} | " + (f"{kk / len(c):.0%} ({a:.0%}-{b:.0%})" if c else "-")
-                 + f" | {len(c) / max(len(rows), 1):.0%} |")
+                 f"{len(c)} | {kk} | "
+                 + (f"{100 * kk / len(c):.0f} % ({100 * a:.0f}-{100 * b:.0f} %)" if c else "-")
+                 + f" | {100 * len(c) / max(len(rows), 1):.0f} % |")
+    if pairs:
+        con = [r for r in pairs if r["conclusive"]]
+        L += ["", "Two seeds pooled (what `--repeats 2` would answer; pairs of seeds of one image "
+              "with the same default windows):", "",
+              "| image | truth | seeds | answer | conclusive | steps off |",
+              "| --- | --- | --- | --- | --- | --- |"]
+        L += [f"| {r['kind']} | {r['truth']} | {r['seeds'][0]}+{r['seeds'][1]} | {r['answer']} "
+              f"| {'yes' if r['conclusive'] else 'no'} | {r['error']:.1f} |" for r in pairs]
+        L += ["", f"Pooled: {sum(r['error'] <= 1 for r in con)} of {len(con)} conclusive "
+              f"answers within one step; {len(con)} of {len(pairs)} pairs conclusive."]
     L += ["", "Per run (conclusive share = resamples with a single rise within one step of the "
           "answer):", "", "| image | truth | seed | answer | interval | share | kind | steps off |",
           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -338,7 +375,8 @@ def main(argv=None):
     pto_path = args.cache / "pto_s0.nc"
     page(rows, subsets_curve(args.cache, args.curve_seeds),
          resamples_curve(args.cache, args.curve_seeds),
-         cost(pto_path) if pto_path.exists() else None, pto_rows, args)
+         cost(pto_path) if pto_path.exists() else None, pto_rows,
+         pooled_pairs(args.cache, args.seeds), args)
 
 
 if __name__ == "__main__":

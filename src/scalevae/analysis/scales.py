@@ -338,5 +338,6 @@ def length_scales(ds, state=None, density=None, n_resamples=None):
         conclusive_share=rec["conclusive_share"], answer_kind=rec["answer_kind"],
         n_resamples=rec["n_resamples"])
     out.attrs.update({k: v for k, v in rec.attrs.items() if k != "state"})
+    out.attrs["rule"] = f"{fs.attrs['rule']}; answer: {rec.attrs['rule']}"
     out.attrs["note"] = "; ".join(n for n in (fs.attrs["note"], rec.attrs["note"]) if n)
     return out
