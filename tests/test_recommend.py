@@ -8,8 +8,9 @@ from scipy import stats
 from scipy.spatial.distance import pdist
 
 from scalevae.analysis import length_scales
-from scalevae.analysis.recommend import (CONCLUSIVE_SHARE, INTERVAL_MASS, describe_recommendation,
-                                         recommend, recommendation_attrs, tile_counts)
+from scalevae.analysis.recommend import (CONCLUSIVE_SHARE, INTERVAL_MASS,
+                                         describe_recommendation, recommend,
+                                         recommendation_attrs, tile_counts)
 from scalevae.analysis.scales import (canonical_order, position_subsets, regrouping_curves,
                                       regrouping_evidence)
 from scalevae.errors import ScaleVAEError

@@ -326,7 +326,8 @@ def page(rows, agree, resamples, costs, pto_rows, pairs, args):
           f"The statistic averages interleaved subsets of {SUBSET_POINTS} keypoints in "
           f"canonical (frame, y, x) order, at most {MAX_SUBSETS}. Runs whose answer (window "
           "and conclusive flag) from S evenly spaced subsets equals the answer from all of "
-          f"them (runs of seeds {', '.join(map(str, args.curve_seeds))}):", "", "| S | same answer |", "| --- | --- |"]
+          f"them (runs of seeds {', '.join(map(str, args.curve_seeds))}):", "",
+          "| S | same answer |", "| --- | --- |"]
     for s, (a, n) in sorted(agree.items()):
         L.append(f"| {s} | {a} of {n} |")
     L += ["", "## How many resamples", "",

@@ -186,8 +186,9 @@ def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
                        "regrouping curve votes for its half-way window (a single finished "
                        "rise) or spreads its vote over the windows a gradual or unfinished "
                        "rise spans; answer: the most probable window; conclusive: >= "
-                       f"{100 * CONCLUSIVE_SHARE:.0f} % of resamples find a single rise within one "
-                       f"window step of it; interval: the windows holding {100 * INTERVAL_MASS:.0f} %"})
+                       f"{100 * CONCLUSIVE_SHARE:.0f} % of resamples find a single rise within "
+                       "one window step of it; interval: the windows holding "
+                       f"{100 * INTERVAL_MASS:.0f} %"})
 
 
 def recommendation_attrs(rec):
