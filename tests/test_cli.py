@@ -57,8 +57,6 @@ def test_run_prints_a_summary(npy, tmp_path, capsys):
 
 
 def test_run_prints_the_recommended_window_with_its_range(npy, tmp_path, capsys):
-    import re
-
     from scalevae.results import load_result
 
     out = tmp_path / "run"
@@ -67,16 +65,17 @@ def test_run_prints_the_recommended_window_with_its_range(npy, tmp_path, capsys)
     attrs = load_result(out).attrs
     lines = capsys.readouterr().out.splitlines()
     w = int(attrs["recommended_window"])
-    lo, hi = (int(v) for v in attrs["recommended_window_range"])
-    if not attrs["recommended_window_conclusive"]:
-        # a rise unfinished at the largest window is no answer: the line says to extend it
-        line = [x for x in lines if x.startswith("no conclusive")][0]
-        assert "extend the range" in line and f"best so far {w} px" in line
-        return
-    line = [x for x in lines if x.startswith("recommended")][0]
-    assert re.match(rf"recommended descriptor size: {w} px", line)
-    # the range is printed exactly when it is more than the recommended window itself
-    assert (f"; range {lo}-{hi} px" in line) == ((lo, hi) != (w, w))
+    lo, hi = (int(v) for v in attrs["recommended_window_interval"])
+    assert [int(v) for v in attrs["recommended_window_range"]] == [lo, hi]
+    # one wording (analysis.recommend.describe_recommendation), with the interval every time
+    from scalevae.analysis.recommend import describe_recommendation
+
+    assert describe_recommendation(load_result(out)) in lines
+    line = describe_recommendation(load_result(out))
+    assert (f"{lo}-{hi} px" in line or f"between {lo} and {hi} px" in line) if lo != hi \
+        else f"{lo} px" in line
+    assert line.startswith(f"recommended descriptor size: {w} px") == bool(
+        attrs["recommended_window_conclusive"])
 
 
 def test_run_says_when_it_trained_on_a_subset(npy, tmp_path, capsys):
@@ -164,10 +163,28 @@ def test_a_gradual_answer_says_so_and_suggests_windows_around_the_spectral_perio
         recommended_window_note="the recommended rise spans 12-60 px")
     _summary(ds, Namespace(out=tmp_path))
     out = capsys.readouterr().out
-    assert "no conclusive descriptor size: the regrouping changes gradually" in out
+    assert "no single length scale between 8 and 60 px" in out and "gradually" in out
     assert "spectral period is 11.8 px" in out
     assert "--windows 4:24:2" in out
     assert "recommended descriptor size" not in out
+
+
+def test_advice_never_repeats_the_range_just_run_nor_reads_a_pixel_limit_peak(tmp_path, capsys):
+    from argparse import Namespace
+
+    from scalevae.cli import _summary
+    from scalevae.testing import make_fake_result
+
+    gradual = dict(recommended_window=12, recommended_window_range=[4, 24],
+                   recommended_window_conclusive=0, length_scales_gradual=1,
+                   image_shape="[1, 256, 256]")
+    ran = make_fake_result(windows=list(range(4, 25, 2)))
+    _summary(ran.assign_attrs(spectral_period=11.8, **gradual), Namespace(out=tmp_path))
+    out = capsys.readouterr().out
+    assert "--windows 4:24:2" not in out and "--windows 4:36:3" in out
+    _summary(ran.assign_attrs(spectral_period=2.0, **gradual), Namespace(out=tmp_path))
+    out = capsys.readouterr().out
+    assert "spectral period" not in out and "--windows" not in out.split("extend")[0]
 
 
 def test_summary_says_why_the_default_windows_start_below_8_px(tmp_path, capsys):

@@ -225,3 +225,29 @@ def test_default_patch_size_rejects_bad_images(bad):
 def test_default_patch_size_rejects_bad_windows():
     with pytest.raises(ScaleVAEError):
         default_patch_size(np.zeros((32, 32)), [0, 8])
+
+
+def test_suggested_windows_never_repeat_the_range_just_run():
+    from scalevae.analysis.multiscale import bracketing_windows
+
+    first = bracketing_windows(11.8)
+    lo, hi, step = (int(v) for v in first.split(":"))
+    again = bracketing_windows(11.8, ran=range(lo, hi + 1, step))
+    assert again != first
+    a_lo, a_hi, _ = (int(v) for v in again.split(":"))
+    assert a_lo <= lo and a_hi > hi
+    # both ends capped by the frame: the same range with finer steps, never the same advice
+    capped = bracketing_windows(64, frame_shape=(64, 64))
+    lo, hi, _ = (int(v) for v in capped.split(":"))
+    assert bracketing_windows(64, frame_shape=(64, 64), ran=[lo, hi]) != capped
+
+
+def test_a_spectral_peak_at_the_pixel_limit_is_no_baseline():
+    from scalevae.analysis.multiscale import noise_limited, spectral_baseline
+
+    assert noise_limited(2.0) and noise_limited(2.5) and not noise_limited(3.0)
+    xx = np.mgrid[:128, :128][1]
+    # the strongest peak is at the pixel limit (alternating columns, as scan noise makes)
+    img = (-1.0) ** xx + 0.3 * np.random.default_rng(0).normal(size=(128, 128))
+    assert np.isnan(spectral_baseline(img))
+    assert abs(spectral_baseline(img + 3 * np.sin(2 * np.pi * xx / 16)) - 16) < 1.5

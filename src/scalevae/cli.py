@@ -201,35 +201,21 @@ def _summary(ds, a, known=None):
     if "recommended_window" in ds.attrs:
         from .io.units import physical_pixel
 
-        w = int(ds.attrs["recommended_window"])
+        from .analysis.multiscale import bracketing_windows, noise_limited
+        from .analysis.recommend import describe_recommendation
+
         size, unit = physical_pixel(ds.attrs.get("pixel_size"), ds.attrs.get("unit"))
-        phys = f" ({w * size:.4g} {unit})" if size else ""
-        rng = ds.attrs.get("recommended_window_range")
-        spread = ""
-        if rng is not None and len(rng) == 2 and (int(rng[0]), int(rng[1])) != (w, w):
-            spread = f"; range {int(rng[0])}-{int(rng[1])} px"
         answer = f" (known answer: {known})" if known else ""
-        if int(ds.attrs.get("recommended_window_conclusive", 1)):
-            print(f"recommended descriptor size: {w} px{phys}{spread}{answer}")
-        elif int(ds.attrs.get("length_scales_gradual", 0)):
-            print(f"no conclusive descriptor size: the regrouping changes gradually over the "
-                  f"window range, no single size stands out (half-way {w} px{phys}{spread})"
-                  f"{answer}")
-        else:
-            print(f"no conclusive descriptor size: the regrouping still rises at the largest "
-                  f"window; extend the range (--windows) beyond {int(ds.window[-1])} px "
-                  f"(best so far {w} px{phys}{spread}){answer}")
+        print(describe_recommendation(ds) + answer)
         period = float(ds.attrs.get("spectral_period", float("nan")))
-        if period == period:  # not NaN
+        if not noise_limited(period):  # a peak at the pixel limit is noise, not a period
             print(f"baseline without the model: the image's strongest spectral period is "
                   f"{period:.1f} px" + (f" ({period * size:.4g} {unit})" if size else ""))
             if int(ds.attrs.get("length_scales_gradual", 0)):
-                from .analysis.multiscale import bracketing_windows
-
                 shape = json.loads(ds.attrs["image_shape"]) if "image_shape" in ds.attrs else None
-                print("to read a length scale, rerun with windows around that period: "
-                      f"--windows {bracketing_windows(period, shape)} (a third of it to twice "
-                      "it; see the README)")
+                windows = bracketing_windows(period, shape, ran=ds["window"].values)
+                print(f"to read a length scale, rerun with windows around that period: "
+                      f"--windows {windows} (a third of it to twice it; see the README)")
         rises = json.loads(ds.attrs.get("length_scales", "[]"))
         if len(rises) > 1:
             print("length scales (regrouping rises, strongest first): " + "; ".join(

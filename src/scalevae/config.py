@@ -72,6 +72,9 @@ NOISE_FLOOR_FREQUENCY = 0.4
 #: ln power (ln 8: eight-fold), is a period of the image's own; a threshold set on the
 #: generators and the real files (validation/RESULTS.md), not a calibrated test.
 PRONOUNCED_PEAK = math.log(8)
+# A spectral period at or below this (px) is the pixel or noise limit (white noise peaks at
+# 2 px), not a structure of the image: no baseline, no window advice from it.
+NOISE_LIMIT_PERIOD = 2.5
 
 # The default windows: from 8 px to a quarter of the smaller frame side (at most 64 px), in
 # at most 12 even steps; from down to 4 px where a grid samples a finer period (see below).

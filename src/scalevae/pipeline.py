@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .analysis.recommend import recommendation_attrs
 from .errors import ScaleVAEError
 from .io import ImageStack, as_stack, read_image
 from .model import SIVAE
@@ -291,12 +292,13 @@ def recommendation(scales) -> dict:
     rises = [{"onset": int(o), "middle": int(m), "end": int(e), "strength": round(float(s), 3)}
              for o, m, e, s in zip(scales["rise_onset"].values, scales["rise_middle"].values,
                                    scales["rise_end"].values, scales["rise_strength"].values)]
-    # pipelines read the window; `recommended_window_significant` == 0 means no window
-    # regrouped the keypoints above the posterior noise, `_conclusive` == 0 that the range
-    # stops before the recommended rise levels off (weak evidence either way, see the note)
-    return {"recommended_window": int(scales["recommended_window"]),
+    # pipelines read the window and `recommended_window_conclusive` (from the bootstrap
+    # distribution: analysis.recommend); `_significant`, `length_scales_still_rising` and
+    # `length_scales_gradual` are superseded by it and kept for older readers
+    return {**recommendation_attrs(scales),
+            "recommended_window": int(scales["recommended_window"]),
             "recommended_window_state": str(scales.attrs.get("state", "final")),
-            # the windows the evidence allows: how sharp the answer is
+            # = recommended_window_interval (superseded name): the windows holding 90 %
             "recommended_window_range": [int(scales["recommended_low"]),
                                          int(scales["recommended_high"])],
             "recommended_window_significant": int(bool(scales["significant"])),

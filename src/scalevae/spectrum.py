@@ -23,7 +23,7 @@ from . import config
 from .errors import ScaleVAEError
 
 __all__ = ["Spectrum", "radial_power_spectrum", "fine_period", "spectral_peak",
-           "spectral_period", "pronounced_period", "spectral_baseline"]
+           "spectral_period", "pronounced_period", "spectral_baseline", "noise_limited"]
 
 
 def _frames(stack):
@@ -186,7 +186,9 @@ class Spectrum:
     def baseline(self) -> float:
         """:func:`spectral_baseline` of the image, read from this spectrum."""
         peak = self._default_peak
-        return float("nan") if peak is None else float(peak[0])
+        if peak is None or noise_limited(peak[0]):
+            return float("nan")
+        return float(peak[0])
 
 
 def fine_period(image, max_period=None, fraction=config.POWER_FRACTION):
@@ -293,9 +295,21 @@ def pronounced_period(image):
     return Spectrum.of(image).pronounced_period()
 
 
+def noise_limited(period) -> bool:
+    """True when ``period`` (px) is at the pixel or noise limit (or NaN): ignore it.
+
+    Examples
+    --------
+    >>> noise_limited(2.0), noise_limited(11.8), noise_limited(float("nan"))
+    (True, False, True)
+    """
+    return not float(period) > config.NOISE_LIMIT_PERIOD
+
+
 def spectral_baseline(image) -> float:
-    """:func:`spectral_period` of an image or stack, NaN when it has none (too small, flat):
-    the model-free baseline a run stores beside its recommended window.
+    """:func:`spectral_period` of an image or stack, NaN when it has none (too small, flat) or
+    when it sits at the pixel or noise limit (:func:`noise_limited`): the model-free baseline
+    a run stores beside its recommended window.
 
     Examples
     --------

@@ -14,6 +14,8 @@ agree with those of these two numbers).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import xarray as xr
 from scipy import ndimage as ndi
@@ -22,12 +24,12 @@ from scipy import stats
 from ..config import PRONOUNCED_PEAK  # noqa: F401  (read here before the spectrum had a module)
 from ..errors import ScaleVAEError
 # the spectral baselines live in scalevae.spectrum; imported here under their old home
-from ..spectrum import (pronounced_period, spectral_baseline, spectral_peak,  # noqa: F401
-                        spectral_period)
+from ..spectrum import (noise_limited, pronounced_period, spectral_baseline,  # noqa: F401
+                        spectral_peak, spectral_period)
 from ._common import scales_state
 
-__all__ = ["find_scales", "spectral_peak", "spectral_period", "spectral_baseline",
-           "pronounced_period", "bracketing_windows", "patch_statistics"]
+__all__ = ["find_scales", "read_curve", "spectral_peak", "spectral_period", "spectral_baseline",
+           "pronounced_period", "bracketing_windows", "noise_limited", "patch_statistics"]
 
 #: A rise is a run of windows whose regrouping grows at least this share of the fastest growth.
 SLOPE_FRACTION = 0.25
@@ -116,6 +118,60 @@ def _rises(windows, curve, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STREN
     return rises, env, jump
 
 
+class CurveReading(NamedTuple):
+    """What the rule reads from one regrouping curve (indices into the windows)."""
+
+    rises: list
+    envelope: np.ndarray
+    middles: list
+    recommended: int
+    low: int
+    high: int
+    first: int
+    beyond_jump: bool
+    still_rising: bool
+    gradual: bool
+    conclusive: bool
+
+
+def read_curve(w, c, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
+    """The rule of :func:`find_scales` on plain arrays (``w`` windows, ``c`` curve): NumPy
+    only, so that the bootstrap of :mod:`scalevae.analysis.recommend` can run it per resample.
+
+    Examples
+    --------
+    >>> w = np.arange(8, 68, 4)
+    >>> r = read_curve(w, 1 / (1 + np.exp(-(w - 22) / 2.0)))
+    >>> int(w[r.recommended]), r.conclusive
+    (24, True)
+    """
+    rises, env, jump = _rises(w, c, slope_fraction, min_strength)
+    start_jump = rises[0] if jump else None
+    rises.sort(key=lambda r: -r[2])
+    top = env[-1] if len(env) else 0.0
+    middles = []
+    for onset, end, _, _ in rises:
+        half = env[onset] + 0.5 * (env[end] - env[onset])
+        middles.append(onset + int(np.argmax(env[onset:end + 1] >= half)))
+    later = [i for i, r in enumerate(rises) if r is not start_jump]
+    if rises:
+        pick = later[0] if later else 0
+        rec_i, lo_i, hi_i = middles[pick], rises[pick][0], rises[pick][1]
+        if not later:
+            # only the smallest window differs (it cuts through the basic unit): nothing in
+            # the range singles out a size, so the range is all of it
+            lo_i, hi_i = 0, len(w) - 1
+    else:
+        rec_i = lo_i = hi_i = len(w) - 1
+    still = bool(len(w) >= 3 and top > 0 and (env[-1] - env[-3]) > STILL_RISING * top)
+    first = min(lo_i + 1, hi_i)  # the rise's first rising window
+    gradual = bool(rises) and bool(later) and w[hi_i] > WIDEST_RISE * w[first]
+    conclusive = bool(rises) and bool(later) and not (still and hi_i == len(w) - 1) \
+        and not gradual
+    return CurveReading(rises, env, middles, int(rec_i), int(lo_i), int(hi_i), int(first),
+                        bool(later), still, bool(gradual), bool(conclusive))
+
+
 def find_scales(scales, state=None, slope_fraction=SLOPE_FRACTION, min_strength=MIN_STRENGTH):
     """Every rise of the latent regrouping with the window, and the window it recommends.
 
@@ -191,36 +247,18 @@ def find_scales(scales, state=None, slope_fraction=SLOPE_FRACTION, min_strength=
     if not 0 <= min_strength < 1:
         raise ScaleVAEError(f"min_strength must lie in [0, 1) (got {min_strength})")
     w, c, significant, _ = _curve(scales, state)
-    rises, env, jump = _rises(w, c, slope_fraction, min_strength)
-    start_jump = rises[0] if jump else None
-    rises.sort(key=lambda r: -r[2])
-    top = env[-1] if len(env) else 0.0
-    middles = []
-    for onset, end, strength, _ in rises:
-        half = env[onset] + 0.5 * (env[end] - env[onset])
-        middles.append(onset + int(np.argmax(env[onset:end + 1] >= half)))
-    note, later = [], []
-    if rises:
-        later = [i for i, r in enumerate(rises) if r is not start_jump]
-        pick = later[0] if later else 0
-        onset, end = rises[pick][0], rises[pick][1]
-        rec_i, lo_i, hi_i = middles[pick], onset, end
-        if not later:
-            # only the smallest window differs (it cuts through the basic unit): nothing in
-            # the range singles out a size, so the range is all of it
-            lo_i, hi_i = 0, len(w) - 1
-            note.append("the regrouping only jumps from the smallest to the next window and "
-                        "stays flat after it: no length scale above the smallest window's unit "
-                        "in this window range")
-    else:
-        rec_i = lo_i = hi_i = len(w) - 1
+    r = read_curve(w, c, slope_fraction, min_strength)
+    rises, env, middles = r.rises, r.envelope, r.middles
+    rec_i, lo_i, hi_i, first = r.recommended, r.low, r.high, r.first
+    still, gradual, conclusive = r.still_rising, r.gradual, r.conclusive
+    note = []
+    if rises and not r.beyond_jump:
+        note.append("the regrouping only jumps from the smallest to the next window and "
+                    "stays flat after it: no length scale above the smallest window's unit "
+                    "in this window range")
+    elif not rises:
         note.append("the regrouping does not rise with the window: no length scale in this "
                     "window range")
-    still = bool(len(w) >= 3 and top > 0 and (env[-1] - env[-3]) > STILL_RISING * top)
-    first = min(lo_i + 1, hi_i)  # the rise's first rising window
-    gradual = bool(rises) and bool(later) and w[hi_i] > WIDEST_RISE * w[first]
-    conclusive = bool(rises) and bool(later) and not (still and hi_i == len(w) - 1) \
-        and not gradual
     if gradual:
         note.append(f"the recommended rise spans {w[first]}-{w[hi_i]} px, a factor of "
                     f"{w[hi_i] / w[first]:.1f} in window size: the regrouping changes gradually "
@@ -288,15 +326,16 @@ def _one_minus_rho(ra, rb):
 
 
 
-def bracketing_windows(period, frame_shape=None, n=11):
+
+def bracketing_windows(period, frame_shape=None, n=11, ran=None):
     """A window range around a period, from a third of it to twice it: ``"A:B:S"`` (px).
 
     What to rerun with when the regrouping is gradual over the default range: a range that
     brackets the one rise a structure of that size gives (it starts near half the size and
-    levels off by about 1.5 times it). Measured (validation/RESULTS.md, twelfth round): domain
-    images of period 12 px, gradual over 8-64 px, answered 12 px, conclusive, with 4:24:2 on
-    2 of 2 seeds; of period 40 px, still gradual with 12:80:4 (0 of 2). Windows are kept
-    within half the smaller frame side.
+    levels off by about 1.5 times it). Windows are kept within half the smaller frame side.
+    The advice never repeats the range just run (``ran``: its windows): a suggestion with the
+    same first and last window is widened by half each way (shifted down when the frame
+    caps it), and made finer when neither end can move.
 
     Examples
     --------
@@ -304,17 +343,30 @@ def bracketing_windows(period, frame_shape=None, n=11):
     '4:24:2'
     >>> bracketing_windows(40, frame_shape=(256, 256))
     '13:80:7'
+    >>> bracketing_windows(11.8, ran=range(4, 25, 2))
+    '4:36:3'
     """
     period = float(period)
     if not period > 0:
         raise ScaleVAEError(f"period must be positive (got {period})")
+    cap = int(min(frame_shape[-2:])) // 2 if frame_shape is not None else None
     low = max(4, int(round(period / 3)))
     high = int(round(2 * period))
-    if frame_shape is not None:
-        high = min(high, int(min(frame_shape[-2:])) // 2)
+    if cap is not None:
+        high = min(high, cap)
     high = max(high, low + 2)
     step = max(1, int(round((high - low) / (n - 1))))
+    if ran is not None and len(ran) and (low, high) == (int(min(ran)), int(max(ran))):
+        wide = max(4, int(round(low / 1.5))), int(round(high * 1.5))
+        if cap is not None:
+            wide = wide[0], max(min(wide[1], cap), wide[0] + 2)
+        if wide == (low, high):
+            step = max(1, step // 2)  # neither end can move: finer steps
+        else:
+            low, high = wide
+            step = max(1, int(round((high - low) / (n - 1))))
     return f"{low}:{high}:{step}"
+
 
 def patch_statistics(image, result, state=None, n_points=500, seed=1):
     """Patch mean and std as a descriptor: the baseline the latents should beat.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import plot
+from ..analysis.recommend import describe_recommendation
 from ..errors import ScaleVAEError
 from .page import esc, json_attr, table
 
@@ -98,7 +99,9 @@ def stored_recommendation(ds, scales=None):
                 "significant": bool(int(a.get("recommended_window_significant", 1))),
                 "rises": rises if isinstance(rises, list) else [],
                 "rule": str(a.get("recommended_window_rule", "")),
-                "note": str(a.get("recommended_window_note", ""))}
+                "note": str(a.get("recommended_window_note", "")),
+                # the one wording of the answer, shared with the CLI and validation
+                "sentence": describe_recommendation(ds)}
     if scales is None:
         return None
     flag = (lambda k, default: bool(scales[k]) if k in scales else default)
@@ -115,16 +118,16 @@ def stored_recommendation(ds, scales=None):
             "conclusive": flag("conclusive", True), "gradual": flag("gradual", False),
             "still_rising": flag("still_rising", False), "significant": flag("significant", True),
             "rises": rises, "rule": str(scales.attrs.get("rule", "")),
-            "note": str(scales.attrs.get("note", ""))}
+            "note": str(scales.attrs.get("note", "")), "sentence": ""}
 
 
 def _range_html(rec, phys):
     lo, hi, w = rec["low"], rec["high"], rec["window"]
     if lo == hi == w:
-        return "<div>Range: this window alone (a sharp change of scale).</div>"
-    return (f"<div>Range: {esc(plot.window_label(lo, *phys))} to "
-            f"{esc(plot.window_label(hi, *phys))} (the recommended rise of the regrouping, "
-            "from its onset to where it levels off).</div>")
+        return "<div>Interval: this window alone (a sharp change of scale).</div>"
+    return (f"<div>Interval: {esc(plot.window_label(lo, *phys))} to "
+            f"{esc(plot.window_label(hi, *phys))} (the windows holding 90 % of the "
+            "recommendations over resampled keypoints).</div>")
 
 
 def _rises_html(rec, phys):
@@ -185,7 +188,9 @@ def recommendation_card(rec, phys, baselines=""):
         what = "its half-way window" if rec["gradual"] else "best so far"
         head = (f"<div><b>No conclusive descriptor size</b> ({state} state): {why}.</div>"
                 f"<div class='neutral'>{what}: {label}</div>")
+    sentence = rec.get("sentence", "")
     return (f"<div class='card{'' if rec['conclusive'] else ' inconclusive'}'>" + head
+            + (f"<div>{esc(sentence[0].upper() + sentence[1:])}.</div>" if sentence else "")
             + _range_html(rec, phys) + _rises_html(rec, phys)
             + (f"<div>{esc(rec['rule'])}.</div>" if rec["rule"] else "")
             + (f"<div><b>Caution:</b> {esc(rec['note'])}.</div>" if rec["note"] else "")
