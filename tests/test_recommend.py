@@ -181,3 +181,12 @@ def test_recommend_rejects_results_of_other_windows(switch28):
     ds, _ = switch28
     with pytest.raises(ScaleVAEError, match="same windows"):
         recommend([ds, make_fake_result(n_windows=4)], n_resamples=10)
+
+
+def test_a_movie_of_more_frames_than_bootstrap_tiles_gets_an_answer():
+    # one tile per frame is already too many: consecutive frames are joined into tiles
+    # (a stack of hundreds of frames used to loop for ever here)
+    ds = make_fake_result(n_windows=4, grid=(3, 3), n_frames=150)
+    rec = recommend(ds, n_resamples=50)
+    assert int(rec["recommended_window"]) in ds["window"].values
+    assert float(rec["probability"].sum()) == pytest.approx(1.0)

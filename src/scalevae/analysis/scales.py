@@ -67,16 +67,32 @@ def position_subsets(n, m=SUBSET_POINTS, max_subsets=MAX_SUBSETS):
 
 def tile_ids(frame, y, x, side, max_tiles=MAX_TILES):
     """Spatial tile (bootstrap block) of each keypoint: squares of ``side`` px per frame, the
-    side doubled until at most ``max_tiles`` tiles hold keypoints. Returns (ids 0..T-1, T)."""
+    side doubled until at most ``max_tiles`` tiles hold keypoints; once a tile covers a whole
+    frame, runs of consecutive frames are joined instead (a stack of more frames than
+    ``max_tiles``). Returns (ids 0..T-1, T).
+
+    Examples
+    --------
+    >>> f = np.repeat(np.arange(100), 4)
+    >>> ids, n = tile_ids(f, np.tile([0, 0, 50, 50], 100), np.tile([0, 50, 0, 50], 100), 10)
+    >>> n <= MAX_TILES, len(ids)
+    (True, 400)
+    """
     side = max(float(side), 1.0)
+    frame, y, x = np.asarray(frame, int), np.asarray(y, float), np.asarray(x, float)
+    extent = max(np.ptp(y), np.ptp(x)) + 1 if len(y) else 1.0
+    frames_per_tile = 1
     while True:
-        key = np.stack([np.asarray(frame, int), np.floor(np.asarray(y) / side).astype(int),
-                        np.floor(np.asarray(x) / side).astype(int)], 1)
+        key = np.stack([frame // frames_per_tile, np.floor(y / side).astype(int),
+                        np.floor(x / side).astype(int)], 1)
         _, ids = np.unique(key, axis=0, return_inverse=True)
         n_tiles = int(ids.max()) + 1 if len(ids) else 0
         if n_tiles <= max_tiles:
             return ids.ravel(), n_tiles
-        side *= 2
+        if side <= extent:
+            side *= 2
+        else:  # one tile per frame already: join consecutive frames
+            frames_per_tile *= 2
 
 
 def _centred_ranks(z):
