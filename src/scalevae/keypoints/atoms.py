@@ -33,8 +33,7 @@ from .spacing import _noise_sigma, _refine, _suppress, ring_spacing
 from .select import MIN_KEYPOINTS  # one threshold for every keypoint source
 
 __all__ = ["AtomDetection", "detect_atoms", "atom_detection", "estimate_spacing", "atom_keypoints",
-           "atom_windows",
-           "MIN_KEYPOINTS"]
+           "atom_windows", "MIN_KEYPOINTS"]
 
 log = logging.getLogger(__name__)
 
@@ -345,9 +344,8 @@ def atom_keypoints(stack, size=None, threshold=None):
 
 
 def atom_detection(stack, size=None, threshold=None) -> AtomDetection:
-    """:func:`detect_atoms` with the checks of :func:`atom_keypoints` (an error when no column
-    is found, a warning when few are or when much of the image shows no lattice): what a run
-    stores about its atom keypoints (bond, masked fraction, lattice) comes from here.
+    """:func:`detect_atoms` with the checks of :func:`atom_keypoints` (an error when no column is
+    found, a warning when few are or much of the image shows no lattice), for a run to store.
 
     Examples
     --------
