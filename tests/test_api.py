@@ -299,3 +299,24 @@ def test_max_train_points_is_a_keyword_and_old_input_names_still_work_with_a_war
     assert json.loads(ds.attrs["config"])["train"]["max_train_points"] == 50
     with pytest.raises(TypeError, match="images"):
         scalevae.run(img, image=img)
+
+
+def test_repeats_pool_the_recommendation_of_models_trained_on_the_same_patches():
+    import warnings
+
+    from scalevae.datasets import ferroelectric_domains
+
+    img = ferroelectric_domains(shape=(96, 96), seed=0).images
+    kw = dict(windows=[8, 12, 16, 20], keypoints="grid:8", epochs=2, quiet=True, report=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = scalevae.run(img, **kw)
+        two = scalevae.run(img, repeats=2, **kw)
+    # the first model is the same run; the answer pools both models' resamples
+    np.testing.assert_array_equal(one.z_mean.values, two.z_mean.values)
+    assert two.attrs["recommended_window_repeats"] == 2
+    assert two.attrs["recommended_window_n_resamples"] == 2 * one.attrs[
+        "recommended_window_n_resamples"]
+    assert two.attrs["recommended_window"] in two["window"].values
+    with pytest.raises(scalevae.ScaleVAEError, match="repeats"):
+        scalevae.run(img, repeats=0, **kw)

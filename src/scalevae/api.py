@@ -30,7 +30,7 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
         out=None, result_format: str = "auto", resume: bool = False,
         overwrite: bool = False, quiet: bool = False,
         report: bool = True, keypoint_options: dict | None = None,
-        train_options: dict | None = None):
+        train_options: dict | None = None, repeats: int = 1):
     """Run the SI-VAE on an image or image stack and return the result Dataset.
 
     Parameters
@@ -95,6 +95,13 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
     train_options : dict, optional
         Further :class:`~scalevae.training.TrainConfig` fields (e.g. ``{"patience": 4}``).
 
+    repeats : int
+        Models trained on the same patches (seeds ``seed``, ``seed + 1``, ...; side by side,
+        one per core). The result holds the first; the recommended window pools the
+        resampled answers of all of them (``recommended_window_repeats``), so that one model
+        that is confidently wrong is not read as a conclusive answer
+        (validation/CALIBRATION.md).
+
     Returns
     -------
     xarray.Dataset
@@ -121,4 +128,4 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
                      device=device)
     run_dir = prepare_run_dir(out, stack, plan, resume, overwrite, result_format)
     return execute(plan, stack, run_dir, resume=resume, quiet=quiet, report=report,
-                   timings=timings)
+                   timings=timings, repeats=repeats)

@@ -95,9 +95,16 @@ def prepare_run_dir(out, stack: ImageStack, plan: Plan, resume=False, overwrite=
 
 
 def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, resume=False,
-            quiet=False, report=True, timings: dict | None = None):
+            quiet=False, report=True, timings: dict | None = None, repeats: int = 1):
     """Carry out ``plan`` on ``stack``: train, encode, build the result, save it into
-    ``run_dir`` (once) and write the report; the result Dataset."""
+    ``run_dir`` (once) and write the report; the result Dataset. ``repeats`` > 1 trains that
+    many models on the same patches and pools their recommendation (:func:`_pool_repeats`)."""
+    repeats = int(repeats)
+    if repeats < 1:
+        raise ScaleVAEError(f"repeats must be at least 1 (got {repeats})")
+    if repeats > 1 and (plan.dist is not None or _writes_regions(run_dir, plan)):
+        raise ScaleVAEError("repeats > 1 is for one process with a netCDF result; under "
+                            "torchrun run each seed as its own job")
     timings = {} if timings is None else timings
     timings.update(plan.seconds)
     dist = plan.dist
@@ -122,6 +129,8 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
             (run_dir.path / "result.nc").unlink(missing_ok=True)
     else:
         _finish(ds, trained, plan.train)
+        if repeats > 1:
+            _pool_repeats(ds, plan, stack, patches, repeats, timings)
         if run_dir is not None and (dist is None or dist.is_main):
             run_dir.save_result(ds)
     if run_dir is not None:
@@ -129,6 +138,33 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
             write_report_timed(run_dir, ds, timings, quiet)
         ds.attrs["run_dir"] = str(run_dir.path)
     return ds
+
+
+def _pool_repeats(ds, plan, stack, patches, repeats, timings) -> None:
+    """Train ``repeats - 1`` more models (seeds after the plan's) on the same patches, side by
+    side (:func:`scalevae.training.ensemble.train_seeds`), and store the recommendation pooled
+    over every model's resampled answers (:func:`scalevae.analysis.recommend.recommend`)."""
+    from .analysis.recommend import recommend
+    from .training.ensemble import train_seeds
+
+    t = time.perf_counter()
+    seeds = [plan.seed + k for k in range(1, repeats)]
+    others = train_seeds(patches, plan.windows, plan.train, seeds,
+                         dict(patch_size=plan.patch_size, latent_dim=plan.latent_dim,
+                              invariance=plan.invariance))
+    results = [ds]
+    for other in others:
+        instant = [res.instant for res in other["results"]]
+        results.append(build_result(RunRecord(
+            plan.windows, plan.points, instant, instant,
+            [res.losses for res in other["results"]], [res.kl for res in other["results"]],
+            attrs=dict(ds.attrs), control=stack.control, control_name=stack.control_name)))
+    if ds.sizes["window"] >= 3:
+        pooled = recommendation_attrs(recommend(results))
+        pooled["recommended_window_range"] = pooled["recommended_window_interval"]
+        ds.attrs.update(pooled)
+    ds.attrs["recommended_window_repeats"] = int(repeats)
+    timings["repeats"] = time.perf_counter() - t
 
 
 class PatchSource:
