@@ -42,8 +42,8 @@ STILL_RISING = 0.1
 #: One structural size regroups the keypoints while the window grows from about half of it to
 #: about 1.5 times it (the domain generator's period P = 24 px: first rising window 12-16 px,
 #: end 32-40 px, a factor of 2.2-2.7); a wider rise is a gradual change over most of the range,
-#: whose half-way window is set by where the range starts and stops (validation/RESULTS.md,
-#: twelfth round: wider rises of 3.5-5.3x were the misses on periods 12, 32 and 40 px).
+#: whose half-way window is set by where the range starts and stops. Measured on the domain
+#: periods 12-40 px by validation/calibration.py (validation/CALIBRATION.md).
 WIDEST_RISE = 3.0
 
 
