@@ -96,9 +96,9 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
         Further :class:`~scalevae.training.TrainConfig` fields (e.g. ``{"patience": 4}``).
 
     repeats : int
-        Models trained on the same patches (seeds ``seed``, ``seed + 1``, ...; side by side,
-        one per core). The result holds the first; the recommended window pools the
-        resampled answers of all of them (``recommended_window_repeats``), so that one model
+        Models trained on the same patches (seeds ``seed``, ``seed + 1``, ...: the first as
+        usual, then the others side by side, one per core). The result holds the first;
+        the recommended window pools the resampled answers of all of them (``recommended_window_repeats``), so that one model
         that is confidently wrong is not read as a conclusive answer
         (validation/CALIBRATION.md).
 

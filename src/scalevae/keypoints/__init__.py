@@ -18,12 +18,11 @@ What lives where: :mod:`.grid`, :mod:`.atoms` and :mod:`.sift` (the detectors), 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .._checks import as_frames, positive_whole
 from ..errors import ScaleVAEError
-import json
-
 from .atoms import atom_detection, atom_keypoints, atom_windows
 from .files import check_points, read_keypoints
 from .grid import grid_keypoints
