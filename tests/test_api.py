@@ -301,22 +301,41 @@ def test_max_train_points_is_a_keyword_and_old_input_names_still_work_with_a_war
         scalevae.run(img, image=img)
 
 
-def test_repeats_pool_the_recommendation_of_models_trained_on_the_same_patches():
+def test_repeats_pool_the_recommendation_of_models_trained_side_by_side(tmp_path):
     import warnings
 
+    from scalevae.analysis.recommend import recommend, recommendation_attrs
     from scalevae.datasets import ferroelectric_domains
 
     img = ferroelectric_domains(shape=(96, 96), seed=0).images
     kw = dict(windows=[8, 12, 16, 20], keypoints="grid:8", epochs=2, quiet=True, report=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        one = scalevae.run(img, **kw)
-        two = scalevae.run(img, repeats=2, **kw)
-    # the first model is the same run; the answer pools both models' resamples
-    np.testing.assert_array_equal(one.z_mean.values, two.z_mean.values)
+        # each model alone, on the thread share it gets beside the other
+        alone = [scalevae.run(img, seed=s, threads=1, **kw) for s in (0, 1)]
+        two = scalevae.run(img, repeats=2, threads=2, out=tmp_path / "r", **kw)
+    assert two.attrs["train_threads"] == 1
+    # the first model is the same run; the answer pools both models' resamples, exactly as
+    # recommend() pools the two runs made one after the other
+    np.testing.assert_array_equal(alone[0].z_mean.values, two.z_mean.values)
     assert two.attrs["recommended_window_repeats"] == 2
-    assert two.attrs["recommended_window_n_resamples"] == 2 * one.attrs[
-        "recommended_window_n_resamples"]
-    assert two.attrs["recommended_window"] in two["window"].values
+    pooled = recommendation_attrs(recommend(alone))
+    for name in ("recommended_window", "recommended_window_interval",
+                 "recommended_window_probability", "recommended_window_n_resamples"):
+        assert np.array_equal(two.attrs[name], pooled[name]), name
+    assert "pooled over 2 models" in two.attrs["recommended_window_note"]
+    # the second model is checkpointed in its own folder, and a resume reads it back
+    ckpt = tmp_path / "r" / "checkpoints" / "seed_1"
+    assert sorted(p.name for p in ckpt.glob("window_*.pt")) == [
+        f"window_{w:04d}.pt" for w in kw["windows"]]
+    stamps = {p: p.stat().st_mtime_ns for p in ckpt.glob("window_*.pt")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = scalevae.run(img, repeats=2, threads=2, out=tmp_path / "r", resume=True, **kw)
+    assert {p: p.stat().st_mtime_ns for p in ckpt.glob("window_*.pt")} == stamps
+    assert again.attrs["recommended_window_probability"] == two.attrs[
+        "recommended_window_probability"]
     with pytest.raises(scalevae.ScaleVAEError, match="repeats"):
         scalevae.run(img, repeats=0, **kw)
+    with pytest.raises(scalevae.ScaleVAEError, match="threads"):
+        scalevae.run(img, threads=0, **kw)

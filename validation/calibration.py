@@ -1,19 +1,21 @@
 """Calibration of the recommended window's uncertainty on images with known length scales.
 
 Trains ``scalevae.run`` with the defaults a new user gets (``quiet=True, report=False``, every
-other argument left out) on the generators of ``scalevae.datasets`` -- a/c domain images of
-period 12, 16, 20, 24, 32 and 40 px and the two-scale texture (critical window 24 px), seeds
-0-5 -- and scores :func:`scalevae.analysis.recommend.recommend` on them: of the answers flagged
-conclusive, the share within one window step of the truth (target >= 95 %), and how often a
-conclusive answer is given at all. It also measures how many position subsets the statistic
+other argument left out) plus ``repeats=3`` on the generators of ``scalevae.datasets`` -- a/c
+domain images of period 12, 16, 20, 24, 32 and 40 px and the two-scale texture (critical
+window 24 px), seeds 0-5 -- and scores :func:`scalevae.analysis.recommend.recommend` on them,
+both for each model alone (what a default run answers; three models per image) and for the
+three pooled (what ``--repeats 3`` answers): of the answers flagged conclusive, the share
+within one window step of the truth (target >= 95 %), and how often a conclusive answer is
+given at all. It also measures how many position subsets the statistic
 needs, how many bootstrap resamples the probabilities need, the cost, and the README's PTO
 file with seeds 0 and 1. Writes ``validation/CALIBRATION.md`` whole.
 
 Each run's result is cached (``--cache``, one ``.nc`` per run), so re-scoring a new rule costs
 no training. Run from the repository root::
 
-    nice -n 10 python validation/calibration.py --train     # train what is missing, then score
-    nice -n 10 python validation/calibration.py             # score the cached runs only
+    python validation/calibration.py --train     # train what is missing, then score
+    python validation/calibration.py             # score the cached runs only
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ CRITICAL_WINDOW = 24
 SEEDS = tuple(range(6))
 PTO = dict(channel="AmplitudeRetrace", keypoints="grid:4", windows="8:64:4")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+REPEATS = 3
 
 
 def cases(seeds=SEEDS):
@@ -57,7 +60,7 @@ def train(cache, kind, truth, seed):
           else two_scale_texture(critical_window=truth, seed=seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # default-settings warnings are what a user sees too
-        ds = scalevae.run(ex.images, seed=seed, quiet=True, report=False)
+        ds = scalevae.run(ex.images, seed=seed, quiet=True, report=False, repeats=REPEATS)
     path = cache_name(cache, kind, truth, seed)
     tmp = path.with_suffix(".tmp.nc")
     save_result(ds, tmp)
@@ -70,7 +73,10 @@ def step_error(windows, answer, truth):
 
 
 def score(cache, seeds=SEEDS):
-    """One row per cached run: truth, answer, interval, conclusive share, error in steps."""
+    """Rows per cached run: one per model alone (``pooled`` False; the first model's row
+    recomputed from its latents, the others' read from ``recommended_window_per_model``) and
+    one for the models pooled (``pooled`` True): truth, answer, interval, conclusive share,
+    error in steps."""
     from scalevae.analysis.recommend import recommend
     from scalevae.results import load_result
 
@@ -80,39 +86,28 @@ def score(cache, seeds=SEEDS):
         if not path.exists():
             continue
         ds = load_result(path)
-        rec = recommend(ds)
         w = ds["window"].values.astype(int)
-        rows.append(dict(kind=kind, truth=truth, seed=seed, windows=w,
-                         answer=int(rec["recommended_window"]),
-                         interval=(int(rec["interval_low"]), int(rec["interval_high"])),
-                         share=float(rec["conclusive_share"]),
-                         conclusive=bool(rec["conclusive"]), what=str(rec["answer_kind"].item()),
-                         error=step_error(w, int(rec["recommended_window"]), truth),
-                         inside=int(rec["interval_low"]) <= truth <= int(rec["interval_high"])))
-    return rows
-
-
-def pooled_pairs(cache, seeds=SEEDS):
-    """Seeds (0, 1), (2, 3), (4, 5) of each image pooled, as ``--repeats 2`` would: one row
-    per pair whose two runs are cached."""
-    from scalevae.analysis.recommend import recommend
-    from scalevae.results import load_result
-
-    rows = []
-    for kind, truth in [("domains", p) for p in PERIODS] + [("twoscale", CRITICAL_WINDOW)]:
-        for pair in zip(seeds[::2], seeds[1::2]):
-            paths = [cache_name(cache, kind, truth, s) for s in pair]
-            if not all(p.exists() for p in paths):
-                continue
-            dss = [load_result(p) for p in paths]
-            if any(ds.sizes["window"] != dss[0].sizes["window"] for ds in dss):
-                continue  # the default windows follow each image's period: not poolable
-            rec = recommend(dss)
-            w = dss[0]["window"].values.astype(int)
-            rows.append(dict(kind=kind, truth=truth, seeds=pair,
-                             answer=int(rec["recommended_window"]),
-                             conclusive=bool(rec["conclusive"]),
-                             error=step_error(w, int(rec["recommended_window"]), truth)))
+        first = recommend(ds)
+        models = json.loads(ds.attrs.get("recommended_window_per_model", "[]"))
+        alone = [dict(window=int(first["recommended_window"]),
+                      interval=(int(first["interval_low"]), int(first["interval_high"])),
+                      share=float(first["conclusive_share"]), conclusive=bool(
+                          first["conclusive"]), model=0)]
+        alone += [dict(window=m["window"], interval=tuple(m["interval"]), share=m["share"],
+                       conclusive=m["conclusive"], model=k) for k, m in enumerate(models)
+                  if k > 0]
+        a = ds.attrs
+        together = [dict(window=int(a["recommended_window"]),
+                         interval=tuple(int(v) for v in a["recommended_window_interval"]),
+                         share=float("nan"), conclusive=bool(a["recommended_window_conclusive"]),
+                         model=-1)] if len(models) > 1 else []
+        for r in alone + together:
+            rows.append(dict(kind=kind, truth=truth, seed=seed, windows=w, answer=r["window"],
+                             interval=r["interval"], share=r["share"],
+                             conclusive=r["conclusive"], model=r["model"],
+                             pooled=r["model"] < 0,
+                             error=step_error(w, r["window"], truth),
+                             inside=r["interval"][0] <= truth <= r["interval"][1]))
     return rows
 
 
@@ -242,30 +237,22 @@ def pto(cache, image, seeds=(0, 1), do_train=False):
     return rows
 
 
-def page(rows, agree, resamples, costs, pto_rows, pairs, args):
-    from scalevae.analysis.recommend import CONCLUSIVE_SHARE, INTERVAL_MASS, N_RESAMPLES
-    from scalevae.analysis.scales import MAX_SUBSETS, SUBSET_POINTS
+def _summary(rows, what):
+    con = [r for r in rows if r["conclusive"]]
+    k = sum(r["error"] <= 1 for r in con)
+    lo, hi = wilson(k, len(con))
+    return [f"- {what}: conclusive answers within one window step **{k} of {len(con)}**"
+            + (f" ({100 * k / len(con):.0f} %; 95 % Wilson interval {100 * lo:.0f}-"
+               f"{100 * hi:.0f} %)" if con else "") + "; target >= 95 %. Conclusive answers "
+            f"given: {len(con)} of {len(rows)}"
+            + (f" ({100 * len(con) / len(rows):.0f} %)" if rows else "")
+            + f". Any answer within one step: {sum(r['error'] <= 1 for r in rows)} of "
+            f"{len(rows)}; truth inside the interval: {sum(r['inside'] for r in rows)} of "
+            f"{len(rows)}."]
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=HERE).stdout.strip() or "unknown"
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    n_expected = len(cases(args.seeds))
-    L = ["# Calibration of the recommended window", "",
-         f"Written by `validation/calibration.py` on {now}, commit {commit}. Default settings "
-         "of `scalevae.run` (`quiet=True, report=False`); a/c domains "
-         f"(`ferroelectric_domains`, 256 x 256) of period {', '.join(map(str, PERIODS))} px "
-         f"and the two-scale texture (`two_scale_texture`, 256 x 384, critical window "
-         f"{CRITICAL_WINDOW} px); seeds {', '.join(map(str, args.seeds))} (each a new image "
-         "and a new model). A hit is an answer within one window step of the truth (the "
-         "period; the critical window). Rule: `scalevae.analysis.recommend` with "
-         f"{N_RESAMPLES} resamples, conclusive when >= {100 * CONCLUSIVE_SHARE:.0f} % of them "
-         "find a single rise within one step of the answer, interval holding "
-         f"{100 * INTERVAL_MASS:.0f} %.",
-         "", f"Runs scored: {len(rows)} of {n_expected}"
-         + ("" if len(rows) == n_expected else " (the others did not finish training in the "
-            "time this page was written in; n per cell below)") + ".", "",
-         "## Per image", "",
-         "| image | truth (px) | n | answers (px; * conclusive) | conclusive | conclusive "
+
+def _per_image(rows):
+    L = ["| image | truth (px) | n | answers (px; * conclusive) | conclusive | conclusive "
          "and right | right (all) | truth in interval |",
          "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for kind, truth in [("domains", p) for p in PERIODS] + [("twoscale", CRITICAL_WINDOW)]:
@@ -278,50 +265,66 @@ def page(rows, agree, resamples, costs, pto_rows, pairs, args):
                  + ", ".join(f"{r['answer']}{'*' if r['conclusive'] else ''}" for r in cell)
                  + f" | {len(con)} | {sum(r['error'] <= 1 for r in con)} | "
                  f"{sum(r['error'] <= 1 for r in cell)} | {sum(r['inside'] for r in cell)} |")
-    con = [r for r in rows if r["conclusive"]]
-    k = sum(r["error"] <= 1 for r in con)
-    lo, hi = wilson(k, len(con))
-    L += ["", "## Summary", "",
-          f"- Conclusive answers within one window step: **{k} of {len(con)}**"
-          + (f" ({100 * k / len(con):.0f} %; 95 % Wilson interval {100 * lo:.0f}-"
-             f"{100 * hi:.0f} %)" if con else "")
-          + "; target >= 95 %.",
-          f"- Conclusive answers given: {len(con)} of {len(rows)} runs"
-          + (f" ({100 * len(con) / len(rows):.0f} %)." if rows else "."),
-          f"- Any answer within one step (conclusive or not): "
-          f"{sum(r['error'] <= 1 for r in rows)} of {len(rows)}; truth inside the interval: "
-          f"{sum(r['inside'] for r in rows)} of {len(rows)}.", "",
-          "## The threshold (chosen once, from this table)", "",
+    return L
+
+
+def page(rows, agree, resamples, costs, pto_rows, args):
+    from scalevae.analysis.recommend import CONCLUSIVE_SHARE, INTERVAL_MASS, N_RESAMPLES
+    from scalevae.analysis.scales import MAX_SUBSETS, SUBSET_POINTS
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=HERE).stdout.strip() or "unknown"
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    n_expected = len(cases(args.seeds))
+    alone = [r for r in rows if not r["pooled"]]
+    pooled = [r for r in rows if r["pooled"]]
+    n_runs = len({(r["kind"], r["truth"], r["seed"]) for r in rows})
+    L = ["# Calibration of the recommended window", "",
+         f"Written by `validation/calibration.py` on {now}, commit {commit}. Default settings "
+         f"of `scalevae.run` (`quiet=True, report=False`) with `repeats={REPEATS}`: "
+         f"{REPEATS} models per image, trained side by side on the same patches (seeds s, "
+         f"s + 1, s + 2; one CPU thread each). a/c domains "
+         f"(`ferroelectric_domains`, 256 x 256) of period {', '.join(map(str, PERIODS))} px "
+         f"and the two-scale texture (`two_scale_texture`, 256 x 384, critical window "
+         f"{CRITICAL_WINDOW} px); image seeds {', '.join(map(str, args.seeds))}. A hit is an "
+         "answer within one window step of the truth (the period; the critical window). Rule: "
+         f"`scalevae.analysis.recommend` with {N_RESAMPLES} resamples per model, conclusive "
+         f"when >= {100 * CONCLUSIVE_SHARE:.0f} % of them find a single rise within one step "
+         f"of the answer, interval holding {100 * INTERVAL_MASS:.0f} %. 'One model' scores "
+         "every model alone: what a default run (`repeats=1`) answers, each model a sample of "
+         f"it; 'pooled' scores the {REPEATS} models' resamples pooled: what `--repeats "
+         f"{REPEATS}` answers.", "",
+         f"Images scored: {n_runs} of {n_expected}"
+         + ("" if n_runs == n_expected else " (the others did not finish training in the "
+            "time this page was written in; n per cell below)") + ".", "",
+         "## Summary", ""]
+    L += _summary(alone, "One model (default)")
+    L += _summary(pooled, f"{REPEATS} models pooled (`--repeats {REPEATS}`)")
+    L += ["", "## One model", ""] + _per_image(alone)
+    L += ["", f"## {REPEATS} models pooled", ""] + _per_image(pooled)
+    L += ["", "## The threshold (chosen once, before this table; one model)", "",
           "Share of resamples that must find a single rise within one window step of the "
-          "answer. Precision: conclusive answers within one step; rate: runs given a "
-          "conclusive answer.", "",
+          "answer. Precision: conclusive answers within one step; rate: answers flagged "
+          "conclusive.", "",
           "| threshold | conclusive | within one step | precision (95 % Wilson) | rate |",
           "| --- | --- | --- | --- | --- |"]
     for t in THRESHOLDS:
-        c = [r for r in rows if r["share"] >= t]
+        c = [r for r in alone if r["share"] >= t]
         kk = sum(r["error"] <= 1 for r in c)
         a, b = wilson(kk, len(c))
         L.append(f"| {t:.2f}{' (used)' if abs(t - CONCLUSIVE_SHARE) < 1e-9 else ''} | "
                  f"{len(c)} | {kk} | "
                  + (f"{100 * kk / len(c):.0f} % ({100 * a:.0f}-{100 * b:.0f} %)" if c else "-")
-                 + f" | {100 * len(c) / max(len(rows), 1):.0f} % |")
-    if pairs:
-        con = [r for r in pairs if r["conclusive"]]
-        L += ["", "Two seeds pooled (what `--repeats 2` would answer; pairs of seeds of one image "
-              "with the same default windows):", "",
-              "| image | truth | seeds | answer | conclusive | steps off |",
-              "| --- | --- | --- | --- | --- | --- |"]
-        L += [f"| {r['kind']} | {r['truth']} | {r['seeds'][0]}+{r['seeds'][1]} | {r['answer']} "
-              f"| {'yes' if r['conclusive'] else 'no'} | {r['error']:.1f} |" for r in pairs]
-        L += ["", f"Pooled: {sum(r['error'] <= 1 for r in con)} of {len(con)} conclusive "
-              f"answers within one step; {len(con)} of {len(pairs)} pairs conclusive."]
-    L += ["", "Per run (conclusive share = resamples with a single rise within one step of the "
-          "answer):", "", "| image | truth | seed | answer | interval | share | kind | steps off |",
+                 + f" | {100 * len(c) / max(len(alone), 1):.0f} % |")
+    L += ["", "Per image (conclusive share = resamples with a single rise within one step of "
+          "the answer; model `pooled` = the models together):", "",
+          "| image | truth | seed | model | answer | interval | share | steps off |",
           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        L.append(f"| {r['kind']} | {r['truth']} | {r['seed']} | {r['answer']} | "
-                 f"{r['interval'][0]}-{r['interval'][1]} | {r['share']:.2f} | {r['what']} | "
-                 f"{r['error']:.1f} |")
+        L.append(f"| {r['kind']} | {r['truth']} | {r['seed']} | "
+                 f"{'pooled' if r['pooled'] else r['seed'] + r['model']} | {r['answer']}"
+                 f"{'*' if r['conclusive'] else ''} | {r['interval'][0]}-{r['interval'][1]} | "
+                 + ("-" if r["pooled"] else f"{r['share']:.2f}") + f" | {r['error']:.1f} |")
     L += ["", "## How many position subsets", "",
           f"The statistic averages interleaved subsets of {SUBSET_POINTS} keypoints in "
           f"canonical (frame, y, x) order, at most {MAX_SUBSETS}. Runs whose answer (window "
@@ -357,7 +360,7 @@ def page(rows, agree, resamples, costs, pto_rows, pairs, args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/calib-runs"),
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/calib-runs-r3"),
                     help="folder of the cached runs (one .nc per run)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--train", action="store_true", help="train the runs not yet cached")
@@ -376,8 +379,7 @@ def main(argv=None):
     pto_path = args.cache / "pto_s0.nc"
     page(rows, subsets_curve(args.cache, args.curve_seeds),
          resamples_curve(args.cache, args.curve_seeds),
-         cost(pto_path) if pto_path.exists() else None, pto_rows,
-         pooled_pairs(args.cache, args.seeds), args)
+         cost(pto_path) if pto_path.exists() else None, pto_rows, args)
 
 
 if __name__ == "__main__":

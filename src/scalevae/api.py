@@ -30,7 +30,8 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
         out=None, result_format: str = "auto", resume: bool = False,
         overwrite: bool = False, quiet: bool = False,
         report: bool = True, keypoint_options: dict | None = None,
-        train_options: dict | None = None, repeats: int = 1):
+        train_options: dict | None = None, repeats: int = 1,
+        threads: int | None = None):
     """Run the SI-VAE on an image or image stack and return the result Dataset.
 
     Parameters
@@ -96,11 +97,15 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
         Further :class:`~scalevae.training.TrainConfig` fields (e.g. ``{"patience": 4}``).
 
     repeats : int
-        Models trained on the same patches (seeds ``seed``, ``seed + 1``, ...: the first as
-        usual, then the others side by side, one per core). The result holds the first;
-        the recommended window pools the resampled answers of all of them (``recommended_window_repeats``), so that one model
-        that is confidently wrong is not read as a conclusive answer
-        (validation/CALIBRATION.md).
+        Models trained on the same patches, side by side (seeds ``seed``, ``seed + 1``, ...;
+        the others in worker processes, checkpointed in ``checkpoints/seed_N/``). The result
+        holds the first; the recommended window pools the resampled answers of all of them
+        (``recommended_window_repeats``), so that one model that is confidently wrong is not
+        read as a conclusive answer (validation/CALIBRATION.md).
+    threads : int, optional
+        CPU threads for training (default: torch's count, one per core), shared among the
+        ``repeats``; stored as ``train_threads``. The same count gives the same numbers; 1
+        on a machine whose cores are busy with other work.
 
     Returns
     -------
@@ -128,4 +133,4 @@ def run(images, windows=None, keypoints=config.KEYPOINTS, *, channel: str | None
                      device=device)
     run_dir = prepare_run_dir(out, stack, plan, resume, overwrite, result_format)
     return execute(plan, stack, run_dir, resume=resume, quiet=quiet, report=report,
-                   timings=timings, repeats=repeats)
+                   timings=timings, repeats=repeats, threads=threads)

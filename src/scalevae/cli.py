@@ -100,6 +100,9 @@ def _training_options(p, windows_default=None, keypoints_default=config.KEYPOINT
     p.add_argument("--repeats", type=int, default=1,
                    help="models trained on the same patches (seeds SEED, SEED+1, ...); the "
                    "recommended window pools them (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for training, shared among the repeats (default: one per "
+                   "core); the same count gives the same numbers")
     p.add_argument("--device", default=config.DEVICE, help=" | ".join(config.DEVICES)
                    + " (default: %(default)s, CUDA when present)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -129,6 +132,7 @@ def _run_kwargs(a) -> dict:
     return dict(windows=a.windows, patch_size=a.patch_size, invariance=a.invariance,
                 latent_dim=a.latent_dim, epochs=a.epochs, batch_size=a.batch_size,
                 max_train_points=a.max_train_points, repeats=getattr(a, "repeats", 1),
+                threads=getattr(a, "threads", None),
                 padding=a.padding, seed=a.seed, device=a.device, out=a.out, resume=a.resume,
                 overwrite=a.overwrite, quiet=a.quiet, report=not a.no_report,
                 result_format=getattr(a, "result_format", "auto"))

@@ -53,8 +53,7 @@ SMALLEST_PATCH = 4  # px: the common patch size must be at least this
 # Shrinking the largest window more than this to the patch size averages its fine structure away.
 MAX_SHRINK = 4
 #: px: upper bound of the automatic patch size. A training step costs about (r / 8) ** 2 times
-#: the 8 px one (validation/scales_cost.py); up to this size training also runs on one CPU
-#: thread (training.loop.cpu_threads). Larger sizes: give patch_size.
+#: the 8 px one (validation/scales_cost.py). Larger sizes: give patch_size.
 MAX_DEFAULT_PATCH = 16
 #: A period keeps ~4 px after shrinking: 2 px is the Nyquist limit, and the anti-aliasing
 #: prefilter already damps a 2-3 px period to a fraction of its contrast.

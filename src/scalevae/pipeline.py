@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -95,29 +96,41 @@ def prepare_run_dir(out, stack: ImageStack, plan: Plan, resume=False, overwrite=
 
 
 def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, resume=False,
-            quiet=False, report=True, timings: dict | None = None, repeats: int = 1):
+            quiet=False, report=True, timings: dict | None = None, repeats: int = 1,
+            threads: int | None = None):
     """Carry out ``plan`` on ``stack``: train, encode, build the result, save it into
     ``run_dir`` (once) and write the report; the result Dataset. ``repeats`` > 1 trains that
-    many models on the same patches and pools their recommendation (:func:`_pool_repeats`)."""
+    many models on the same patches side by side and pools their recommendation
+    (:func:`_start_repeats`, :func:`_pool_repeats`); ``threads``: the CPU threads training
+    may use (default: torch's, one per core), shared out among the repeats."""
     repeats = int(repeats)
     if repeats < 1:
         raise ScaleVAEError(f"repeats must be at least 1 (got {repeats})")
     if repeats > 1 and (plan.dist is not None or _writes_regions(run_dir, plan)):
         raise ScaleVAEError("repeats > 1 is for one process with a netCDF result; under "
                             "torchrun run each seed as its own job")
+    threads = training_threads(threads, repeats)
     timings = {} if timings is None else timings
     timings.update(plan.seconds)
     dist = plan.dist
     by_regions = _writes_regions(run_dir, plan)
     patches = PatchSource(stack, plan)
-    trained, final = _train_then_encode(plan, patches, run_dir, resume, quiet, timings,
-                                        by_regions)
+    t = time.perf_counter()
+    others = _start_repeats(plan, patches, run_dir, resume, repeats, threads)
+    timings["start_repeats"] = time.perf_counter() - t
+    try:
+        trained, final = _train_then_encode(plan, patches, run_dir, resume, quiet, timings,
+                                            by_regions, threads)
+    except BaseException:
+        if others is not None:
+            others.cancel()
+        raise
     instant = [res.instant for res in trained]
     # by_regions: `final` is this rank's shard, written into the store and never gathered; the
     # record's final state is a placeholder the store leaves empty
     record = RunRecord(plan.windows, plan.points, instant, instant if by_regions else final,
                        [res.losses for res in trained], [res.kl for res in trained],
-                       attrs=_run_attrs(stack, plan, trained, timings),
+                       attrs=_run_attrs(stack, plan, trained, timings, threads),
                        control=stack.control, control_name=stack.control_name)
     ds = build_result(record)
     if by_regions:
@@ -129,8 +142,8 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
             (run_dir.path / "result.nc").unlink(missing_ok=True)
     else:
         _finish(ds, trained, plan.train)
-        if repeats > 1:
-            _pool_repeats(ds, plan, stack, patches, repeats, timings)
+        if others is not None:
+            _pool_repeats(ds, plan, stack, others, quiet, timings)
         if run_dir is not None and (dist is None or dist.is_main):
             run_dir.save_result(ds)
     if run_dir is not None:
@@ -140,31 +153,80 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
     return ds
 
 
-def _pool_repeats(ds, plan, stack, patches, repeats, timings) -> None:
-    """Train ``repeats - 1`` more models (seeds after the plan's) on the same patches, side by
-    side (:func:`scalevae.training.ensemble.train_seeds`), and store the recommendation pooled
+def training_threads(threads: int | None, repeats: int = 1) -> int:
+    """CPU threads each model trains with: ``threads`` (default: torch's count, one per core)
+    shared out among ``repeats`` models trained side by side, at least one each.
+
+    Examples
+    --------
+    >>> training_threads(4, repeats=2), training_threads(2, repeats=3)
+    (2, 1)
+    """
+    total = torch.get_num_threads() if threads is None else int(threads)
+    if total < 1:
+        raise ScaleVAEError(f"threads must be at least 1 (got {threads})")
+    return max(1, total // int(repeats))
+
+
+def _start_repeats(plan, patches, run_dir, resume, repeats, threads):
+    """Start the models of seeds after the plan's in worker processes, on the patches of
+    every window cut here once (the first model reuses them), each checkpointed in its own
+    folder (:func:`scalevae.training.ensemble.seed_checkpoints`); None for one model."""
+    if repeats <= 1:
+        return None
+    from .training.ensemble import start_seeds
+
+    if patches.streaming:
+        raise ScaleVAEError(
+            f"repeats > 1 keeps every window's patches in memory, and {patches.n_points} "
+            f"keypoints x {len(plan.windows)} windows do not fit in "
+            f"{PATCH_CACHE_BYTES // 2**20} MiB; use fewer keypoints (a coarser grid) or "
+            "fewer windows, or run each seed as its own run")
+    seeds = [plan.seed + k for k in range(1, repeats)]
+    return start_seeds(patches, plan.windows, plan.train, seeds,
+                       dict(patch_size=plan.patch_size, latent_dim=plan.latent_dim,
+                            invariance=plan.invariance),
+                       workers=len(seeds), threads=threads,
+                       checkpoints=run_dir.checkpoints if run_dir is not None else None,
+                       fingerprint=plan.fingerprint, resume=resume)
+
+
+def _pool_repeats(ds, plan, stack, others, quiet, timings) -> None:
+    """Wait for the other models (:func:`_start_repeats`) and store the recommendation pooled
     over every model's resampled answers (:func:`scalevae.analysis.recommend.recommend`)."""
     from .analysis.recommend import recommend
-    from .training.ensemble import train_seeds
 
     t = time.perf_counter()
-    seeds = [plan.seed + k for k in range(1, repeats)]
-    others = train_seeds(patches, plan.windows, plan.train, seeds,
-                         dict(patch_size=plan.patch_size, latent_dim=plan.latent_dim,
-                              invariance=plan.invariance))
+    if not quiet:
+        print(f"waiting for the other {len(others.seeds)} model(s) (seeds "
+              f"{', '.join(map(str, others.seeds))})", file=sys.stderr, flush=True)
     results = [ds]
-    for other in others:
+    for other in others.results():
         instant = [res.instant for res in other["results"]]
         results.append(build_result(RunRecord(
             plan.windows, plan.points, instant, instant,
             [res.losses for res in other["results"]], [res.kl for res in other["results"]],
             attrs=dict(ds.attrs), control=stack.control, control_name=stack.control_name)))
     if ds.sizes["window"] >= 3:
-        pooled = recommendation_attrs(recommend(results))
+        from .analysis.scales import regrouping_evidence
+
+        evidence = [regrouping_evidence(r) for r in results]
+        rec = recommend(results, evidence=evidence)
+        pooled = recommendation_attrs(rec)
+        # each model's own answer beside the pooled one: the spread over seeds, in the open
+        alone = [recommend(r, evidence=[ev]) for r, ev in zip(results, evidence)]
+        pooled["recommended_window_per_model"] = json.dumps(
+            [{"seed": plan.seed + k, "window": int(a["recommended_window"]),
+              "interval": [int(a["interval_low"]), int(a["interval_high"])],
+              "conclusive": bool(a["conclusive"]),
+              "share": round(float(a["conclusive_share"]), 4)} for k, a in enumerate(alone)])
         pooled["recommended_window_range"] = pooled["recommended_window_interval"]
+        pooled["recommended_window_note"] = "; ".join(
+            filter(None, [f"pooled over {len(results)} models (seeds {plan.seed}-"
+                          f"{plan.seed + len(results) - 1})", rec.attrs.get("note", "")]))
         ds.attrs.update(pooled)
-    ds.attrs["recommended_window_repeats"] = int(repeats)
-    timings["repeats"] = time.perf_counter() - t
+    ds.attrs["recommended_window_repeats"] = len(results)
+    timings["repeats_wait"] = time.perf_counter() - t
 
 
 class PatchSource:
@@ -213,14 +275,14 @@ def new_model(plan: Plan) -> SIVAE:
     return model
 
 
-def _train_then_encode(plan, patches, run_dir, resume, quiet, timings, by_regions):
+def _train_then_encode(plan, patches, run_dir, resume, quiet, timings, by_regions, threads):
     """Train through the windows, then encode every window with the final model (with
     ``by_regions``, this rank's shard of the keypoints only)."""
     dist = plan.dist
     try:
         return _trained_and_encoded(plan, patches, run_dir, resume,
                                     quiet or (dist is not None and not dist.is_main), timings,
-                                    by_regions)
+                                    by_regions, threads)
     except RuntimeError as exc:  # gloo/NCCL: a peer process died or hung up
         if dist is None:
             raise
@@ -231,10 +293,10 @@ def _train_then_encode(plan, patches, run_dir, resume, quiet, timings, by_region
             "to continue") from exc
 
 
-def _trained_and_encoded(plan, patches, run_dir, resume, quiet, timings, by_regions):
+def _trained_and_encoded(plan, patches, run_dir, resume, quiet, timings, by_regions, threads):
     dev, dist, windows = plan.train_device, plan.dist, plan.windows
     t = time.perf_counter()
-    with Progress(windows, quiet) as progress, cpu_threads(dev, patches.r):
+    with Progress(windows, quiet) as progress, cpu_threads(dev, threads):
         model, trained = train_progressive(
             windows, patches, new_model(plan), plan.train, seed=plan.seed, device=dev,
             checkpoint_dir=run_dir.checkpoints if run_dir is not None else None,
@@ -256,9 +318,11 @@ def _trained_and_encoded(plan, patches, run_dir, resume, quiet, timings, by_regi
     return trained, final
 
 
-def _run_attrs(stack, plan, trained, timings) -> dict:
+def _run_attrs(stack, plan, trained, timings, threads) -> dict:
     """The result's attributes for a new run."""
     extra = {"n_dropped": plan.n_dropped, "timings": timings,
+             # CPU threads per model: float sums (and so the last digits) follow this count
+             "train_threads": int(threads) if plan.train_device.type == "cpu" else 0,
              "n_train_points": _n_train_points(len(plan.points), plan.train, plan.seed),
              "image_shape": list(stack.data.shape),
              "window_seconds": [res.seconds for res in trained],

@@ -16,7 +16,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import MAX_DEFAULT_PATCH
 from ..errors import ScaleVAEError
 from ..model import SIVAE, rotate_patches
 from .schedule import TrainConfig, epoch_cap, steps_per_epoch, warmup_steps
@@ -184,26 +183,27 @@ def as_patch_tensor(patches, device) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def cpu_threads(device: torch.device, patch_size: int):
-    """Train small patches (up to :data:`config.MAX_DEFAULT_PATCH` px, the largest automatic
-    size) on one CPU thread; restore the thread count after.
+def cpu_threads(device: torch.device, threads: int | None):
+    """Train on ``threads`` CPU threads (None: torch's own count, one per core); restore the
+    count after.
 
-    The model is many tiny ops, and with two threads each op waits for the other thread.
-    Large patches keep torch's thread count.
+    Two threads train a 16 px window-epoch 1.5x faster than one on two idle cores
+    (benchmarks/RESULTS_pto.md). The count is fixed for the whole run, never chosen from the
+    machine's load: the float sums, and so the last digits of the numbers, follow it.
 
     Examples
     --------
     >>> import torch
     >>> before = torch.get_num_threads()
-    >>> with cpu_threads(torch.device("cpu"), 8):
+    >>> with cpu_threads(torch.device("cpu"), 1):
     ...     torch.get_num_threads()
     1
     >>> torch.get_num_threads() == before
     True
     """
     before = torch.get_num_threads()
-    if device.type == "cpu" and patch_size <= MAX_DEFAULT_PATCH:
-        torch.set_num_threads(1)
+    if device.type == "cpu" and threads:
+        torch.set_num_threads(int(threads))
     try:
         yield
     finally:
