@@ -323,7 +323,10 @@ def test_repeats_pool_the_recommendation_of_models_trained_side_by_side(tmp_path
     for name in ("recommended_window", "recommended_window_interval",
                  "recommended_window_probability", "recommended_window_n_resamples"):
         assert np.array_equal(two.attrs[name], pooled[name]), name
-    assert "pooled over 2 models" in two.attrs["recommended_window_note"]
+    models = json.loads(two.attrs["recommended_window_per_model"])
+    assert [m["seed"] for m in models] == [0, 1]
+    for m, ds in zip(models, alone):
+        assert m["window"] == int(recommend(ds)["recommended_window"])
     # the second model is checkpointed in its own folder, and a resume reads it back
     ckpt = tmp_path / "r" / "checkpoints" / "seed_1"
     assert sorted(p.name for p in ckpt.glob("window_*.pt")) == [

@@ -306,3 +306,15 @@ def test_progress_is_one_plain_line_per_window_in_a_log(capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert [line.split(":")[1].strip() for line in lines] == ["window 8 px (1 of 2)",
                                                                 "window 12 px (2 of 2)"]
+
+
+def test_repeats_print_each_model_beside_the_pooled_answer(npy, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", str(npy), "--windows", "8,12,16", "--keypoints", "grid:8", "--epochs",
+                 "1", "--repeats", "2", "--threads", "2", "--no-report", "--quiet", "--out",
+                 str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "pooled over 2 models; each alone (* conclusive): seed 0: " in text
+    assert (out / "checkpoints" / "seed_1" / "window_0016.pt").exists()
+    assert main(["run", str(npy), "--threads", "0", "--out", str(tmp_path / "t")]) == 2
+    assert "threads must be at least 1" in capsys.readouterr().err

@@ -214,6 +214,11 @@ def _summary(ds, a, known=None):
         size, unit = physical_pixel(ds.attrs.get("pixel_size"), ds.attrs.get("unit"))
         answer = f" (known answer: {known})" if known else ""
         print(describe_recommendation(ds) + answer)
+        models = json.loads(ds.attrs.get("recommended_window_per_model", "[]"))
+        if len(models) > 1:
+            print(f"pooled over {len(models)} models; each alone (* conclusive): " + ", ".join(
+                f"seed {m['seed']}: {m['window']} px{'*' if m['conclusive'] else ''}"
+                for m in models))
         period = float(ds.attrs.get("spectral_period", float("nan")))
         if not noise_limited(period):  # a peak at the pixel limit is noise, not a period
             print(f"baseline without the model: the image's strongest spectral period is "

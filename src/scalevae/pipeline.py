@@ -221,9 +221,7 @@ def _pool_repeats(ds, plan, stack, others, quiet, timings) -> None:
               "conclusive": bool(a["conclusive"]),
               "share": round(float(a["conclusive_share"]), 4)} for k, a in enumerate(alone)])
         pooled["recommended_window_range"] = pooled["recommended_window_interval"]
-        pooled["recommended_window_note"] = "; ".join(
-            filter(None, [f"pooled over {len(results)} models (seeds {plan.seed}-"
-                          f"{plan.seed + len(results) - 1})", rec.attrs.get("note", "")]))
+        pooled["recommended_window_note"] = rec.attrs.get("note", "")  # the pooled caveat
         ds.attrs.update(pooled)
     ds.attrs["recommended_window_repeats"] = len(results)
     timings["repeats_wait"] = time.perf_counter() - t
