@@ -19,8 +19,8 @@ same patches for the same epochs; a large stack run with its report (peak memory
   noise, as tests/test_lazy.py), ``scalevae run`` on it with grid:128, windows 8,16, 1 epoch,
   and its report; peak RSS of the CLI process. 0 skips it (the default: a 2 GB file costs
   minutes to write).
-* Seeds: ``--seeds`` (3) models trained on the run's patches with the run's settings, one
-  process of one thread per core (:func:`scalevae.training.ensemble.train_seeds`).
+* Seeds: the same PTO run with ``repeats=--seeds`` (3): the models side by side on the same
+  patches, the thread budget shared (``--repeats``), end to end in a fresh process.
 * ``--write`` puts the table into ``benchmarks/RESULTS_pto.md`` (whole: date, commit, machine,
   threads, load average at the start). A ratio is only a ratio when both sides ran idle: the
   load average at the start is part of the table.
@@ -63,7 +63,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     res = scalevae.run({data!r}, channel="AmplitudeRetrace", keypoints="grid:4",
                  windows=list(range(8, 65, 4)), epochs={epochs}, out={out!r}, quiet=True,
-                 device={device!r})
+                 device={device!r}, repeats={repeats})
 wall = time.perf_counter() - t0
 ds = scalevae.load_result({out!r})
 loss = ds["loss"].transpose("window", "epoch").values
@@ -107,33 +107,6 @@ for p, n in zip(patches, epochs):
 train = time.perf_counter() - t0
 print(json.dumps({{"train": train, "epochs": int(epochs.sum()), "version": pv.__version__,
                   "peak_mib": _hwm_mib()}}))
-"""
-
-SEEDS_CHILD = r"""
-import json, sys, time
-sys.path.insert(0, {src!r})
-import numpy as np
-import scalevae
-from scalevae.patches import extract_patches
-from scalevae.training import TrainConfig
-from scalevae.training.ensemble import train_seeds
-ds = scalevae.load_result({out!r})
-image = np.load({out!r} + "/input.npy", mmap_mode="r")
-norm = json.loads(ds.attrs["normalization"])
-r = int(ds.attrs["patch_size"])
-pts = np.column_stack([ds["frame"].values, ds["y"].values, ds["x"].values])
-windows = [int(w) for w in ds["window"].values]
-t0 = time.perf_counter()
-patches = {{w: extract_patches(image, pts, w, r, normalization=norm) for w in windows}}
-cut = time.perf_counter() - t0
-cfg = TrainConfig(**json.loads(ds.attrs["config"])["train"])
-t0 = time.perf_counter()
-out = train_seeds(patches.__getitem__, windows, cfg, list(range({n})),
-                  dict(patch_size=r, latent_dim=int(ds.sizes["latent"]),
-                       invariance=ds.attrs["invariance"]), workers={workers})
-train = time.perf_counter() - t0
-print(json.dumps({{"seeds": {n}, "workers": {workers}, "patches": cut, "train": train,
-                  "epochs": [sum(len(r.losses) for r in o["results"]) for o in out]}}))
 """
 
 EPOCH_CHILD = r"""
@@ -184,9 +157,9 @@ def _child(python, code, env=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def pto_run(out, epochs, threads, device):
+def pto_run(out, epochs, threads, device, repeats=1):
     code = PTO_CHILD.format(src=str(SRC), threads=threads, data=str(PTO), epochs=epochs,
-                            out=str(out), device=device)
+                            out=str(out), device=device, repeats=repeats)
     return _child(sys.executable, code)
 
 
@@ -198,14 +171,9 @@ def peer_run(out, threads, python):
     return _child(python, code)
 
 
-def seeds_run(out, n, workers):
-    code = SEEDS_CHILD.format(src=str(SRC), out=str(out), n=n, workers=workers)
-    return _child(sys.executable, code)
-
-
 def epoch_threads(out, max_threads):
     """One window-epoch of the run's first window, on 1 and on ``max_threads`` threads, the two
-    alternating twice (the rule in training.cpu_threads picks one thread for small patches)."""
+    alternating twice."""
     best = {}
     for _ in range(2):
         for th in sorted({1, max_threads}):
@@ -306,13 +274,14 @@ def table(pto, peer, stack, args, load, seeds=None, epochs=None):
         lines += ["One window-epoch (the first window's patches, batch 128, median of 5, best "
                   "of 2 alternated rounds): " + "; ".join(f"{th} thread(s) {sec:.3f} s"
                                                          for th, sec in epochs.items())
-                  + " (`training.cpu_threads` trains patches of 16 px and less on one).", ""]
+                  + " (training uses every core by default: `--threads`).", ""]
     if seeds is not None:
-        lines += [f"{seeds['seeds']} seeds on the run's patches side by side "
-                  f"(`training.ensemble.train_seeds`, {seeds['workers']} processes of one thread): "
-                  f"training {seeds['train']:.1f} s ({', '.join(map(str, seeds['epochs']))} "
-                  f"window-epochs), patches cut once in {seeds['patches']:.2f} s; one seed alone "
-                  f"trained in {t['train']:.1f} s above.", ""]
+        st = seeds["timings"]
+        lines += [f"The same run with `repeats={args.seeds}` ({args.seeds} models side by side on "
+                  "the same patches, the threads shared; fresh process, report included): "
+                  f"**{seeds['wall']:.1f} s** end to end; training of the first model "
+                  f"{st['train']:.1f} s, waiting for the others after it "
+                  f"{st.get('repeats_wait', 0):.1f} s, report {st.get('report', 0):.2f} s.", ""]
     if stack is not None:
         lines += ["| large stack with its report | frames | file | wall | peak RSS | report |",
                   "| --- | --- | --- | --- | --- | --- |",
@@ -330,7 +299,7 @@ def main(argv=None):
     ap.add_argument("--peer-python", default=str(PEERS))
     ap.add_argument("--no-peer", action="store_true")
     ap.add_argument("--stack-gb", type=float, default=0.0)
-    ap.add_argument("--seeds", type=int, default=3, help="0 skips the seed-ensemble row")
+    ap.add_argument("--seeds", type=int, default=3, help="repeats of the seeds row; 0 skips it")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args(argv)
     if not PTO.exists():
@@ -341,7 +310,8 @@ def main(argv=None):
         pto = pto_run(out, args.epochs, args.threads, args.device)
         peer = ({"error": "--no-peer"} if args.no_peer
                 else peer_run(out, args.threads, args.peer_python))
-        seeds = seeds_run(out, args.seeds, args.threads) if args.seeds > 0 else None
+        seeds = (pto_run(Path(tmp) / "pto_repeats", args.epochs, args.threads, args.device,
+                         repeats=args.seeds) if args.seeds > 1 else None)
         epochs = epoch_threads(out, args.threads)
         stack = stack_run(tmp, args.stack_gb, args.threads) if args.stack_gb > 0 else None
     text = table(pto, peer, stack, args, load, seeds, epochs)
