@@ -189,8 +189,9 @@ def _attr(value):
 def write_sharded(path, ds: xr.Dataset, part: Mapping[str, np.ndarray], dist, finish) -> xr.Dataset:
     """Write ``ds`` as the Zarr store ``path``, each rank of the torchrun run ``dist`` writing
     its own shard ``part`` of the final state (:func:`write_final_region`); rank 0 then adds
-    the attributes ``finish(ds)`` returns (it receives the whole stored result) and swaps the
-    store in. Every rank returns the saved result; any rank's failure is raised on all."""
+    the attributes ``finish(ds)`` returns (it receives the stored result opened lazily, so
+    that only what it reads is loaded) and swaps the store in. Every rank returns the saved
+    result, opened lazily; any rank's failure is raised on all."""
     import torch.distributed as tdist
 
     from .training.distributed import broadcast_error, shard_bounds, shard_size
@@ -221,16 +222,16 @@ def write_sharded(path, ds: xr.Dataset, part: Mapping[str, np.ndarray], dist, fi
             shutil.rmtree(tmp, ignore_errors=True)
         raise ScaleVAEError("; ".join(e for e in errors if e) + "; rerun the same command with "
                             "--resume (the trained windows are kept)")
-    message, saved = None, None
+    message = None
     if dist.is_main:
         try:
-            with xr.open_zarr(tmp, consolidated=True) as stored:
-                saved = stored.load()  # the whole result, as it will be saved
-            finish_sharded_zarr(tmp, path, finish(saved))
+            # opened lazily: `finish` reads what it needs (the state the recommendation reads,
+            # a few subsets of it), never the whole result at once
+            with xr.open_dataset(tmp, engine="zarr", consolidated=True) as stored:
+                attrs = finish(stored)
+            finish_sharded_zarr(tmp, path, attrs)
         except (OSError, ValueError, ScaleVAEError) as exc:
             message = f"could not finish {path} ({exc}); rerun the same command with --resume"
     broadcast_error(message, dist)
-    if saved is None:  # the other ranks read what rank 0 saved
-        with xr.open_dataset(path, engine="zarr") as stored:
-            saved = stored.load()
-    return saved
+    # every rank returns the saved result opened lazily (loaded as it is read)
+    return xr.open_dataset(path, engine="zarr", consolidated=True)
