@@ -56,9 +56,9 @@ PTO_CHILD = _HWM + r"""
 import json, sys, time, warnings
 t0 = time.perf_counter()
 sys.path.insert(0, {src!r})
+import scalevae  # first, as a user's script would: it sets the OpenMP wait policy torch reads
 import numpy as np, torch
 torch.set_num_threads({threads})
-import scalevae
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     res = scalevae.run({data!r}, channel="AmplitudeRetrace", keypoints="grid:4",
@@ -172,13 +172,25 @@ def peer_run(out, threads, python):
 
 
 def epoch_threads(out, max_threads):
-    """One window-epoch of the run's first window, on 1 and on ``max_threads`` threads, the two
-    alternating twice."""
+    """One window-epoch of the run's first window on 1 and on ``max_threads`` threads, with
+    OpenMP threads that sleep at a barrier (PASSIVE, scalevae's default) or spin (ACTIVE,
+    OpenMP's), on the idle machine and with one core kept busy by another process; each
+    setting's best of 2 alternated rounds. {(busy, threads, policy): seconds}."""
+    settings = [(1, "PASSIVE"), (max_threads, "PASSIVE"), (max_threads, "ACTIVE")]
     best = {}
-    for _ in range(2):
-        for th in sorted({1, max_threads}):
-            code = EPOCH_CHILD.format(src=str(SRC), out=str(out), threads=th)
-            best[th] = min(best.get(th, float("inf")), _child(sys.executable, code)["epoch"])
+    for busy in (False, True):
+        hog = (subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None)
+        try:
+            for _ in range(2):
+                for th, policy in dict.fromkeys(settings):
+                    code = EPOCH_CHILD.format(src=str(SRC), out=str(out), threads=th)
+                    sec = _child(sys.executable, code, env={"OMP_WAIT_POLICY": policy})["epoch"]
+                    key = (busy, th, policy)
+                    best[key] = min(best.get(key, float("inf")), sec)
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
     return best
 
 
@@ -272,9 +284,15 @@ def table(pto, peer, stack, args, load, seeds=None, epochs=None):
     lines.append("")
     if epochs:
         lines += ["One window-epoch (the first window's patches, batch 128, median of 5, best "
-                  "of 2 alternated rounds): " + "; ".join(f"{th} thread(s) {sec:.3f} s"
-                                                         for th, sec in epochs.items())
-                  + " (training uses every core by default: `--threads`).", ""]
+                  "of 2 alternated rounds); OpenMP threads that sleep at a barrier (PASSIVE, "
+                  "set by `import scalevae`) or spin (ACTIVE, OpenMP's default); on the idle "
+                  "machine and with one core kept busy by another process:", "",
+                  "| threads | wait policy | idle (s) | one core busy (s) |",
+                  "| --- | --- | --- | --- |"]
+        for th, policy in dict.fromkeys((k[1], k[2]) for k in epochs):
+            lines.append(f"| {th} | {policy} | {epochs[(False, th, policy)]:.3f} | "
+                         f"{epochs[(True, th, policy)]:.3f} |")
+        lines.append("")
     if seeds is not None:
         st = seeds["timings"]
         lines += [f"The same run with `repeats={args.seeds}` ({args.seeds} models side by side on "
