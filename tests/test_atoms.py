@@ -267,8 +267,20 @@ def test_multislice_graphene_dose_sweep_at_bond_12(dose):
 
 # ----------------------------------------------------------------------------- real images
 
-def _reference(name):
-    return np.loadtxt(DATA / f"{name}_reference.csv", delimiter=",", skiprows=1).reshape(-1, 2)
+def _reference(name, part="reference"):
+    path = DATA / f"{name}_{part}.csv"
+    if not path.is_file():
+        return np.empty((0, 2))
+    return np.loadtxt(path, delimiter=",", skiprows=1).reshape(-1, 2)
+
+
+def _near(points, shape, radius):
+    """True within radius of the points: the doubtful maxima, left out of both scores."""
+    if len(points) == 0:
+        return None
+    seed = np.zeros(shape, bool)
+    seed[tuple(np.round(points).astype(int).T)] = True
+    return ndi.distance_transform_edt(~seed) <= radius
 
 
 @pytest.mark.skipif(not (REAL / "SI-HAADF.dm3").is_file(), reason="real data not present")
@@ -278,13 +290,13 @@ def test_si_haadf_columns_against_reference():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         img = np.asarray(read_image(REAL / "SI-HAADF.dm3").data[0], np.float64)
-    ref = _reference("si_haadf")
+    ref, doubtful = _reference("si_haadf"), _reference("si_haadf", "doubtful")
+    assert len(ref) == 70 and len(doubtful) == 14  # validation/ATOMS.md: why 14 are doubtful
     pts = detect_atoms(img).points[:, 1:]
-    assert len(pts) == 76  # every bright column, as before the lattice-aware detector
-    recall, precision = match_points(pts, ref, 18, 30, img.shape)
-    assert precision == 1.0 and recall >= 0.8  # the reference adds 8 faint (~20 %) maxima
-    faint = match_points(detect_atoms(img, threshold=0.1).points[:, 1:], ref, 18, 30, img.shape)
-    assert faint[0] >= 0.9 and faint[1] == 1.0
+    recall, precision = match_points(pts, ref, 18, 30, img.shape, exclude=_near(doubtful, img.shape, 18))
+    assert recall >= 0.95 and precision == 1.0
+    # the doubtful maxima are no brighter than their surroundings: none is taken for a column
+    assert cKDTree(pts).query(doubtful)[0].min() > 18
 
 
 def _atomap_adf():
