@@ -152,7 +152,12 @@ def _grain(vec, strong, g, n):
         if kind is None:
             if not (hex_hits or sq_hits):
                 return None
-            kind = "hexagonal" if hex_hits / 2 >= sq_hits else "square"  # shares of targets
+            # shares of targets, the second-order ring included: two hexagonal grains about
+            # 30 degrees apart put peaks 90 degrees apart at one radius, but not a square's
+            # (11) peaks at sqrt 2 |g|; nor does a square lattice have peaks at sqrt 3 |g|
+            hex_share = (hex_hits + _hits(vec, [np.sqrt(3) * _rot(g, a) for a in (30, 90)], tol)) / 4
+            sq_share = (sq_hits + _hits(vec, [np.sqrt(2) * _rot(g, a) for a in (45, 135)], tol)) / 3
+            kind = "hexagonal" if hex_share >= sq_share else "square"
         finer = ([[_rot(g, a) / np.sqrt(3) for a in (30, 90, 150)]] if kind == "hexagonal"
                  else [[_rot(g, a) / np.sqrt(2) for a in (45, 135)]])
         finer.append([_rot(g, a) / 2 for a in ((0, 60, 120) if kind == "hexagonal" else (0, 90))])
