@@ -31,7 +31,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from ..errors import ScaleVAEError
-from .bragg import lattice_mask, residual_noise
+from .bragg import lattice_mask, lattice_sites, residual_noise
 from .lattice import measure_lattice
 from .spacing import (_band_pass, _contrast, _noise_sigma, _not_alone, _refine, _strong_maxima,
                       ring_spacing)
@@ -113,7 +113,8 @@ def _detect(frame, spacing, fraction, lattice=None, mask=None):
         on = model[peaks[:, 0], peaks[:, 1]]
         ok = on > -_OFF_SITE * np.median(on)
         peaks, h = peaks[ok], h[ok]
-        sites = _empty_sites(model, mask, peaks, spacing)
+        sites = lattice_sites(model, mask, _SITE_SEP * spacing)  # those with no candidate:
+        sites = sites[cKDTree(peaks).query(sites)[0] > _MIN_DIST * spacing] if len(peaks) else sites
         hs = contrast[sites[:, 0], sites[:, 1]]
         ok = (hs > _SITE_K * noise) & (hs > fraction * np.median(h))
         peaks, h = np.concatenate([peaks, sites[ok]]), np.concatenate([h, hs[ok]])
@@ -128,19 +129,6 @@ def _detect(frame, spacing, fraction, lattice=None, mask=None):
     # cell, steadies positions that the noise of one column would scatter
     unit = np.median(band[peaks[:, 0], peaks[:, 1]]), np.median(model[peaks[:, 0], peaks[:, 1]])
     return _refine(band / unit[0] + model / unit[1], peaks), h
-
-
-def _empty_sites(model, mask, peaks, spacing):
-    """Maxima of the Bragg-filtered frame in the lattice region farther than _MIN_DIST spacing
-    from every candidate column."""
-    from skimage.feature import peak_local_max
-
-    sites = peak_local_max(model, min_distance=max(1, int(_SITE_SEP * spacing)),
-                           threshold_abs=0, exclude_border=False)
-    sites = sites[mask[sites[:, 0], sites[:, 1]]]
-    if len(sites) and len(peaks):
-        sites = sites[cKDTree(peaks).query(sites)[0] > _MIN_DIST * spacing]
-    return sites
 
 
 def _sample_frames(data, n=4):

@@ -4,7 +4,8 @@
 point of each grain up to the second order); :func:`lattice_order` is the local fraction of
 the image's lattice-band power that falls on those spots: high on crystal, low on amorphous
 material, contamination, vacuum and holes; :func:`lattice_mask` is where it marks a lattice,
-and :func:`residual_noise` the noise of a smoothed frame measured against its lattice.
+:func:`residual_noise` the noise of a smoothed frame measured against its lattice, and
+:func:`lattice_sites` the lattice's column sites (the Bragg-filtered frame's maxima).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
-__all__ = ["bragg_filter", "lattice_order", "lattice_mask", "residual_noise", "smooth_fft"]
+__all__ = ["bragg_filter", "lattice_order", "lattice_mask", "lattice_sites", "residual_noise",
+           "smooth_fft"]
 
 _SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filter is local to ~1 cell
 _MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
@@ -149,3 +151,13 @@ def residual_noise(smooth, lattice, mask):
                        workers=-1)
     resid = (high - model)[mask] if mask.any() else (high - model).ravel()
     return 1.4826 * float(np.median(np.abs(resid - np.median(resid)))), model
+
+
+def lattice_sites(model, mask, separation):
+    """The lattice's sites: maxima (int y, x) of the Bragg-filtered frame ``model`` inside
+    ``mask``, at least ``separation`` px apart."""
+    from skimage.feature import peak_local_max
+
+    sites = peak_local_max(model, min_distance=max(1, int(separation)), threshold_abs=0,
+                           exclude_border=False)
+    return sites[mask[sites[:, 0], sites[:, 1]]]
