@@ -407,9 +407,9 @@ def main():
               "columns by this evidence (the previous round counted them, recall 0.83). "
               "atomap: one doubtful maximum, on the frame's edge."]
     lines += ["", "Speed on one 512 x 512 frame (simulate_haadf, bond 12 px, dose 10, amorphous "
-              "contamination; best of 5, one after the other in the same invocation, under `nice -n 0` "
-              "on the shared machine while other jobs ran - re-time on an idle one with "
-              "`python validation/atoms.py --speed`):", ""]
+              "contamination; best of 5, one after the other in the same invocation, on the shared machine "
+              "while other jobs ran - re-time on an idle one with "
+              "`nice -n 0 python validation/atoms.py --speed`):", ""]
     lines += [f"- {k}: {t:.2f} s, {n} keypoints, precision {p:.3f}" for k, (t, n, p) in sp.items()]
     lines += ["", "Overlays: " + ", ".join(f"`docs/{p.name}`" for p in sorted(DOCS.glob("atoms_*.png"))),
               ""]

@@ -5,8 +5,8 @@
 groups them into grains (a 6-fold set for a hexagonal lattice, a 4-fold set for a square one,
 at one radius; grains differ by their angle) and fits each grain's reciprocal basis to all of
 its peaks and their harmonics. Hexagonal and honeycomb lattices share their Bragg peaks; they
-are told apart in real space, by the number of maxima per unit cell of the Bragg-filtered image
-(one for hexagonal, two for honeycomb).
+are told apart in real space: a honeycomb's Bragg-filtered image has a second column a third of
+the way along the cell's diagonal from each column, a hexagonal one the centre of a triangle.
 
 The Bragg filter and the lattice-presence map built on a measured lattice are in :mod:`.bragg`.
 """
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
+from scipy import ndimage as ndi
 
 from ..errors import ScaleVAEError
-from .bragg import bragg_filter, smooth_fft
+from .bragg import bragg_filter
 
 __all__ = ["Lattice", "measure_lattice"]
 
@@ -28,6 +29,8 @@ _WEAK_RATIO = 6.0      # its other orders need only this (they are looked for wh
 _ANGLE_TOL = 4.0       # degrees: two peaks belong to one set when their angles differ by this
 _RADIUS_TOL = 0.08     # ... and their radii by this fraction
 _MAX_PEAKS = 200       # strongest spectrum maxima examined
+_SECOND_SITE = 0.3     # honeycomb: filtered value at the other sublattice / a column's above this
+_SLOW = 0.4            # peaks inside this fraction of the first-order radius are slow variation
 
 
 @dataclass(frozen=True)
@@ -226,20 +229,34 @@ def _firsts(bases, period):
 
 
 def _count_kind(frame, bases, kind, constant):
-    """'honeycomb' when the Bragg-filtered image has about two maxima per cell, else `kind`."""
+    """'honeycomb' when the Bragg-filtered image has a second column beside each one, else `kind`.
+
+    Per grain, at the stronger half of the filtered image's maxima, the value a third of the way
+    along ``u + v`` (real lattice vectors 60 degrees apart), on either side, over the maximum's:
+    a honeycomb's other sublattice sits there (about 1); a hexagonal lattice has the centre of a
+    triangle there (about 0). Sampling the sites, unlike counting maxima per cell, holds at low
+    dose and beside contamination.
+    """
     from skimage.feature import peak_local_max
 
     if kind != "hexagonal":
         return kind
-    filt = bragg_filter(frame, bases, kind)
-    order = smooth_fft(filt ** 2, constant)
-    strong = order > 0.5 * np.percentile(order, 90)
-    pk = peak_local_max(filt, min_distance=max(1, int(0.3 * constant)), exclude_border=False)
-    pk = pk[strong[pk[:, 0], pk[:, 1]]]
-    if len(pk) < 4 or strong.sum() == 0:
+    ratios = []
+    for filt, basis in zip(bragg_filter(frame, bases, kind, per_grain=True), bases):
+        u, v = np.linalg.inv(basis).T  # real lattice vectors (y, x) in px
+        v = u + v if u @ v < 0 else v
+        pk = peak_local_max(filt, min_distance=max(1, int(0.3 * constant)),
+                            exclude_border=max(1, int(constant)))
+        if len(pk) < 4:
+            continue
+        val = filt[pk[:, 0], pk[:, 1]]
+        pk, val = pk[val > np.median(val)], val[val > np.median(val)]  # the grain's own region
+        beside = [ndi.map_coordinates(filt, (pk + sign * (u + v) / 3).T, order=1, mode="nearest")
+                  for sign in (1, -1)]
+        ratios.append(np.max(beside, axis=0) / val)
+    if not ratios:
         return kind
-    per_cell = len(pk) / (strong.sum() / (constant ** 2 * np.sqrt(3) / 2))
-    return "honeycomb" if per_cell > 1.5 else "hexagonal"
+    return "honeycomb" if np.median(np.concatenate(ratios)) > _SECOND_SITE else "hexagonal"
 
 
 def measure_lattice(frame):
@@ -297,7 +314,10 @@ def measure_lattice(frame):
         raise ScaleVAEError(
             "the image shows no lattice periodicity (no set of Bragg peaks in its power "
             "spectrum); give the atom spacing in px as 'atoms:SIZE' or use 'grid:STEP'")
-    sharp = np.flatnonzero(strength >= np.log(_SPOT_RATIO))
+    # sharp peaks far inside the first order (periods of several cells) are the slow variation of
+    # contamination or background, not a lattice that the grains leave unexplained
+    inner = np.hypot(*vec.T) < _SLOW * np.hypot(*grains[0][1][0])
+    sharp = np.flatnonzero((strength >= np.log(_SPOT_RATIO)) & ~inner)
     if not explained[sharp[np.argmax(power[sharp])]]:
         raise ScaleVAEError(
             "the strongest Bragg peak fits no hexagonal, honeycomb or square lattice (a "
