@@ -21,6 +21,7 @@ _SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filt
 _MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
 _ORDER_WINDOW = 0.75   # lattice constants: the order map's smoothing (sigma)
 ORDER_LEVEL = 0.35     # lattice: order above r0 + this x (q90 - r0)
+_EDGE_PAD = 2.0        # lattice constants of mirrored margin for the order map's FFTs
 _ORDER_CLIP = 97.0     # percentile: brighter pixels (dopants, bright contamination) are clipped
 
 
@@ -90,21 +91,24 @@ def lattice_order(frame, lattice, window=None):
     """
     f = np.asarray(frame, np.float64)
     lo, hi = np.percentile(f, [0.5, _ORDER_CLIP])
-    f = np.clip(f, lo, hi)
-    spec = sfft.rfft2(f - f.mean(), workers=-1)
+    ny, nx = f.shape
+    # mirrored margins of two cells: the FFT's periodic edges would join unlike edges of the
+    # frame, and that step's power would mark a strip along the edges as no lattice
+    pad = min(int(round(_EDGE_PAD * lattice.constant)), ny - 1, nx - 1)
+    f = np.pad(np.clip(f, lo, hi) - np.clip(f, lo, hi).mean(), pad, mode="reflect")
+    spec = sfft.rfft2(f, workers=-1)
     half = f.shape[1] // 2 + 1
-    masks = _spot_masks(f.shape, lattice.bases, lattice.kind)
-    spots = np.max(masks, axis=0)
+    spots = np.max(_spot_masks(f.shape, lattice.bases, lattice.kind), axis=0)
     g1 = np.hypot(*lattice.bases[0][0])
     k = np.hypot(np.fft.fftfreq(f.shape[0])[:, None], np.fft.fftfreq(f.shape[1])[None, :])
     band = ((k > 0.5 * g1) & (k < (_MAX_ORDER + 2 * _SPOT_SIGMA) * g1)).astype(float)
     spots = spots * band
-    bragg = sfft.irfft2(spec * spots[:, :half], s=f.shape, workers=-1)
-    total = sfft.irfft2(spec * band[:, :half], s=f.shape, workers=-1)
+    inner = (slice(pad, pad + ny), slice(pad, pad + nx))
+    bragg = sfft.irfft2(spec * spots[:, :half], s=f.shape, workers=-1)[inner]
+    total = sfft.irfft2(spec * band[:, :half], s=f.shape, workers=-1)[inner]
     w = _ORDER_WINDOW * lattice.constant if window is None else window
     # smoothed on a grid of a quarter window (reflecting edges): the powers vary over a cell
     step = max(1, int(w / 4))
-    ny, nx = f.shape
     cy, cx = ny // step, nx // step
 
     def local(power):
