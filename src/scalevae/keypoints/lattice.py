@@ -141,26 +141,22 @@ def _finer_found(vec, strong, targets, tol, n):
     return 0 < len(open_) < len(targets) and _hits(vec[strong], open_, tol) == len(open_)
 
 
-def _grain(vec, strong, g, n):
-    """Best lattice through peak g: (kind, basis) with the finest lattice that explains it.
+def _kinds(vec, g, n):
+    """The lattice kinds with a peak where they put one beside g (hexagonal: at 60 or 120
+    degrees; square: at 90 degrees)."""
+    tol = max(_RADIUS_TOL * np.hypot(*g), 1.5 / n)
+    return [kind for kind, angles in (("hexagonal", (60, 120)), ("square", (90,)))
+            if _hits(vec, [_rot(g, a) for a in angles], tol)]
+
+
+def _grain(vec, strong, g, n, kind):
+    """The lattice of ``kind`` through peak g: (kind, basis) with the finest one that explains it.
 
     ``vec`` holds the weaker peaks too: a finer reciprocal lattice (g was a higher order) is
     accepted when at least two of its independent first-order directions show a peak.
     """
     tol = max(_RADIUS_TOL * np.hypot(*g), 1.5 / n)
-    kind = None
     for _ in range(3):
-        hex_hits = _hits(vec, [_rot(g, a) for a in (60, 120)], tol)
-        sq_hits = _hits(vec, [_rot(g, 90)], tol)
-        if kind is None:
-            if not (hex_hits or sq_hits):
-                return None
-            # shares of targets, the second-order ring included: two hexagonal grains about
-            # 30 degrees apart put peaks 90 degrees apart at one radius, but not a square's
-            # (11) peaks at sqrt 2 |g|; nor does a square lattice have peaks at sqrt 3 |g|
-            hex_share = (hex_hits + _hits(vec, [np.sqrt(3) * _rot(g, a) for a in (30, 90)], tol)) / 4
-            sq_share = (sq_hits + _hits(vec, [np.sqrt(2) * _rot(g, a) for a in (45, 135)], tol)) / 3
-            kind = "hexagonal" if hex_share >= sq_share else "square"
         finer = ([[_rot(g, a) / np.sqrt(3) for a in (30, 90, 150)]] if kind == "hexagonal"
                  else [[_rot(g, a) / np.sqrt(2) for a in (45, 135)]])
         finer.append([_rot(g, a) / 2 for a in ((0, 60, 120) if kind == "hexagonal" else (0, 90))])
@@ -294,19 +290,22 @@ def measure_lattice(frame):
     for i in np.argsort(-power, kind="stable"):
         if not pool[i] or strength[i] < np.log(_SPOT_RATIO):
             continue
-        found = _grain(vec, strength >= np.log(_SPOT_RATIO), vec[i], frame.shape[1])
-        if found is None:
-            continue
-        kind, basis = found
-        tol = max(_RADIUS_TOL * np.hypot(*basis[0]), 1.5 / min(frame.shape))
-        basis, ok = _fit_basis(vec, basis, tol)
-        if (ok & pool).sum() < 2 or not _credible(vec, power, basis, kind, tol, frame.shape):
+        # where both kinds have a peak beside this one (two hexagonal grains about 30 degrees
+        # apart put peaks 90 degrees apart; noise or contamination puts a stray one anywhere),
+        # the credible lattice that explains the most peak power
+        fits = []
+        for kind in _kinds(vec, vec[i], frame.shape[1]):
+            if grains and kind != grains[0][0]:  # every grain is of the first one's kind
+                continue
+            kind, basis = _grain(vec, strength >= np.log(_SPOT_RATIO), vec[i], frame.shape[1], kind)
+            tol = max(_RADIUS_TOL * np.hypot(*basis[0]), 1.5 / min(frame.shape))
+            basis, ok = _fit_basis(vec, basis, tol)
+            if (ok & pool).sum() >= 2 and _credible(vec, power, basis, kind, tol, frame.shape):
+                fits.append((power[ok].sum(), kind, basis, ok))
+        if not fits:
             pool[i] = False
             continue
-        # a new grain: not a harmonic of an earlier one, same kind as the first
-        if grains and kind != grains[0][0]:
-            pool[ok] = False
-            continue
+        _, kind, basis, ok = max(fits, key=lambda fit: fit[0])
         grains.append((kind, basis, power[ok].sum()))
         explained |= ok
         pool &= ~ok
