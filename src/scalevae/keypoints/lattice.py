@@ -149,18 +149,19 @@ def _kinds(vec, g, n):
             if _hits(vec, [_rot(g, a) for a in angles], tol)]
 
 
-def _grain(vec, strong, g, n, kind):
+def _grain(vec, strong, g, n, kind, finer=True):
     """The lattice of ``kind`` through peak g: (kind, basis) with the finest one that explains it.
 
     ``vec`` holds the weaker peaks too: a finer reciprocal lattice (g was a higher order) is
-    accepted when at least two of its independent first-order directions show a peak.
+    accepted when at least two of its independent first-order directions show a peak
+    (``finer=False``: g is taken as the first order).
     """
     tol = max(_RADIUS_TOL * np.hypot(*g), 1.5 / n)
-    for _ in range(3):
-        finer = ([[_rot(g, a) / np.sqrt(3) for a in (30, 90, 150)]] if kind == "hexagonal"
-                 else [[_rot(g, a) / np.sqrt(2) for a in (45, 135)]])
-        finer.append([_rot(g, a) / 2 for a in ((0, 60, 120) if kind == "hexagonal" else (0, 90))])
-        for targets in finer:
+    for _ in range(3 if finer else 0):
+        coarser = ([[_rot(g, a) / np.sqrt(3) for a in (30, 90, 150)]] if kind == "hexagonal"
+                   else [[_rot(g, a) / np.sqrt(2) for a in (45, 135)]])
+        coarser.append([_rot(g, a) / 2 for a in ((0, 60, 120) if kind == "hexagonal" else (0, 90))])
+        for targets in coarser:  # first orders of a finer reciprocal lattice
             if _finer_found(vec, strong, targets, tol, n):
                 g = next(vec[_match(vec, t, tol)] for t in targets if _match(vec, t, tol) >= 0)
                 break
@@ -297,11 +298,14 @@ def measure_lattice(frame):
         for kind in _kinds(vec, vec[i], frame.shape[1]):
             if grains and kind != grains[0][0]:  # every grain is of the first one's kind
                 continue
-            kind, basis = _grain(vec, strength >= np.log(_SPOT_RATIO), vec[i], frame.shape[1], kind)
-            tol = max(_RADIUS_TOL * np.hypot(*basis[0]), 1.5 / min(frame.shape))
-            basis, ok = _fit_basis(vec, basis, tol)
-            if (ok & pool).sum() >= 2 and _credible(vec, power, basis, kind, tol, frame.shape):
-                fits.append((power[ok].sum(), kind, basis, ok))
+            for finer in (True, False):  # the finer lattice may be a chance match of noise
+                kind, basis = _grain(vec, strength >= np.log(_SPOT_RATIO), vec[i],
+                                     frame.shape[1], kind, finer)
+                tol = max(_RADIUS_TOL * np.hypot(*basis[0]), 1.5 / min(frame.shape))
+                basis, ok = _fit_basis(vec, basis, tol)
+                if (ok & pool).sum() >= 2 and _credible(vec, power, basis, kind, tol, frame.shape):
+                    fits.append((power[ok].sum(), kind, basis, ok))
+                    break
         if not fits:
             pool[i] = False
             continue
