@@ -32,7 +32,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import ScaleVAEError
 from .bragg import lattice_mask, lattice_sites, residual_noise
-from .lattice import measure_lattice
+from .lattice import measure_lattice, with_missed_grains
 from .spacing import (_band_pass, _contrast, _noise_sigma, _not_alone, _refine, _strong_maxima,
                       ring_spacing)
 from .select import MIN_KEYPOINTS  # one threshold for every keypoint source
@@ -285,6 +285,9 @@ def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
             bond = _check_spacing(lat.bond if lat else ring_spacing(frame[None]), data.shape[1:])
         mask = (lattice_mask(frame, lat) if lat is not None and mask_amorphous
                 else np.ones(frame.shape, bool))
+        more = with_missed_grains(frame, lat, mask) if lat is not None and mask_amorphous else lat
+        if more is not lat:  # a grain the first look missed: the mask again
+            lat, mask = more, lattice_mask(frame, more)
         yx, _ = _detect(frame, bond, fraction, lat, mask)
         if len(yx):
             yx = yx[np.lexsort((yx[:, 1], yx[:, 0]))]  # by y, then x

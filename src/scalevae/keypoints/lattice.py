@@ -22,7 +22,7 @@ from scipy import ndimage as ndi
 from ..errors import ScaleVAEError
 from .bragg import bragg_filter
 
-__all__ = ["Lattice", "measure_lattice"]
+__all__ = ["Lattice", "measure_lattice", "with_missed_grains"]
 
 _SPOT_RATIO = 12.0     # a grain's strongest Bragg peak stands this many times above its ring's median
 _WEAK_RATIO = 6.0      # its other orders need only this (they are looked for where expected)
@@ -30,6 +30,7 @@ _ANGLE_TOL = 4.0       # degrees: two peaks belong to one set when their angles 
 _RADIUS_TOL = 0.08     # ... and their radii by this fraction
 _MAX_PEAKS = 200       # strongest spectrum maxima examined
 _SECOND_SITE = 0.3     # honeycomb: filtered value at the other sublattice / a column's above this
+_MISSED_AREA = 0.1     # look for missed grains where this fraction of the frame shows no lattice
 _SLOW = 0.4            # peaks inside this fraction of the first-order radius are slow variation
 
 
@@ -64,14 +65,17 @@ class Lattice:
         return len(self.bases)
 
 
-def _spectrum(frame):
-    """Windowed power spectrum (fftshifted) and the log power with its radial median removed."""
+def _spectrum(frame, window=None):
+    """Windowed power spectrum (fftshifted) and the log power with its radial median removed.
+
+    ``window``: (y, x) weights; default a Hann window."""
     f = np.asarray(frame, np.float64)
     lo, hi = np.percentile(f, [1, 99])
     f = np.clip(f, lo, hi)  # a few very bright dopants or dark holes must not dominate
     ny, nx = f.shape
-    win = np.outer(np.hanning(ny), np.hanning(nx))
-    power = np.abs(np.fft.fftshift(sfft.fft2((f - f.mean()) * win, workers=-1))) ** 2
+    win = np.outer(np.hanning(ny), np.hanning(nx)) if window is None else window
+    mean = (f * win).sum() / max(win.sum(), 1e-300)
+    power = np.abs(np.fft.fftshift(sfft.fft2((f - mean) * win, workers=-1))) ** 2
     ky = (np.arange(ny) - ny // 2) / ny
     kx = (np.arange(nx) - nx // 2) / nx
     k = np.hypot(ky[:, None], kx[None, :])
@@ -91,12 +95,12 @@ def _spectrum(frame):
     return power - base, white, ky, kx
 
 
-def _peaks(frame):
+def _peaks(frame, window=None):
     """Half-plane Bragg peak candidates: k vectors (n, 2) in cycles/px, log heights above the
     ring's median, and excess powers (over 3 x 3 bins)."""
     from skimage.feature import peak_local_max
 
-    excess, white, ky, kx = _spectrum(frame)
+    excess, white, ky, kx = _spectrum(frame, window)
     ny, nx = white.shape
     half = white.copy()
     half[: ny // 2] = 0.0  # P(-k) = P(k): keep ky >= 0
@@ -256,13 +260,15 @@ def _count_kind(frame, bases, kind, constant):
     return "honeycomb" if np.median(np.concatenate(ratios)) > _SECOND_SITE else "hexagonal"
 
 
-def measure_lattice(frame):
+def measure_lattice(frame, window=None):
     """Lattice type, constant, bond length and per-grain orientation from the image's Bragg peaks.
 
     Parameters
     ----------
     frame : (y, x) array
         One atomically resolved image (columns brighter or darker than the background).
+    window : (y, x) array, optional
+        Weights of the frame's pixels in its power spectrum; default a Hann window.
 
     Returns
     -------
@@ -284,7 +290,7 @@ def measure_lattice(frame):
     ('square', 10.0, 1)
     """
     frame = np.asarray(frame, np.float64)
-    vec, strength, power = _peaks(frame)
+    vec, strength, power = _peaks(frame, window)
     grains, pool, explained = [], np.ones(len(vec), bool), np.zeros(len(vec), bool)
     # seeds: the peaks that carry the most power first (a lattice of bright columns, not a
     # sharp but faint texture), among those standing far above their ring
@@ -345,3 +351,43 @@ def measure_lattice(frame):
     kind = _count_kind(frame, bases, kind, constant)
     bond = constant / np.sqrt(3) if kind == "honeycomb" else constant
     return Lattice(kind, constant, float(bond), tuple(angles), bases)
+
+
+def with_missed_grains(frame, lattice, mask):
+    """``lattice`` and the grains its measurement missed, looked for where ``mask`` shows none.
+
+    A small grain at the frame's edge is faint under the Hann window of the first look: the
+    spectrum is taken again with a window on the region without lattice (smoothed over a
+    lattice constant, tapered at the frame's edges); a lattice of the same kind and constant
+    (within 3 %) found there adds its orientations that are new.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> img = sum(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
+    ...           for cy in range(4, 128, 10) for cx in range(4, 128, 10))
+    >>> lat = measure_lattice(img)
+    >>> with_missed_grains(img, lat, np.ones(img.shape, bool)) is lat  # nothing is missing
+    True
+    """
+    from scipy.signal.windows import tukey
+
+    missing = ~np.asarray(mask, bool)
+    if missing.mean() < _MISSED_AREA:
+        return lattice
+    taper = np.outer(tukey(frame.shape[0], 0.2), tukey(frame.shape[1], 0.2))
+    try:
+        other = measure_lattice(frame, ndi.gaussian_filter(missing * 1.0, lattice.constant) * taper)
+    except ScaleVAEError:
+        return lattice
+    if other.kind != lattice.kind or abs(other.constant / lattice.constant - 1) > 0.03:
+        return lattice
+    period = 90.0 if lattice.kind == "square" else 60.0
+    new = [(b, a) for b, a in zip(other.bases, other.orientations)
+           if all(abs((a - o + period / 2) % period - period / 2) > 2 * _ANGLE_TOL
+                  for o in lattice.orientations)]
+    if not new:
+        return lattice
+    return Lattice(lattice.kind, lattice.constant, lattice.bond,
+                   lattice.orientations + tuple(a for _, a in new),
+                   lattice.bases + tuple(b for b, _ in new))
