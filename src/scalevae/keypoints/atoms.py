@@ -86,16 +86,12 @@ def _credible_lattice(frame, spacing):
 
 
 def _detect(frame, spacing, fraction, lattice=None, mask=None):
-    """Columns of one frame: refined (y, x) and their contrast.
+    """Columns of one frame: refined (y, x) and their contrast (the module's docstring: how).
 
-    Candidates are the maxima of the band-passed frame (scale-normalised -LoG, sigma _BAND
-    spacing), kept when their contrast above the local background exceeds _NOISE_K noise
-    sigmas, at least _MIN_DIST spacing from a stronger one, above `fraction` of the median
-    contrast, inside `mask` (the lattice region), on a bright site of the lattice (the
-    Bragg-filtered frame not below -_OFF_SITE of its typical column value) and not alone.
-    With a lattice, its sites (maxima of the Bragg-filtered frame) where no candidate is are
-    looked at too: a column whose band-pass maximum the noise moved onto a neighbour's is kept
-    when its contrast there exceeds _SITE_K noise sigmas (a vacancy has none).
+    Candidates: maxima of the band-passed frame above _NOISE_K noise sigmas, _MIN_DIST apart,
+    above `fraction` of the median contrast, inside `mask`, not off the lattice's sites
+    (_OFF_SITE), not alone (_LONELY); with a lattice, its sites with no candidate whose own
+    contrast exceeds _SITE_K noise sigmas (a vacancy has none).
     """
     frame, s, smooth, contrast = _contrast(frame, spacing, truncate=2.5)
     model = None
@@ -233,14 +229,16 @@ def estimate_spacing(image):
 def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
     """Atom columns where the image shows a lattice, and the lattice they sit on.
 
-    Per frame: the lattice is measured from the Bragg peaks (:func:`.lattice.measure_lattice`);
+    Per frame: the lattice is measured from the Bragg peaks (:func:`.lattice.measure_lattice`,
+    looked at again where it leaves much of the frame: :func:`.lattice.with_missed_grains`);
     the lattice region is where the local share of Bragg-spot power is high
     (:func:`.bragg.lattice_order`); columns are the maxima of the band-passed frame there,
     at least 0.6 ``spacing`` apart, whose contrast exceeds 4 noise sigmas (the robust spread
     of what the lattice does not explain) and ``threshold`` times the median column contrast,
     that lie on a bright site of the Bragg-filtered frame and have a neighbour within 1.6
-    ``spacing``; positions are refined to sub-pixel accuracy. The masked fraction is logged
-    at INFO level.
+    ``spacing``, and the lattice's sites without such a maximum whose contrast exceeds 3 noise
+    sigmas; positions are refined to sub-pixel accuracy, on the band-passed plus the
+    Bragg-filtered frame. The masked fraction is logged at INFO level.
 
     Parameters
     ----------
