@@ -183,6 +183,22 @@ def test_two_grains_give_two_orientations(seed):
     assert a == pytest.approx(5, abs=1.5) and b == pytest.approx(33, abs=1.5)
 
 
+@pytest.mark.parametrize("size, seed, dose, kw", [
+    (512, 12, 2, dict(grain_boundary=True, gb_angle=28, vacancies=10, n_si=3)),   # was 3 square grains
+    (384, 25, 100, dict(grain_boundary=True, gb_angle=28, vacancies=10, n_si=3)),  # edge grain missed
+    (384, 6, 1, dict(grain_boundary=True, gb_angle=28, vacancies=10, n_si=3)),    # was square, 1.5 bonds
+    (512, 9, 1, dict(contamination=3.0)),   # a stray peak beside contamination: square, 3 px
+    (384, 13, 2, dict(contamination=3.0)),  # contamination's slow peaks: no lattice at all
+    (384, 15, 1, dict(contamination=3.0)),  # was hexagonal (maxima per cell counted)
+], ids=["gb-square-grains", "gb-edge-grain", "gb-dose1-square", "contamination-3px",
+        "contamination-slow-peaks", "contamination-hexagonal"])
+def test_lattice_of_simulations_that_once_broke_it(size, seed, dose, kw):
+    img, _, _ = simulate_haadf(shape=(size, size), bond=12, seed=seed, dose=dose, **kw)
+    det = detect_atoms(img)
+    assert det.lattice.kind == "honeycomb" and det.spacing == pytest.approx(12, rel=0.03)
+    assert det.lattice.n_grains == (2 if kw.get("grain_boundary") else 1)
+
+
 # ----------------------------------------------------------------------------- low dose, amorphous
 
 def _scores(det, truth, amorphous, bond):
