@@ -35,6 +35,7 @@ import argparse
 import datetime
 import importlib.util
 import subprocess
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -147,7 +148,8 @@ def overlay(path, image, points, reference_points=None, mask=None, title="", dou
 
     h, w = image.shape
     scale = 4.5 / max(h, w)
-    fig, ax = plt.subplots(figsize=(max(2.0, w * scale), max(2.0, h * scale) + 0.3))
+    width = max(2.0, w * scale)
+    fig, ax = plt.subplots(figsize=(width, max(2.0, h * scale) + 0.3))
     ax.imshow(image, cmap="gray")
     if mask is not None and not mask.all():
         ax.contour(mask, [0.5], colors="c", linewidths=0.8)
@@ -156,7 +158,7 @@ def overlay(path, image, points, reference_points=None, mask=None, title="", dou
     if doubtful is not None and len(doubtful):
         ax.plot(doubtful[:, 1], doubtful[:, 0], "o", mfc="none", mec="#4af", ms=5)
     ax.plot(points[:, 1], points[:, 0], "r+", ms=4)
-    ax.set_title(title, fontsize=7)
+    ax.set_title(textwrap.fill(title, int(18 * width)), fontsize=7)  # narrow images: lines
     ax.set_axis_off()
     fig.tight_layout()
     fig.savefig(path, dpi=64)
