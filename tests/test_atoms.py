@@ -183,6 +183,22 @@ def test_two_grains_give_two_orientations(seed):
     assert a == pytest.approx(5, abs=1.5) and b == pytest.approx(33, abs=1.5)
 
 
+@pytest.mark.parametrize("size, seed, dose, kw", [
+    (512, 12, 2, dict(grain_boundary=True, gb_angle=28, vacancies=10, n_si=3)),   # was 3 square grains
+    (384, 25, 100, dict(grain_boundary=True, gb_angle=28, vacancies=10, n_si=3)),  # edge grain missed
+    (384, 6, 1, dict(grain_boundary=True, gb_angle=28, vacancies=10, n_si=3)),    # was square, 1.5 bonds
+    (512, 9, 1, dict(contamination=3.0)),   # a stray peak beside contamination: square, 3 px
+    (384, 13, 2, dict(contamination=3.0)),  # contamination's slow peaks: no lattice at all
+    (384, 15, 1, dict(contamination=3.0)),  # was hexagonal (maxima per cell counted)
+], ids=["gb-square-grains", "gb-edge-grain", "gb-dose1-square", "contamination-3px",
+        "contamination-slow-peaks", "contamination-hexagonal"])
+def test_lattice_of_simulations_that_once_broke_it(size, seed, dose, kw):
+    img, _, _ = simulate_haadf(shape=(size, size), bond=12, seed=seed, dose=dose, **kw)
+    det = detect_atoms(img)
+    assert det.lattice.kind == "honeycomb" and det.spacing == pytest.approx(12, rel=0.03)
+    assert det.lattice.n_grains == (2 if kw.get("grain_boundary") else 1)
+
+
 # ----------------------------------------------------------------------------- low dose, amorphous
 
 def _scores(det, truth, amorphous, bond):
@@ -195,7 +211,7 @@ def _scores(det, truth, amorphous, bond):
     return recall, precision, on_amorphous
 
 
-@pytest.mark.parametrize("dose", [10, 3])
+@pytest.mark.parametrize("dose", [10, 3, 2])
 @pytest.mark.parametrize("seed", [0, 5])
 def test_low_dose_with_contamination(dose, seed):
     img, truth, info = simulate_haadf(shape=(384, 384), bond=12, seed=seed, dose=dose, contamination=3.0)
@@ -205,7 +221,36 @@ def test_low_dose_with_contamination(dose, seed):
     assert on_amorphous == 0
     if info["contamination"].any():  # the patch is masked, and not much more than it
         assert info["contamination"].mean() <= det.masked_fraction <= info["contamination"].mean() + 0.2
+        far = ~ndi.binary_dilation(info["contamination"], iterations=3 * 12)
+        assert (~det.mask[0] & far).sum() <= 0.01 * far.sum()  # e.g. no strip along the edges
     assert det.spacing == pytest.approx(12, rel=0.02)
+
+
+@pytest.mark.parametrize("kw", [dict(contamination=3.0), dict(grain_boundary=True, gb_angle=28, vacancies=10, n_si=3)],
+                         ids=["contamination", "grain-boundary"])
+@pytest.mark.parametrize("seed", [0, 5, 7])
+def test_one_count_per_carbon_peak(kw, seed):
+    # dose 1: about a tenth of the columns' band-pass maxima are moved onto a neighbour by the
+    # noise; the lattice's sites and its Bragg-filtered frame recover most (validation/ATOMS.md).
+    # A contamination patch about two cells wide can escape the mask at this dose (seed 7: 3
+    # keypoints on it)
+    img, truth, info = simulate_haadf(shape=(384, 384), bond=12, seed=seed, dose=1, **kw)
+    recall, precision, on_amorphous = _scores(detect_atoms(img), truth, info["contamination"], 12)
+    assert recall >= 0.92 and precision >= 0.95 and on_amorphous <= 3
+
+
+@pytest.mark.parametrize("dose", [2, 1])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vacancies_stay_empty_and_silicon_is_found_at_low_dose(dose, seed):
+    # the lattice proposes a site at every vacancy: the frame's own contrast must reject it
+    kw = dict(shape=(384, 384), bond=12, seed=seed, dose=dose, grain_boundary=True, gb_angle=28, n_si=3)
+    _, every_site, _ = simulate_haadf(vacancies=0, **kw)  # same sites: vacancies are drawn after them
+    img, truth, info = simulate_haadf(vacancies=10, **kw)
+    vacancies = every_site[cKDTree(truth).query(every_site)[0] > 0.5]
+    vacancies = vacancies[_inner(vacancies, 12, img.shape)]
+    pts = detect_atoms(img).points[:, 1:]
+    assert len(vacancies) >= 5 and cKDTree(pts).query(vacancies)[0].min() > 0.3 * 12
+    assert cKDTree(pts).query(truth[info["element"] == 14])[0].max() <= 0.3 * 12
 
 
 def test_vacuum_is_masked_and_the_fraction_warned():
@@ -251,6 +296,13 @@ def test_multislice_graphene_at_low_dose(dose, seed):
     assert det.spacing == pytest.approx(bond, rel=0.03)
 
 
+@pytest.mark.parametrize("dose, seed", [(2, 0), (2, 3), (1, 0), (1, 3)])
+def test_multislice_graphene_down_to_one_count(dose, seed):
+    recall, precision, _, det = _multislice_scores(12.0, dose, seed)
+    assert recall >= (0.95 if dose == 2 else 0.9) and precision >= 0.95  # ~360 atoms: wider spread
+    assert det.lattice.kind == "honeycomb" and det.lattice.n_grains == 2
+
+
 @pytest.mark.xfail(strict=True, reason="the multislice a-C layer is thin (5 A): the graphene beneath "
                    "stays visible, the lattice mask keeps most of the patch and a few keypoints "
                    "land on the a-C itself (validation/ATOMS.md)")
@@ -267,8 +319,20 @@ def test_multislice_graphene_dose_sweep_at_bond_12(dose):
 
 # ----------------------------------------------------------------------------- real images
 
-def _reference(name):
-    return np.loadtxt(DATA / f"{name}_reference.csv", delimiter=",", skiprows=1).reshape(-1, 2)
+def _reference(name, part="reference"):
+    path = DATA / f"{name}_{part}.csv"
+    if not path.is_file():
+        return np.empty((0, 2))
+    return np.loadtxt(path, delimiter=",", skiprows=1).reshape(-1, 2)
+
+
+def _near(points, shape, radius):
+    """True within radius of the points: the doubtful maxima, left out of both scores."""
+    if len(points) == 0:
+        return None
+    seed = np.zeros(shape, bool)
+    seed[tuple(np.round(points).astype(int).T)] = True
+    return ndi.distance_transform_edt(~seed) <= radius
 
 
 @pytest.mark.skipif(not (REAL / "SI-HAADF.dm3").is_file(), reason="real data not present")
@@ -278,13 +342,13 @@ def test_si_haadf_columns_against_reference():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         img = np.asarray(read_image(REAL / "SI-HAADF.dm3").data[0], np.float64)
-    ref = _reference("si_haadf")
+    ref, doubtful = _reference("si_haadf"), _reference("si_haadf", "doubtful")
+    assert len(ref) == 70 and len(doubtful) == 14  # validation/ATOMS.md: why 14 are doubtful
     pts = detect_atoms(img).points[:, 1:]
-    assert len(pts) == 76  # every bright column, as before the lattice-aware detector
-    recall, precision = match_points(pts, ref, 18, 30, img.shape)
-    assert precision == 1.0 and recall >= 0.8  # the reference adds 8 faint (~20 %) maxima
-    faint = match_points(detect_atoms(img, threshold=0.1).points[:, 1:], ref, 18, 30, img.shape)
-    assert faint[0] >= 0.9 and faint[1] == 1.0
+    recall, precision = match_points(pts, ref, 18, 30, img.shape, exclude=_near(doubtful, img.shape, 18))
+    assert recall >= 0.95 and precision == 1.0
+    # the doubtful maxima are no brighter than their surroundings: none is taken for a column
+    assert cKDTree(pts).query(doubtful)[0].min() > 18
 
 
 def _atomap_adf():

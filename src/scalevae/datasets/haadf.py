@@ -230,9 +230,9 @@ def match_points(found, truth, radius, margin=0.0, shape=None, exclude=None):
 
     Recall: the fraction of true points with a found point within ``radius``; precision: the
     fraction of found points with a true point within ``radius``. With ``shape`` and
-    ``margin``, points closer than ``margin`` to the frame's edge are left out of both; with
-    ``exclude`` (a boolean image), true points on it are left out of the recall and found
-    points on it out of the precision.
+    ``margin``, points closer than ``margin`` to the frame's edge are not scored (but still
+    match the other side's points); with ``exclude`` (a boolean image), true points on it are
+    left out of the recall and found points on it out of the precision.
 
     Examples
     --------
@@ -256,6 +256,8 @@ def match_points(found, truth, radius, margin=0.0, shape=None, exclude=None):
     t, f = truth[keep(truth)], found[keep(found)]
     if len(t) == 0 or len(f) == 0:
         return 0.0, 0.0
-    recall = float(np.mean(cKDTree(f).query(t)[0] <= radius))
+    # each side is matched against ALL points of the other: a column just inside the margin
+    # whose detection lies just outside it is found
+    recall = float(np.mean(cKDTree(found).query(t)[0] <= radius))
     precision = float(np.mean(cKDTree(truth).query(f)[0] <= radius))
     return recall, precision

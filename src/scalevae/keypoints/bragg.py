@@ -4,7 +4,8 @@
 point of each grain up to the second order); :func:`lattice_order` is the local fraction of
 the image's lattice-band power that falls on those spots: high on crystal, low on amorphous
 material, contamination, vacuum and holes; :func:`lattice_mask` is where it marks a lattice,
-and :func:`residual_noise` the noise of a smoothed frame measured against its lattice.
+:func:`residual_noise` the noise of a smoothed frame measured against its lattice, and
+:func:`lattice_sites` the lattice's column sites (the Bragg-filtered frame's maxima).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
-__all__ = ["bragg_filter", "lattice_order", "lattice_mask", "residual_noise", "smooth_fft"]
+__all__ = ["bragg_filter", "lattice_order", "lattice_mask", "lattice_sites", "residual_noise",
+           "smooth_fft"]
 
 _SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filter is local to ~1 cell
 _MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
 _ORDER_WINDOW = 0.75   # lattice constants: the order map's smoothing (sigma)
 ORDER_LEVEL = 0.35     # lattice: order above r0 + this x (q90 - r0)
+_EDGE_PAD = 2.0        # lattice constants of mirrored margin for the order map's FFTs
 _ORDER_CLIP = 97.0     # percentile: brighter pixels (dopants, bright contamination) are clipped
 
 
@@ -88,21 +91,24 @@ def lattice_order(frame, lattice, window=None):
     """
     f = np.asarray(frame, np.float64)
     lo, hi = np.percentile(f, [0.5, _ORDER_CLIP])
-    f = np.clip(f, lo, hi)
-    spec = sfft.rfft2(f - f.mean(), workers=-1)
+    ny, nx = f.shape
+    # mirrored margins of two cells: the FFT's periodic edges would join unlike edges of the
+    # frame, and that step's power would mark a strip along the edges as no lattice
+    pad = min(int(round(_EDGE_PAD * lattice.constant)), ny - 1, nx - 1)
+    f = np.pad(np.clip(f, lo, hi) - np.clip(f, lo, hi).mean(), pad, mode="reflect")
+    spec = sfft.rfft2(f, workers=-1)
     half = f.shape[1] // 2 + 1
-    masks = _spot_masks(f.shape, lattice.bases, lattice.kind)
-    spots = np.max(masks, axis=0)
+    spots = np.max(_spot_masks(f.shape, lattice.bases, lattice.kind), axis=0)
     g1 = np.hypot(*lattice.bases[0][0])
     k = np.hypot(np.fft.fftfreq(f.shape[0])[:, None], np.fft.fftfreq(f.shape[1])[None, :])
     band = ((k > 0.5 * g1) & (k < (_MAX_ORDER + 2 * _SPOT_SIGMA) * g1)).astype(float)
     spots = spots * band
-    bragg = sfft.irfft2(spec * spots[:, :half], s=f.shape, workers=-1)
-    total = sfft.irfft2(spec * band[:, :half], s=f.shape, workers=-1)
+    inner = (slice(pad, pad + ny), slice(pad, pad + nx))
+    bragg = sfft.irfft2(spec * spots[:, :half], s=f.shape, workers=-1)[inner]
+    total = sfft.irfft2(spec * band[:, :half], s=f.shape, workers=-1)[inner]
     w = _ORDER_WINDOW * lattice.constant if window is None else window
     # smoothed on a grid of a quarter window (reflecting edges): the powers vary over a cell
     step = max(1, int(w / 4))
-    ny, nx = f.shape
     cy, cx = ny // step, nx // step
 
     def local(power):
@@ -149,3 +155,13 @@ def residual_noise(smooth, lattice, mask):
                        workers=-1)
     resid = (high - model)[mask] if mask.any() else (high - model).ravel()
     return 1.4826 * float(np.median(np.abs(resid - np.median(resid)))), model
+
+
+def lattice_sites(model, mask, separation):
+    """The lattice's sites: maxima (int y, x) of the Bragg-filtered frame ``model`` inside
+    ``mask``, at least ``separation`` px apart."""
+    from skimage.feature import peak_local_max
+
+    sites = peak_local_max(model, min_distance=max(1, int(separation)), threshold_abs=0,
+                           exclude_border=False)
+    return sites[mask[sites[:, 0], sites[:, 1]]]

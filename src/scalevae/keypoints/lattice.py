@@ -5,8 +5,8 @@
 groups them into grains (a 6-fold set for a hexagonal lattice, a 4-fold set for a square one,
 at one radius; grains differ by their angle) and fits each grain's reciprocal basis to all of
 its peaks and their harmonics. Hexagonal and honeycomb lattices share their Bragg peaks; they
-are told apart in real space, by the number of maxima per unit cell of the Bragg-filtered image
-(one for hexagonal, two for honeycomb).
+are told apart in real space: a honeycomb's Bragg-filtered image has a second column a third of
+the way along the cell's diagonal from each column, a hexagonal one the centre of a triangle.
 
 The Bragg filter and the lattice-presence map built on a measured lattice are in :mod:`.bragg`.
 """
@@ -17,17 +17,21 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import fft as sfft
+from scipy import ndimage as ndi
 
 from ..errors import ScaleVAEError
-from .bragg import bragg_filter, smooth_fft
+from .bragg import bragg_filter
 
-__all__ = ["Lattice", "measure_lattice"]
+__all__ = ["Lattice", "measure_lattice", "with_missed_grains"]
 
 _SPOT_RATIO = 12.0     # a grain's strongest Bragg peak stands this many times above its ring's median
 _WEAK_RATIO = 6.0      # its other orders need only this (they are looked for where expected)
 _ANGLE_TOL = 4.0       # degrees: two peaks belong to one set when their angles differ by this
 _RADIUS_TOL = 0.08     # ... and their radii by this fraction
 _MAX_PEAKS = 200       # strongest spectrum maxima examined
+_SECOND_SITE = 0.3     # honeycomb: filtered value at the other sublattice / a column's above this
+_MISSED_AREA = 0.1     # look for missed grains where this fraction of the frame shows no lattice
+_SLOW = 0.4            # peaks inside this fraction of the first-order radius are slow variation
 
 
 @dataclass(frozen=True)
@@ -61,14 +65,17 @@ class Lattice:
         return len(self.bases)
 
 
-def _spectrum(frame):
-    """Windowed power spectrum (fftshifted) and the log power with its radial median removed."""
+def _spectrum(frame, window=None):
+    """Windowed power spectrum (fftshifted) and the log power with its radial median removed.
+
+    ``window``: (y, x) weights; default a Hann window."""
     f = np.asarray(frame, np.float64)
     lo, hi = np.percentile(f, [1, 99])
     f = np.clip(f, lo, hi)  # a few very bright dopants or dark holes must not dominate
     ny, nx = f.shape
-    win = np.outer(np.hanning(ny), np.hanning(nx))
-    power = np.abs(np.fft.fftshift(sfft.fft2((f - f.mean()) * win, workers=-1))) ** 2
+    win = np.outer(np.hanning(ny), np.hanning(nx)) if window is None else window
+    mean = (f * win).sum() / max(win.sum(), 1e-300)
+    power = np.abs(np.fft.fftshift(sfft.fft2((f - mean) * win, workers=-1))) ** 2
     ky = (np.arange(ny) - ny // 2) / ny
     kx = (np.arange(nx) - nx // 2) / nx
     k = np.hypot(ky[:, None], kx[None, :])
@@ -88,12 +95,12 @@ def _spectrum(frame):
     return power - base, white, ky, kx
 
 
-def _peaks(frame):
+def _peaks(frame, window=None):
     """Half-plane Bragg peak candidates: k vectors (n, 2) in cycles/px, log heights above the
     ring's median, and excess powers (over 3 x 3 bins)."""
     from skimage.feature import peak_local_max
 
-    excess, white, ky, kx = _spectrum(frame)
+    excess, white, ky, kx = _spectrum(frame, window)
     ny, nx = white.shape
     half = white.copy()
     half[: ny // 2] = 0.0  # P(-k) = P(k): keep ky >= 0
@@ -138,25 +145,27 @@ def _finer_found(vec, strong, targets, tol, n):
     return 0 < len(open_) < len(targets) and _hits(vec[strong], open_, tol) == len(open_)
 
 
-def _grain(vec, strong, g, n):
-    """Best lattice through peak g: (kind, basis) with the finest lattice that explains it.
+def _kinds(vec, g, n):
+    """The lattice kinds with a peak where they put one beside g (hexagonal: at 60 or 120
+    degrees; square: at 90 degrees)."""
+    tol = max(_RADIUS_TOL * np.hypot(*g), 1.5 / n)
+    return [kind for kind, angles in (("hexagonal", (60, 120)), ("square", (90,)))
+            if _hits(vec, [_rot(g, a) for a in angles], tol)]
+
+
+def _grain(vec, strong, g, n, kind, finer=True):
+    """The lattice of ``kind`` through peak g: (kind, basis) with the finest one that explains it.
 
     ``vec`` holds the weaker peaks too: a finer reciprocal lattice (g was a higher order) is
-    accepted when at least two of its independent first-order directions show a peak.
+    accepted when at least two of its independent first-order directions show a peak
+    (``finer=False``: g is taken as the first order).
     """
     tol = max(_RADIUS_TOL * np.hypot(*g), 1.5 / n)
-    kind = None
-    for _ in range(3):
-        hex_hits = _hits(vec, [_rot(g, a) for a in (60, 120)], tol)
-        sq_hits = _hits(vec, [_rot(g, 90)], tol)
-        if kind is None:
-            if not (hex_hits or sq_hits):
-                return None
-            kind = "hexagonal" if hex_hits / 2 >= sq_hits else "square"  # shares of targets
-        finer = ([[_rot(g, a) / np.sqrt(3) for a in (30, 90, 150)]] if kind == "hexagonal"
-                 else [[_rot(g, a) / np.sqrt(2) for a in (45, 135)]])
-        finer.append([_rot(g, a) / 2 for a in ((0, 60, 120) if kind == "hexagonal" else (0, 90))])
-        for targets in finer:
+    for _ in range(3 if finer else 0):
+        coarser = ([[_rot(g, a) / np.sqrt(3) for a in (30, 90, 150)]] if kind == "hexagonal"
+                   else [[_rot(g, a) / np.sqrt(2) for a in (45, 135)]])
+        coarser.append([_rot(g, a) / 2 for a in ((0, 60, 120) if kind == "hexagonal" else (0, 90))])
+        for targets in coarser:  # first orders of a finer reciprocal lattice
             if _finer_found(vec, strong, targets, tol, n):
                 g = next(vec[_match(vec, t, tol)] for t in targets if _match(vec, t, tol) >= 0)
                 break
@@ -221,29 +230,45 @@ def _firsts(bases, period):
 
 
 def _count_kind(frame, bases, kind, constant):
-    """'honeycomb' when the Bragg-filtered image has about two maxima per cell, else `kind`."""
+    """'honeycomb' when the Bragg-filtered image has a second column beside each one, else `kind`.
+
+    Per grain, at the stronger half of the filtered image's maxima, the value a third of the way
+    along ``u + v`` (real lattice vectors 60 degrees apart), on either side, over the maximum's:
+    a honeycomb's other sublattice sits there (about 1); a hexagonal lattice has the centre of a
+    triangle there (about 0). Sampling the sites, unlike counting maxima per cell, holds at low
+    dose and beside contamination.
+    """
     from skimage.feature import peak_local_max
 
     if kind != "hexagonal":
         return kind
-    filt = bragg_filter(frame, bases, kind)
-    order = smooth_fft(filt ** 2, constant)
-    strong = order > 0.5 * np.percentile(order, 90)
-    pk = peak_local_max(filt, min_distance=max(1, int(0.3 * constant)), exclude_border=False)
-    pk = pk[strong[pk[:, 0], pk[:, 1]]]
-    if len(pk) < 4 or strong.sum() == 0:
+    ratios = []
+    for filt, basis in zip(bragg_filter(frame, bases, kind, per_grain=True), bases):
+        u, v = np.linalg.inv(basis).T  # real lattice vectors (y, x) in px
+        v = u + v if u @ v < 0 else v
+        pk = peak_local_max(filt, min_distance=max(1, int(0.3 * constant)),
+                            exclude_border=max(1, int(constant)))
+        if len(pk) < 4:
+            continue
+        val = filt[pk[:, 0], pk[:, 1]]
+        pk, val = pk[val > np.median(val)], val[val > np.median(val)]  # the grain's own region
+        beside = [ndi.map_coordinates(filt, (pk + sign * (u + v) / 3).T, order=1, mode="nearest")
+                  for sign in (1, -1)]
+        ratios.append(np.max(beside, axis=0) / val)
+    if not ratios:
         return kind
-    per_cell = len(pk) / (strong.sum() / (constant ** 2 * np.sqrt(3) / 2))
-    return "honeycomb" if per_cell > 1.5 else "hexagonal"
+    return "honeycomb" if np.median(np.concatenate(ratios)) > _SECOND_SITE else "hexagonal"
 
 
-def measure_lattice(frame):
+def measure_lattice(frame, window=None):
     """Lattice type, constant, bond length and per-grain orientation from the image's Bragg peaks.
 
     Parameters
     ----------
     frame : (y, x) array
         One atomically resolved image (columns brighter or darker than the background).
+    window : (y, x) array, optional
+        Weights of the frame's pixels in its power spectrum; default a Hann window.
 
     Returns
     -------
@@ -265,26 +290,32 @@ def measure_lattice(frame):
     ('square', 10.0, 1)
     """
     frame = np.asarray(frame, np.float64)
-    vec, strength, power = _peaks(frame)
+    vec, strength, power = _peaks(frame, window)
     grains, pool, explained = [], np.ones(len(vec), bool), np.zeros(len(vec), bool)
     # seeds: the peaks that carry the most power first (a lattice of bright columns, not a
     # sharp but faint texture), among those standing far above their ring
     for i in np.argsort(-power, kind="stable"):
         if not pool[i] or strength[i] < np.log(_SPOT_RATIO):
             continue
-        found = _grain(vec, strength >= np.log(_SPOT_RATIO), vec[i], frame.shape[1])
-        if found is None:
-            continue
-        kind, basis = found
-        tol = max(_RADIUS_TOL * np.hypot(*basis[0]), 1.5 / min(frame.shape))
-        basis, ok = _fit_basis(vec, basis, tol)
-        if (ok & pool).sum() < 2 or not _credible(vec, power, basis, kind, tol, frame.shape):
+        # where both kinds have a peak beside this one (two hexagonal grains about 30 degrees
+        # apart put peaks 90 degrees apart; noise or contamination puts a stray one anywhere),
+        # the credible lattice that explains the most peak power
+        fits = []
+        for kind in _kinds(vec, vec[i], frame.shape[1]):
+            if grains and kind != grains[0][0]:  # every grain is of the first one's kind
+                continue
+            for finer in (True, False):  # the finer lattice may be a chance match of noise
+                kind, basis = _grain(vec, strength >= np.log(_SPOT_RATIO), vec[i],
+                                     frame.shape[1], kind, finer)
+                tol = max(_RADIUS_TOL * np.hypot(*basis[0]), 1.5 / min(frame.shape))
+                basis, ok = _fit_basis(vec, basis, tol)
+                if (ok & pool).sum() >= 2 and _credible(vec, power, basis, kind, tol, frame.shape):
+                    fits.append((power[ok].sum(), kind, basis, ok))
+                    break
+        if not fits:
             pool[i] = False
             continue
-        # a new grain: not a harmonic of an earlier one, same kind as the first
-        if grains and kind != grains[0][0]:
-            pool[ok] = False
-            continue
+        _, kind, basis, ok = max(fits, key=lambda fit: fit[0])
         grains.append((kind, basis, power[ok].sum()))
         explained |= ok
         pool &= ~ok
@@ -292,7 +323,10 @@ def measure_lattice(frame):
         raise ScaleVAEError(
             "the image shows no lattice periodicity (no set of Bragg peaks in its power "
             "spectrum); give the atom spacing in px as 'atoms:SIZE' or use 'grid:STEP'")
-    sharp = np.flatnonzero(strength >= np.log(_SPOT_RATIO))
+    # sharp peaks far inside the first order (periods of several cells) are the slow variation of
+    # contamination or background, not a lattice that the grains leave unexplained
+    inner = np.hypot(*vec.T) < _SLOW * np.hypot(*grains[0][1][0])
+    sharp = np.flatnonzero((strength >= np.log(_SPOT_RATIO)) & ~inner)
     if not explained[sharp[np.argmax(power[sharp])]]:
         raise ScaleVAEError(
             "the strongest Bragg peak fits no hexagonal, honeycomb or square lattice (a "
@@ -317,3 +351,43 @@ def measure_lattice(frame):
     kind = _count_kind(frame, bases, kind, constant)
     bond = constant / np.sqrt(3) if kind == "honeycomb" else constant
     return Lattice(kind, constant, float(bond), tuple(angles), bases)
+
+
+def with_missed_grains(frame, lattice, mask):
+    """``lattice`` and the grains its measurement missed, looked for where ``mask`` shows none.
+
+    A small grain at the frame's edge is faint under the Hann window of the first look: the
+    spectrum is taken again with a window on the region without lattice (smoothed over a
+    lattice constant, tapered at the frame's edges); a lattice of the same kind and constant
+    (within 3 %) found there adds its orientations that are new.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:128, :128]
+    >>> img = sum(np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
+    ...           for cy in range(4, 128, 10) for cx in range(4, 128, 10))
+    >>> lat = measure_lattice(img)
+    >>> with_missed_grains(img, lat, np.ones(img.shape, bool)) is lat  # nothing is missing
+    True
+    """
+    from scipy.signal.windows import tukey
+
+    missing = ~np.asarray(mask, bool)
+    if missing.mean() < _MISSED_AREA:
+        return lattice
+    taper = np.outer(tukey(frame.shape[0], 0.2), tukey(frame.shape[1], 0.2))
+    try:
+        other = measure_lattice(frame, ndi.gaussian_filter(missing * 1.0, lattice.constant) * taper)
+    except ScaleVAEError:
+        return lattice
+    if other.kind != lattice.kind or abs(other.constant / lattice.constant - 1) > 0.03:
+        return lattice
+    period = 90.0 if lattice.kind == "square" else 60.0
+    new = [(b, a) for b, a in zip(other.bases, other.orientations)
+           if all(abs((a - o + period / 2) % period - period / 2) > 2 * _ANGLE_TOL
+                  for o in lattice.orientations)]
+    if not new:
+        return lattice
+    return Lattice(lattice.kind, lattice.constant, lattice.bond,
+                   lattice.orientations + tuple(a for _, a in new),
+                   lattice.bases + tuple(b for b, _ in new))

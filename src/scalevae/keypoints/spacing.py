@@ -87,6 +87,64 @@ def _strongest_period(frames):
     return n / best_r
 
 
+def _contrast(frame, spacing, truncate=4.0):
+    """The frame as float32, its smoothing sigma (px) and its contrast above the local floor.
+
+    The frame is smoothed with ``_SMOOTH`` spacing; the floor is the minimum over two spacings
+    (between the columns, robust to bright dopants), smoothed over a spacing.
+    """
+    frame = frame.astype(np.float32)  # float32 halves the filters' memory traffic
+    s = max(_SMOOTH * spacing, 0.7)
+    smooth = ndi.gaussian_filter(frame, s)
+    size = max(3, int(round(2 * spacing)) | 1)
+    floor = ndi.gaussian_filter(ndi.minimum_filter(smooth, size=size), spacing, truncate=truncate)
+    return frame, s, smooth, smooth - floor
+
+
+def _band_pass(frame, sigma):
+    """Scale-normalised negative Laplacian of Gaussian (sigma px, at least 0.8).
+
+    It ignores slopes, so a dim column on the tail of a bright neighbour (C beside Si) is a
+    maximum of its own where the smoothed frame only shows a shoulder. mode="nearest": a
+    reflecting edge would mirror a column next to the edge into a ghost neighbour that pulls
+    its maximum outward.
+    """
+    sl = max(sigma, 0.8)
+    return -ndi.gaussian_laplace(frame, sl, mode="nearest") * (sl * sl)
+
+
+def _strong_maxima(band, contrast, threshold, min_dist, fraction, mask=None):
+    """Maxima of ``band`` whose ``contrast`` exceeds ``threshold`` (inside ``mask``), at least
+    ``min_dist`` px from a stronger one, and above ``fraction`` of the median contrast.
+
+    Returns the maxima (n, 2) int and their contrast.
+    """
+    from skimage.feature import peak_local_max
+
+    peaks = peak_local_max(band, min_distance=1, threshold_abs=0, exclude_border=False)
+    h = contrast[peaks[:, 0], peaks[:, 1]] if len(peaks) else np.empty(0)
+    ok = h > threshold
+    if mask is not None and len(peaks):
+        ok &= mask[peaks[:, 0], peaks[:, 1]]
+    peaks, h = peaks[ok], h[ok]
+    if len(peaks) == 0:
+        return np.empty((0, 2), np.intp), np.empty(0)
+    # non-maximum suppression among the maxima only, strongest band response first: a max
+    # filter as wide as the minimum distance would drop a dim column next to a bright one
+    keep = _suppress(peaks, band[peaks[:, 0], peaks[:, 1]], min_dist)
+    peaks, h = peaks[keep], h[keep]
+    ok = h > fraction * np.median(h)
+    return peaks[ok], h[ok]
+
+
+def _not_alone(peaks, radius):
+    """Maxima with another one within ``radius`` px (isolated ones are noise in vacuum, holes)."""
+    if len(peaks) < 2:
+        return np.ones(len(peaks), bool)
+    d, _ = cKDTree(peaks).query(peaks, k=2)
+    return d[:, 1] <= radius
+
+
 def _trial_detect(frame, spacing, fraction, noise_k=_NOISE_K, lonely=None, band_pass=True):
     """Columns of one frame for a given spacing: refined (y, x) and their contrast.
 
@@ -95,47 +153,15 @@ def _trial_detect(frame, spacing, fraction, noise_k=_NOISE_K, lonely=None, band_
     instead of the band-passed one (for trial spacings below the true one, where a narrow
     band-pass splits noise into many maxima).
     """
-    from skimage.feature import peak_local_max
-
-    frame = frame.astype(np.float32)  # float32 halves the filters' memory traffic
-    s = max(_SMOOTH * spacing, 0.7)
-    smooth = ndi.gaussian_filter(frame, s)
-    # local background: the floor between columns (a minimum filter), robust to bright dopants
-    size = max(3, int(round(2 * spacing)) | 1)
-    floor = ndi.gaussian_filter(ndi.minimum_filter(smooth, size=size), spacing)
-    contrast = smooth - floor
+    frame, s, _smooth, contrast = _contrast(frame, spacing)
     # noise of the smoothed frame: white noise sigma / (2 sqrt(pi) s) for a Gaussian of sigma s;
     # a floor keeps a noise-free image from passing every flat-top ripple
     noise = max(_noise_sigma(frame) / (2 * np.sqrt(np.pi) * s),
                 1e-3 * float(np.ptp(contrast)))
-    # Candidates are maxima of the band-passed frame (scale-normalised -LoG): it ignores slopes,
-    # so a dim column on the tail of a bright neighbour (C beside Si) is a maximum there even
-    # where the smoothed frame only shows a shoulder. mode="nearest": a reflecting edge would
-    # mirror a column next to the edge into a ghost neighbour that pulls its maximum outward.
-    if band_pass:
-        sl = max(_BAND * spacing, 0.8)
-        band = -ndi.gaussian_laplace(frame, sl, mode="nearest") * (sl * sl)
-    else:
-        band = contrast
-    peaks = peak_local_max(band, min_distance=1, threshold_abs=0, exclude_border=False)
-    if len(peaks) == 0:
-        return np.empty((0, 2)), np.empty(0)
-    h = contrast[peaks[:, 0], peaks[:, 1]]
-    ok = h > noise_k * noise
-    peaks, h = peaks[ok], h[ok]
-    if len(peaks) == 0:
-        return np.empty((0, 2)), np.empty(0)
-    # non-maximum suppression among the maxima only, strongest band response first: a max
-    # filter as wide as the minimum distance would drop a dim column next to a bright one
-    keep = _suppress(peaks, band[peaks[:, 0], peaks[:, 1]], _MIN_DIST * spacing)
+    band = _band_pass(frame, _BAND * spacing) if band_pass else contrast
+    peaks, h = _strong_maxima(band, contrast, noise_k * noise, _MIN_DIST * spacing, fraction)
+    keep = _not_alone(peaks, _LONELY * spacing if lonely is None else lonely)
     peaks, h = peaks[keep], h[keep]
-    ok = h > fraction * np.median(h)
-    peaks, h = peaks[ok], h[ok]
-    # isolated maxima (noise in vacuum or holes) have no other column within _LONELY spacings
-    if len(peaks) > 1:
-        d, _ = cKDTree(peaks).query(peaks, k=2)
-        alone = d[:, 1] > (_LONELY * spacing if lonely is None else lonely)
-        peaks, h = peaks[~alone], h[~alone]
     # positions: a parabola through 3 px along y and x of the band-passed frame, whose maxima
     # are not pulled toward a brighter neighbour's slope
     if not band_pass:
