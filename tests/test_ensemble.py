@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from scalevae.training import TrainConfig
-from scalevae.training.ensemble import train_seeds
+from scalevae.training.ensemble import seed_checkpoints, start_seeds, train_seeds
 
 
 def _patches():
@@ -27,3 +27,22 @@ def test_seeds_side_by_side_give_each_seed_its_own_numbers():
             np.testing.assert_array_equal(ra.instant["z_mean"], rb.instant["z_mean"])
     # different seeds, different models
     assert alone[0]["results"][-1].losses != alone[1]["results"][-1].losses
+
+
+def test_workers_of_several_threads_start_fresh_and_give_the_same_numbers(tmp_path):
+    """Two threads per model: the workers are spawned (an OpenMP pool does not survive a fork)
+    and train exactly as this process does on two threads; each seed checkpoints its windows
+    in its own folder."""
+    patches = _patches()
+    cfg = TrainConfig(epochs=1, warmup_steps=2, batch_size=32)
+    kw = dict(patch_size=8, latent_dim=2, invariance="rotation")
+    here = train_seeds(patches.__getitem__, [8, 12], cfg, [0, 1], kw, workers=1, threads=2)
+    jobs = start_seeds(patches.__getitem__, [8, 12], cfg, [0, 1], kw, workers=2, threads=2,
+                       checkpoints=tmp_path)
+    spawned = jobs.results()
+    for a, b in zip(here, spawned):
+        np.testing.assert_array_equal(a["results"][-1].instant["z_mean"],
+                                      b["results"][-1].instant["z_mean"])
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/window_*.pt")) \
+        == [f"{seed_checkpoints('', s).as_posix()}/window_{w:04d}.pt"
+            for s in (0, 1) for w in (8, 12)]
