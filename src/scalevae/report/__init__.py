@@ -16,6 +16,7 @@ interactive explorer; this module puts them in order.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +30,8 @@ from ..io.units import physical_pixel
 from ..results import load_result
 from .explorer import explorer_html
 from .page import esc, html_page, json_attr, json_block, note
-from .sections import DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models, state_part
+from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
+                       state_computed, state_part)
 from .text import (baselines_html, recommendation_card, stored_recommendation, summary_table,
                    training_text)
 
@@ -67,6 +69,25 @@ class _Progress:
 
 def _print_progress(done, total, label):
     print(f"report: {done}/{total} {label}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _one_thread_each():
+    """BLAS and torch on one thread each while the report is written: the report runs its
+    own two threads (drawing, computing), and BLAS or torch pools spinning beside them on a
+    small machine cost more CPU time than they save; the caller's settings come back after."""
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+    torch = sys.modules.get("torch")  # loaded only when the caller or a model needs it
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        with threadpool_limits(1):
+            if torch is not None:
+                torch.set_num_threads(1)
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
 
 
 def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -> None:
@@ -122,44 +143,45 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
             "<a href='#training'>Training</a>"
             "<a href='#final'>Final state</a><a href='#instant'>Instant state</a>"
             "<a href='#config'>Configuration</a></nav>"]
-    # Every state's scales first: the recommendation at the top reads the scales of the state
-    # the result's recommendation was read from (config.SCALES_STATE for a new run), and the
-    # recommended window is one of the panels of every figure.
-    # The states' densities and length-scale curves (numpy and scipy, which release the GIL)
-    # are computed side by side, one thread per state; each is a pure function of the Dataset.
-    for state in states:
-        step(f"latent density and length scales ({state})")
-    with ThreadPoolExecutor(max_workers=max(1, len(states))) as pool:
-        state_ctxs = dict(zip(states, pool.map(ctx.for_state, states)))
-    rec_state = scales_state(ds)
-    # the recommendation as the run stored it; computed only for a result saved without it
-    rec = stored_recommendation(ds, state_ctxs[rec_state].scales
-                                if rec_state in state_ctxs else None)
-    if rec is not None:
-        ctx.recommended = rec["window"]
-    state_parts = []
-    for state in states:
-        state_ctxs[state].recommended = ctx.recommended
-        state_parts += state_part(state_ctxs[state], step)
-    if rec is not None and ds.sizes["window"] >= 2:
-        step("baselines")
-        body.append(recommendation_card(rec, ctx.phys,
-                                        baselines_html(ds, ctx.image, rec["state"], ctx.phys)))
-    elif ds.sizes["window"] < 2:
-        body.append(note("Only one window: length scales need at least two."))
+    # One worker thread computes (numpy, scipy and torch, which release the GIL) while this
+    # thread draws (matplotlib, which holds it): each state's density and length scales, then
+    # its sections' data, in the order they are drawn; each is a pure function of the Dataset.
+    with _one_thread_each(), ThreadPoolExecutor(max_workers=1) as pool:
+        # the recommendation as the run stored it (the recommended window is a panel of every
+        # figure); a result saved without it reads it from its state's scales, computed first
+        rec = stored_recommendation(ds)
+        if rec is None and scales_state(ds) in states:
+            rec = stored_recommendation(ds, ctx.for_state(scales_state(ds)).scales)
+        if rec is not None:
+            ctx.recommended = rec["window"]
+        for state in states:
+            step(f"latent density and length scales ({state})")
+        state_ctxs = {s: pool.submit(ctx.for_state, s) for s in states}
+        computed = {s: state_computed(pool, state_ctxs[s]) for s in states}
+        baselines = (pool.submit(baselines_html, ds, ctx.image, rec["state"], ctx.phys)
+                     if rec is not None and ds.sizes["window"] >= 2 else None)
 
-    step("explorer")
-    body += explorer_html(ds, ctx.image, ctx.models, ctx.recommended)
-    body += ["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
-    for section in DATA_SECTIONS:
-        step(section.label)
-        body += section.render(ctx)
-    body.append("<h2 id='training'>Training</h2>")
-    for section in TRAINING_SECTIONS:
-        step(section.label)
-        body += section.render(ctx)
-    body += training_text(ds, ctx.phys)
-    body += state_parts
+        step("explorer")
+        explorer = explorer_html(ds, ctx.image, ctx.models, ctx.recommended,
+                                 rec["state"] if rec is not None else None)
+        body += ["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
+        for section in DATA_SECTIONS:
+            step(section.label)
+            body += section.render(ctx)
+        body.append("<h2 id='training'>Training</h2>")
+        for section in TRAINING_SECTIONS:
+            step(section.label)
+            body += section.render(ctx)
+        body += training_text(ds, ctx.phys)
+        for state in states:
+            body += state_part(state_ctxs[state].result(), step, computed[state])
+        step("baselines")
+        head = body[:3] + explorer
+        if baselines is not None:
+            head.insert(3, recommendation_card(rec, ctx.phys, baselines.result()))
+        elif ds.sizes["window"] < 2:
+            head.insert(3, note("Only one window: length scales need at least two."))
+        body = head + body[3:]
 
     body += ["<h2 id='config'>Configuration</h2>", json_block(json_attr(ds, "config"))]
     norm = json_attr(ds, "normalization")

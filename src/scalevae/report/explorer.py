@@ -184,7 +184,13 @@ def _payload(ds, image, models, drawn, stored):
     return data
 
 
-def _figures(ds, image, data, recommended):
+def _first_state(states, state):
+    """The state the explorer opens on: ``state`` (the one the recommendation reads) when the
+    result holds it, else the final one."""
+    return state if state in states else ("final" if "final" in states else states[0])
+
+
+def _figures(ds, image, data, recommended, shown_state=None):
     """The Bokeh layout (image view, latent view, trajectory, widgets) and the frame shown."""
     from bokeh.layouts import column, row
     from bokeh.models import (BoxSelectTool, CDSView, ColumnDataSource, CustomJS, IndexFilter,
@@ -196,7 +202,7 @@ def _figures(ds, image, data, recommended):
     frames = np.asarray(data["frame"])
     frame = int(frames[0]) if len(frames) else 0
     start = windows.index(recommended) if recommended in windows else len(windows) - 1
-    state = "final" if "final" in data["states"] else data["states"][0]
+    state = _first_state(data["states"], shown_state)
     z = np.frombuffer(base64.b64decode(data["z"][state]), np.float16).reshape(
         len(windows), len(data["drawn"]), len(data["latents"]))[start]
     lo, hi = data["range"][state][data["variables"][0]]
@@ -255,12 +261,12 @@ def _figures(ds, image, data, recommended):
     return layout, frame
 
 
-def _controls(data, recommended):
+def _controls(data, recommended, shown_state=None):
     """The window slider, state toggle and colour choice as plain HTML (Bokeh's widgets
     would add 0.4 MB of script to the page for three inputs), and the status line."""
     windows, states = data["windows"], data["states"]
     start = windows.index(recommended) if recommended in windows else len(windows) - 1
-    state = "final" if "final" in states else states[0]
+    state = _first_state(states, shown_state)
     radios = "".join(f"<label><input type='radio' name='sv-state' value='{esc(s)}'"
                      f"{' checked' if s == state else ''}> {esc(s)}</label> " for s in states)
     options = "".join(f"<option>{esc(v)}</option>" for v in data["variables"])
@@ -278,7 +284,7 @@ def _colorbar(cmap):
     return ColorBar(color_mapper=cmap, width=8, name="sv_colorbar")
 
 
-def explorer_html(ds, image=None, models=None, recommended=None):
+def explorer_html(ds, image=None, models=None, recommended=None, state=None):
     """The explorer section of the report: linked views of one run (see the module docs).
 
     Parameters
@@ -294,6 +300,9 @@ def explorer_html(ds, image=None, models=None, recommended=None):
         model that does not load leaves them out, with a note.
     recommended : int, optional
         The window (px) shown first; default the largest.
+    state : {"instant", "final"}, optional
+        The state shown first: the one the recommendation reads (the report's card); default
+        the final state.
 
     Returns
     -------
@@ -315,7 +324,7 @@ def explorer_html(ds, image=None, models=None, recommended=None):
     drawn = drawn_points(ds.sizes["point"], MAX_DRAWN)
     stored = patch_points(drawn, MAX_PATCH_POINTS)
     data = _payload(ds, image, models, drawn, stored)
-    layout, frame = _figures(ds, image, data, recommended)
+    layout, frame = _figures(ds, image, data, recommended, state)
     script, div = components(layout)
     bundle = bundle_for_objs_and_resources([layout], INLINE)
     n, m = ds.sizes["point"], len(drawn)
@@ -338,7 +347,7 @@ def explorer_html(ds, image=None, models=None, recommended=None):
     if data.get("patch_note"):
         out.append(note(f"Explorer patches: {data['patch_note']}."))
     out += [bundle.js_raw and "\n".join(f"<script>{js}</script>" for js in bundle.js_raw),
-            _controls(data, recommended), div, script, "<div id='sv-patches'>Click a keypoint to see its patches.</div>",
+            _controls(data, recommended, state), div, script, "<div id='sv-patches'>Click a keypoint to see its patches.</div>",
             "<script type='application/json' id='sv-data'>"
             + json.dumps(data).replace("</", "<\\/") + "</script>",
             f"<script>{_JS}</script>"]

@@ -13,6 +13,8 @@ import json
 
 import numpy as np
 
+from ..plot._layout import thin_ticks
+
 _DPI = 90
 #: WebP quality of the photographic figures: text and edges stay clean, noise is dropped.
 _WEBP_QUALITY = 82
@@ -64,6 +66,7 @@ def figure_html(fig, caption, lossy=False):
     from PIL import Image
 
     fig.set_dpi(_DPI)
+    thin_ticks(fig)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])

@@ -11,6 +11,8 @@ blocks around them live in :mod:`.text`.
 from __future__ import annotations
 
 import dataclasses
+import json
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -35,9 +37,15 @@ class Models:
 
     def __init__(self, run_dir):
         self.run_dir, self.cache, self.error = run_dir, {}, None
+        # the explorer (main thread) and the state sections (the report's worker) both ask
+        self._lock = threading.Lock()
 
     def get(self, window=None):
         """The model of ``window`` (px; None: the final model), or None if it cannot load."""
+        with self._lock:
+            return self._get(window)
+
+    def _get(self, window):
         if self.error is not None:
             return None
         if window not in self.cache:
@@ -98,10 +106,45 @@ class Context:
         return len(np.unique(ds["frame"].values)) if "frame" in ds.coords else 1
 
     def for_state(self, state):
-        """This context for one state's sections: its latent density and length scales."""
-        scales = an.length_scales(self.ds, state) if self.ds.sizes["window"] >= 2 else None
+        """This context for one state's sections: its latent density and length scales (the
+        ones the run stored for the state its recommendation reads, :func:`stored_scales`;
+        computed for the other state)."""
+        scales = None
+        if self.ds.sizes["window"] >= 2:
+            scales = stored_scales(self.ds, state)
+            if scales is None:
+                scales = an.length_scales(self.ds, state)
         return dataclasses.replace(self, state=state, density=an.latent_density(self.ds, state),
                                    scales=scales)
+
+
+def stored_scales(ds, state):
+    """The length scales of ``state`` as the run stored them (``length_scale_curves``: the
+    Dataset of :func:`scalevae.analysis.length_scales` as xarray's ``to_dict``, JSON text),
+    or None when the result holds none for this state and these windows.
+
+    Examples
+    --------
+    >>> import json
+    >>> from scalevae.testing import make_fake_result
+    >>> from scalevae.analysis import length_scales
+    >>> ds = make_fake_result(n_windows=4)
+    >>> s = length_scales(ds, "final")
+    >>> ds.attrs["length_scale_curves"] = json.dumps(s.to_dict(data="list", encoding=False),
+    ...                                              default=lambda v: v.item())
+    >>> stored_scales(ds, "final").identical(s), stored_scales(ds, "instant")
+    (True, None)
+    """
+    text = ds.attrs.get("length_scale_curves")
+    if not isinstance(text, str):
+        return None
+    try:
+        scales = xr.Dataset.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable: computed again
+    same_windows = ("window" in scales.coords and np.array_equal(
+        scales["window"].values, ds["window"].values))
+    return scales if scales.attrs.get("state") == state and same_windows else None
 
 
 def panels_with(windows, n, keep=None):
@@ -158,19 +201,40 @@ class Section:
         text = text.split(".")[0].split(" (")[0].split(";")[0]
         return text if len(text) <= 50 else text[:text.rfind(" ", 0, 50)] + " ..."
 
-    def render(self, ctx):
-        """The section's HTML parts (heading, then the figure or a note)."""
+    def computed(self, ctx):
+        """``compute(ctx)`` (None where the section is left out), or the exception of
+        ``errors`` it raised, returned (not raised) so that it can run ahead on another thread
+        and :meth:`render` shows it as a note."""
+        if not self.when(ctx):
+            return None
+        try:
+            return self.compute(ctx)
+        except self.errors as exc:
+            return _Failed(exc)
+
+    def render(self, ctx, computed=None):
+        """The section's HTML parts (heading, then the figure or a note); ``computed``: a
+        future of :meth:`computed`, when it ran ahead (default: computed here)."""
         if not self.when(ctx):
             return []
         out = [f"<h3>{esc(self.title)}</h3>"] if self.title else []
         caption = self.caption(ctx) if callable(self.caption) else self.caption
+        data = self.computed(ctx) if computed is None else computed.result()
         try:
-            data = self.compute(ctx)
+            if isinstance(data, _Failed):
+                raise data.exc
             out.append(note(self.missing(ctx)) if data is None
                        else figure_html(self.draw(data, ctx), caption, self.lossy))
         except self.errors as exc:
             out.append(note(self.skipped(exc, caption)))
         return out
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """What :meth:`Section.computed` returns when ``compute`` raised one of its ``errors``."""
+
+    exc: Exception
 
 
 def _patches_skipped(exc, caption):
@@ -298,17 +362,25 @@ STATE_SECTIONS = [
 ]
 
 
-def state_part(ctx, step=None):
+def state_computed(pool, ctx_future):
+    """Every state section's :meth:`Section.computed`, submitted to ``pool`` (after the
+    state's context ``ctx_future``): futures in the order of :data:`STATE_SECTIONS`."""
+    return [pool.submit(lambda sec=sec: sec.computed(ctx_future.result()))
+            for sec in STATE_SECTIONS]
+
+
+def state_part(ctx, step=None, computed=None):
     """The HTML of one state (``ctx`` from :meth:`Context.for_state`): heading, then figures;
-    ``step(label)`` is called as each figure starts (progress)."""
+    ``step(label)`` is called as each figure starts (progress); ``computed``: the sections'
+    futures from :func:`state_computed`, when their data were computed ahead."""
     out = [f"<h2 id='{ctx.state}'>Latent space, {ctx.state} state</h2>",
            "<p class='sub'>" + (
                "Each window encoded by the final model (trained on all windows): latent "
                "coordinates are comparable across windows." if ctx.state == "final" else
                "Each window encoded right after training on it: how the model saw that scale.")
            + "</p>"]
-    for section in STATE_SECTIONS:
+    for k, section in enumerate(STATE_SECTIONS):
         if step is not None:
             step(f"{section.label} ({ctx.state})")
-        out += section.render(ctx)
+        out += section.render(ctx, None if computed is None else computed[k])
     return out
