@@ -78,7 +78,7 @@ def test_the_report_says_what_it_writes_as_it_goes(pto_run):
     assert [d for d, _, _ in lines] == list(range(1, len(lines) + 1))
     assert all(t == lines[0][1] for _, t, _ in lines) and lines[-1][0] == lines[-1][1]
     labels = [label for *_, label in lines]
-    assert "explorer" in labels and "Latent distributions (final)" in labels
+    assert "explorer" in labels and "Latent distributions and their peaks (final)" in labels
     assert labels[0] == "latent density and length scales (final)"
     assert labels[-1].startswith("writing")
 

@@ -25,10 +25,11 @@ MAGIC = {"png": lambda b: b[:8] == b"\x89PNG\r\n\x1a\n",
 # Caption beginnings of every figure the report must hold (per state where marked).
 DATA_FIGS = ["Input image", "Patches around four random keypoints", "Training loss",
              "KL divergence per latent"]
-STATE_FIGS = ["Kernel density", "Patches decoded", "Each keypoint coloured",
+STATE_FIGS = ["Kernel density of (z1, z2) per window, on one grid shared by all windows, with "
+              "its peaks", "Patches decoded", "Each keypoint coloured",
               "Scores of the principal components", "Principal patterns",
               "Mean and dispersion", "Latent change between consecutive windows",
-              "Peaks of the latent density of each window", "Outlier score of every keypoint"]
+              "Outlier score of every keypoint"]
 
 
 def _fake_loader(monkeypatch, calls):
@@ -126,7 +127,7 @@ def test_report_without_image_or_checkpoints_notes_what_it_skipped(tmp_path, mon
     alts = [alt for _, alt in IMG.findall(page)]
     assert not any(a.startswith("Patches decoded") or a.startswith("Input image") for a in alts)
     # without checkpoints the density peaks are still shown, only their patches are not
-    assert sum(a.startswith("Peaks of the latent density") for a in alts) == 2
+    assert sum(a.startswith("Kernel density") and "its peaks" in a for a in alts) == 2
     assert sum(a.startswith("Each keypoint coloured") for a in alts) == 2
     # a failure while building the report leaves the old one untouched
     old = path.read_bytes()

@@ -129,20 +129,36 @@ def plot_kde_pca(pca, pixel_size=None, unit=None):
 def plot_trajectory_pca(tpca, image=None, pixel_size=None, unit=None):
     """Trajectory PCA: component curves vs window and loading maps (paper Fig. 6).
 
+    Top: each component's weight per latent and window. Bottom: one mosaic, each keypoint's
+    loading on each component painted over the frame, on one colour scale from minus to plus
+    the component's largest absolute loading (printed in its tile).
+
     Examples
     --------
     >>> from scalevae.testing import make_fake_result
     >>> from scalevae.analysis import trajectory_pca
     >>> fig = plot_trajectory_pca(trajectory_pca(make_fake_result()))
     """
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from ._layout import _grey, _mosaic_axes, _mosaic_image, _point_tile, _spacing
+
     comps = tpca["component"].values
-    fig, axes = _figure(len(comps), 2, panel=2.6, left=0.8, right=1.0, top=1.05, wgap=1.8,
-                        hgap=0.75)
+    panel, maps_h, gap = 2.6, 2.6, 0.75
+    bottom = 0.6
+    fig, axes = _figure(len(comps), 1, panel=panel, left=0.8, right=1.0, top=1.05, wgap=1.8,
+                        bottom=bottom + maps_h + gap)
     w = tpca["window"].values
     frame = tpca["frame"].values if "frame" in tpca.coords else np.zeros(tpca.sizes["point"])
     f0 = frame.min()
     on = frame == f0
     bg = _frame_image(image, f0)
+    y, x = tpca["y"].values[on].astype(float), tpca["x"].values[on].astype(float)
+    shape = bg.shape if bg is not None else (int(np.nanmax(y)) + 1, int(np.nanmax(x)) + 1)
+    spacing, grey = _spacing(y, x, shape), (_grey(bg) if bg is not None else None)
+    tiles, extremes = [], []
     for j, c in enumerate(comps):
         ax = axes[0, j]
         for lat in tpca["latent"].values:
@@ -150,14 +166,35 @@ def plot_trajectory_pca(tpca, image=None, pixel_size=None, unit=None):
         ax.axhline(0, color="0.6", lw=0.6)
         ax.set_ylabel("component weight")
         e = float(tpca["explained_variance_ratio"].sel(component=c))
-        ax.set_title(f"PC{c} ({e:.0%} of variance)", fontsize=9)
-        ax.legend(fontsize=8)
-        _window_axis(ax, pixel_size, unit)
+        # the window axis in physical units and the latents' legend once, on the first panel
+        ax.set_title(f"PC{c} ({e:.0%} of variance)", fontsize=9,
+                     **({} if j == 0 else {"y": 1.0}))
+        if j == 0:
+            ax.legend(fontsize=8, loc="best")
+        _window_axis(ax, pixel_size, unit, secondary=j == 0)
         load = tpca["loadings"].sel(component=c).values[on]
         m = float(np.nanmax(np.abs(load))) or 1.0
-        im = _point_map(axes[1, j], load, tpca["y"].values[on], tpca["x"].values[on], bg,
-                        "RdBu_r", -m, m)
-        _colorbar(fig, im, axes[1, j], f"PC{c} loading")
+        rgba = colormaps["RdBu_r"](Normalize(-m, m)(load))
+        rgba[~np.isfinite(load)] = np.nan
+        tiles.append(_point_tile(rgba, y, x, shape, spacing, grey))
+        extremes.append(m)
+    mosaic, boxes = _mosaic_image([tiles])
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    left, inner = axes[0, 0].get_position().x0, axes[0, -1].get_position().x1
+    # the mosaic's own aspect, as wide as the row above allows, centred under it
+    span = min((inner - left) * width, maps_h * mosaic.shape[1] / mosaic.shape[0]) / width
+    x0 = (left + inner - span) / 2
+    ax = _mosaic_axes(fig, [x0, bottom / height, span, maps_h / height], mosaic)
+    for c, m, (bx0, by0, bx1, _) in zip(comps, extremes, boxes):
+        ax.text((bx0 + bx1) / 2, by0 - 4, f"PC{c} loading (\u00b1{m:.3g})", ha="center",
+                va="bottom", fontsize=9)
+    ax.set_xlabel("each tile is the frame: x (px) left to right, y (px) top to bottom",
+                  fontsize=8)
+    cax = fig.add_axes([x0 + span + 0.15 / width, bottom / height, 0.12 / width,
+                        maps_h / height])
+    cb = fig.colorbar(ScalarMappable(Normalize(-1, 1), "RdBu_r"), cax=cax, ticks=[-1, 0, 1])
+    cb.ax.set_yticklabels(["-max", "0", "+max"], fontsize=8)
+    cb.set_label("loading / the component's largest |loading|", fontsize=8)
     _suptitle(fig, "PCA of per-keypoint latent trajectories, "
               f"{tpca.attrs.get('state', '')} state"
               + (f" (maps: frame {f0})" if len(np.unique(frame)) > 1 else ""))
@@ -248,7 +285,7 @@ def plot_kde_peaks(peaks, density, max_panels=5, max_peaks=6, pixel_size=None, u
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel("decoded patch at each peak", fontsize=8)
-    _suptitle(fig, "peaks of the latent density (candidate structural elements), "
+    _suptitle(fig, "latent distribution (KDE) and its peaks (candidate structural elements), "
               f"{density.attrs.get('state', '')} state")
     return fig
 

@@ -28,10 +28,10 @@ from ..analysis._common import scales_state
 from ..io.lazy import NpyFrames, read_lazily
 from ..io.units import physical_pixel
 from ..results import load_result
-from .explorer import explorer_html
+from .explorer import explorer_html, explorer_patches
 from .page import esc, html_page, json_attr, json_block, note
 from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
-                       state_computed, state_part)
+                       state_computed, state_part, stored_scales)
 from .text import (baselines_html, recommendation_card, stored_recommendation, summary_table,
                    training_text)
 
@@ -143,10 +143,12 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
             "<a href='#training'>Training</a>"
             "<a href='#final'>Final state</a><a href='#instant'>Instant state</a>"
             "<a href='#config'>Configuration</a></nav>"]
-    # One worker thread computes (numpy, scipy and torch, which release the GIL) while this
-    # thread draws (matplotlib, which holds it): each state's density and length scales, then
-    # its sections' data, in the order they are drawn; each is a pure function of the Dataset.
-    with _one_thread_each(), ThreadPoolExecutor(max_workers=1) as pool:
+    # Two worker threads compute (numpy, scipy and torch, which release the GIL) while this
+    # thread draws (matplotlib and Bokeh, which hold it): each is a pure function of the
+    # Dataset. The slowest piece, the length scales of the state the run did not store, starts
+    # first; this thread draws what needs no worker meanwhile, then the state whose scales the
+    # result holds.
+    with _one_thread_each(), ThreadPoolExecutor(max_workers=2) as pool:
         # the recommendation as the run stored it (the recommended window is a panel of every
         # figure); a result saved without it reads it from its state's scales, computed first
         rec = stored_recommendation(ds)
@@ -156,32 +158,34 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
             ctx.recommended = rec["window"]
         for state in states:
             step(f"latent density and length scales ({state})")
-        state_ctxs = {s: pool.submit(ctx.for_state, s) for s in states}
-        computed = {s: state_computed(pool, state_ctxs[s]) for s in states}
+        slow_first = sorted(states, key=lambda s: stored_scales(ds, s) is not None)
+        state_ctxs = {s: pool.submit(ctx.for_state, s) for s in slow_first}
+        patches = pool.submit(explorer_patches, ds, ctx.image, ctx.models)
+        computed = {s: state_computed(pool, state_ctxs[s]) for s in reversed(slow_first)}
         baselines = (pool.submit(baselines_html, ds, ctx.image, rec["state"], ctx.phys)
                      if rec is not None and ds.sizes["window"] >= 2 else None)
 
-        step("explorer")
-        explorer = explorer_html(ds, ctx.image, ctx.models, ctx.recommended,
-                                 rec["state"] if rec is not None else None)
-        body += ["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
+        data_part = ["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
         for section in DATA_SECTIONS:
             step(section.label)
-            body += section.render(ctx)
-        body.append("<h2 id='training'>Training</h2>")
+            data_part += section.render(ctx)
+        data_part.append("<h2 id='training'>Training</h2>")
         for section in TRAINING_SECTIONS:
             step(section.label)
-            body += section.render(ctx)
-        body += training_text(ds, ctx.phys)
-        for state in states:
-            body += state_part(state_ctxs[state].result(), step, computed[state])
+            data_part += section.render(ctx)
+        data_part += training_text(ds, ctx.phys)
+        step("explorer")
+        explorer = explorer_html(ds, ctx.image, ctx.models, ctx.recommended,
+                                 rec["state"] if rec is not None else None, patches)
+        state_parts = {s: state_part(state_ctxs[s].result(), step, computed[s])
+                       for s in reversed(slow_first)}
         step("baselines")
-        head = body[:3] + explorer
+        card = []
         if baselines is not None:
-            head.insert(3, recommendation_card(rec, ctx.phys, baselines.result()))
+            card = [recommendation_card(rec, ctx.phys, baselines.result())]
         elif ds.sizes["window"] < 2:
-            head.insert(3, note("Only one window: length scales need at least two."))
-        body = head + body[3:]
+            card = [note("Only one window: length scales need at least two.")]
+    body += card + explorer + data_part + [h for s in states for h in state_parts[s]]
 
     body += ["<h2 id='config'>Configuration</h2>", json_block(json_attr(ds, "config"))]
     norm = json_attr(ds, "normalization")

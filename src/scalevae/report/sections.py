@@ -315,11 +315,24 @@ def _several_windows(c):
     return c.ds.sizes["window"] >= 2
 
 
+def _draw_peaks(peaks, c):
+    """The densities with their peaks (and the patch decoded at each); the densities alone
+    when no window has a peak."""
+    if peaks.sizes.get("peak", 0) == 0:
+        return plot.plot_latent_distributions(c.density.sel(window=c.panel_windows),
+                                              _MAX_PANELS, *c.phys)
+    return plot.plot_kde_peaks(peaks, c.density, _MAX_PANELS, _MAX_PEAKS, *c.phys)
+
+
 STATE_SECTIONS = [
-    Section("Latent distributions", lambda c: c.density,
-            lambda d, c: plot.plot_latent_distributions(d.sel(window=c.panel_windows),
-                                                        _MAX_PANELS, *c.phys),
-            "Kernel density of (z1, z2) per window, on one grid shared by all windows."),
+    # the densities and their peaks in one figure: the peaks figure's top row is the density
+    # of each shown window on the shared grid (a figure of its own drew the same images)
+    Section("Latent distributions and their peaks (candidate structural elements)",
+            lambda c: _peaks(c.density, c.panel_windows, c.models, c.state), _draw_peaks,
+            "Kernel density of (z1, z2) per window, on one grid shared by all windows, with "
+            "its peaks numbered highest first (top), and the patch the decoder draws at each "
+            "peak, angle 0 (bottom, when the model loads): the distinct structures the "
+            "keypoints group into at that window."),
     Section("Latent representations", _manifolds,
             lambda m, c: plot.plot_latent_manifolds(m, _MAX_PANELS, c.state, *c.phys),
             "Patches decoded from a 9 x 9 grid over the populated part of each window's latent "
@@ -329,12 +342,6 @@ STATE_SECTIONS = [
             lambda li, c: plot.plot_latent_images(li.sel(window=c.panels(_MAX_PANELS - 1)),
                                                   c.image, _MAX_PANELS - 1, *c.phys),
             "Each keypoint coloured by its latent value and angle, per window.", lossy=True),
-    Section("Candidate structural elements (peaks of the latent density)",
-            lambda c: _peaks(c.density, c.panel_windows, c.models, c.state),
-            lambda pk, c: plot.plot_kde_peaks(pk, c.density, _MAX_PANELS, _MAX_PEAKS, *c.phys),
-            "Peaks of the latent density of each window, numbered highest first (top), and the "
-            "patch the decoder draws at each peak, angle 0 (bottom, when the model loads): the "
-            "distinct structures the keypoints group into at that window."),
     Section("Unusual keypoints",
             lambda c: [an.outlier_scores(c.ds, c.state, w, n_reference=_OUTLIER_REFERENCE)
                        for w in _outlier_windows(c)],
