@@ -156,6 +156,7 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
             rec = stored_recommendation(ds, ctx.for_state(scales_state(ds)).scales)
         if rec is not None:
             ctx.recommended = rec["window"]
+        ctx.encoder = pool  # figures are encoded on the workers, after what they compute
         for state in states:
             step(f"latent density and length scales ({state})")
         slow_first = sorted(states, key=lambda s: stored_scales(ds, s) is not None)

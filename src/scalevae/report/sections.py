@@ -80,6 +80,7 @@ class Context:
     density: Any = None
     scales: Any = None
     recommended: int | None = None  # the recommended window, always a panel
+    encoder: Any = None  # an Executor that encodes the rendered figures (page.figure_html)
 
     @property
     def windows(self):
@@ -224,7 +225,8 @@ class Section:
             if isinstance(data, _Failed):
                 raise data.exc
             out.append(note(self.missing(ctx)) if data is None
-                       else figure_html(self.draw(data, ctx), caption, self.lossy))
+                       else figure_html(self.draw(data, ctx), caption, self.lossy,
+                                        ctx.encoder))
         except self.errors as exc:
             out.append(note(self.skipped(exc, caption)))
         return out
