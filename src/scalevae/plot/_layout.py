@@ -204,6 +204,14 @@ def _grey(img):
                    0.0, 1.0)
 
 
+def _grey_minmax(img):
+    """An image as grey levels in [0, 1] on its own min-max range (as a lone ``imshow``
+    draws it); NaN drawn as the minimum."""
+    img = np.asarray(img, np.float32)
+    lo, hi = float(np.nanmin(img)), float(np.nanmax(img))
+    return np.clip((np.nan_to_num(img, nan=lo) - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+
+
 def _tile_step(shape):
     """Subsampling step so that a frame of ``shape`` fits :data:`TILE_PIXELS`."""
     return max(1, int(np.ceil(max(shape) / TILE_PIXELS)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ScaleVAEError
-from ._layout import (_colorbar, _figure, _frame_image, _point_map, _robust_limits, _suptitle,
+from ._layout import (_figure, _frame_image, _robust_limits, _suptitle,
                       _window_axis, pick_panels, window_label)
 
 def _latent_row(ax, j, xlabel, ylabel):
@@ -60,6 +60,9 @@ def _mosaic(rep):
 def plot_latent_manifolds(manifolds, max_panels=6, state="", pixel_size=None, unit=None):
     """Decoded grids of latent points per window (paper Figs. 3d-f, 5e-h).
 
+    One mosaic image, a tile per window (z1 left to right, z2 bottom to top, each tile on its
+    own min-max grey scale, bright = high), the latent range of each tile printed under it.
+
     Parameters
     ----------
     manifolds : dict
@@ -71,18 +74,37 @@ def plot_latent_manifolds(manifolds, max_panels=6, state="", pixel_size=None, un
     >>> from scalevae.analysis import latent_representation
     >>> fig = plot_latent_manifolds({8: latent_representation(FakeModel(), [[-1, 1], [-1, 1]], 4)})
     """
+    from matplotlib.figure import Figure
+
+    from ._layout import _grey_minmax, _mosaic_axes, _mosaic_image
+
     wins = pick_panels(sorted(manifolds), max_panels)
-    fig, axes = _figure(len(wins), 1, panel=2.5, left=0.8, wgap=0.85, bottom=0.5)
-    for j, (ax, w) in enumerate(zip(axes[0], wins)):
+    grids = [_mosaic(manifolds[w]) for w in wins]
+    side = max(max(g.shape) for g in grids)
+    tiles = []
+    for g in grids:  # each on its own grey scale, padded white to a common square
+        tile = np.ones((side, side, 3), np.float32)
+        tile[:g.shape[0], :g.shape[1]] = _grey_minmax(g)[..., None]
+        tiles.append(tile)
+    mosaic, boxes = _mosaic_image([tiles], gap=max(6, side // 12))
+    panel, left, right, top, bottom = 2.5, 0.3, 0.3, 0.75, 0.75
+    width = left + panel * len(wins) * mosaic.shape[1] / (len(wins) * side) + right
+    height = top + bottom + (width - left - right) * mosaic.shape[0] / mosaic.shape[1]
+    fig = Figure(figsize=(width, height), dpi=90)
+    ax = _mosaic_axes(fig, [left / width, bottom / height, (width - left - right) / width,
+                            (height - top - bottom) / height], mosaic)
+    for w, (x0, y0, x1, y1) in zip(wins, boxes):
         rep = manifolds[w]
+        ax.text((x0 + x1) / 2, y0 - 4, window_label(w, pixel_size, unit), ha="center",
+                va="bottom", fontsize=9)
         g1 = rep["z1_grid"].values
-        g2 = rep["z2_grid"].values if "z2_grid" in rep.dims else np.array([-0.5, 0.5])
-        h1 = (g1[1] - g1[0]) / 2 if len(g1) > 1 else 0.5
-        h2 = (g2[1] - g2[0]) / 2 if len(g2) > 1 else 0.5
-        ax.imshow(_mosaic(rep), cmap="gray", aspect="auto", interpolation="nearest",
-                  extent=(g1[0] - h1, g1[-1] + h1, g2[0] - h2, g2[-1] + h2))
-        _latent_row(ax, 0, "z1", "z2" if "z2_grid" in rep.dims else "")
-        ax.set_title(window_label(w, pixel_size, unit), fontsize=9, y=1.0)
+        text = f"z1 {g1[0]:.2g} to {g1[-1]:.2g}"
+        if "z2_grid" in rep.dims:
+            g2 = rep["z2_grid"].values
+            text += f", z2 {g2[0]:.2g} to {g2[-1]:.2g}"
+        ax.text((x0 + x1) / 2, y1 + 4, text, ha="center", va="top", fontsize=8)
+    ax.set_xlabel("z1 left to right, z2 bottom to top (each tile's latent range under it)",
+                  fontsize=9, labelpad=16)
     _suptitle(fig, "latent representation (decoded latent grid)"
               + (f", {state} state" if state else ""))
     return fig
@@ -316,30 +338,65 @@ def plot_outlier_scores(scores, image=None, n_mark=10, pixel_size=None, unit=Non
     scores = [scores] if not isinstance(scores, (list, tuple)) else list(scores)
     if not scores:
         raise ScaleVAEError("no outlier scores to plot")
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    from ._layout import _grey, _mosaic_axes, _mosaic_image, _point_tile, _spacing, _tile_step
+
     first = scores[0]
     frame = first["frame"].values if "frame" in first.coords else np.zeros(first.size, int)
     v0 = np.where(np.isfinite(first.values), first.values, -np.inf)
     f0 = frame[int(np.argmax(v0))]
     on = frame == f0
     bg = _frame_image(image, f0)
-    fig, axes = _figure(len(scores) + 1, 1, panel=2.9, left=0.7, right=0.3, wgap=1.45,
-                        top=0.75)
-    axes = axes[0]
-    for ax, sc in zip(axes[:-1], scores):
+    y, x = first["y"].values[on].astype(float), first["x"].values[on].astype(float)
+    shape = bg.shape if bg is not None else (int(np.nanmax(y)) + 1, int(np.nanmax(x)) + 1)
+    spacing, grey = _spacing(y, x, shape), (_grey(bg) if bg is not None else None)
+    # the maps: one mosaic, a tile per window, each on its own 1-99 % colour range
+    tiles, ranges, marks = [], [], []
+    for sc in scores:
         v = sc.values[on]
-        y, x = sc["y"].values[on], sc["x"].values[on]
         lo, hi = _robust_limits(v)
-        im = _point_map(ax, v, y, x, bg, "inferno", lo, hi)
-        order = np.argsort(-np.where(np.isfinite(v), v, -np.inf))[:n_mark]
-        ax.scatter(x[order], y[order], s=70, facecolors="none", edgecolors="#37e0ff",
-                   linewidths=1.2)
-        for n, i in enumerate(order, 1):
-            ax.annotate(str(n), (x[i], y[i]), xytext=(5, 4), textcoords="offset points",
+        rgba = colormaps["inferno"](Normalize(lo, hi)(v))
+        rgba[~np.isfinite(v)] = np.nan
+        tiles.append(_point_tile(rgba, y, x, shape, spacing, grey))
+        ranges.append((lo, hi))
+        marks.append(np.argsort(-np.where(np.isfinite(v), v, -np.inf))[:n_mark])
+    mosaic, boxes = _mosaic_image([tiles])
+    step = _tile_step(shape)
+    panel, hist_w, left, gap, right, top, bottom = 2.9, 2.9, 0.3, 1.45, 0.3, 0.75, 0.6
+    maps_w = panel * mosaic.shape[1] / tiles[0].shape[1]
+    height = top + bottom + panel * mosaic.shape[0] / tiles[0].shape[0]
+    width = left + maps_w + gap + hist_w + right
+    fig = Figure(figsize=(width, height), dpi=90)
+    ax = _mosaic_axes(fig, [left / width, bottom / height, maps_w / width,
+                            (height - top - bottom) / height], mosaic)
+    for sc, (lo, hi), order, (bx0, by0, bx1, by1) in zip(scores, ranges, marks, boxes):
+        mx, my = bx0 + x[order] / step, by0 + y[order] / step
+        ax.scatter(mx, my, s=70, facecolors="none", edgecolors="#37e0ff", linewidths=1.2)
+        for n, (px, py) in enumerate(zip(mx, my), 1):
+            ax.annotate(str(n), (px, py), xytext=(5, 4), textcoords="offset points",
                         color="#37e0ff", fontsize=7, fontweight="bold")
-        ax.tick_params(labelsize=8)
-        ax.set_title(window_label(sc.attrs.get("window", 0), pixel_size, unit), fontsize=9, y=1.0)
-        _colorbar(fig, im, ax, "outlier score", gap=0.06)
-    hx = axes[-1]
+        ax.text((bx0 + bx1) / 2, by0 - 4, window_label(sc.attrs.get("window", 0), pixel_size,
+                                                         unit), ha="center", va="bottom",
+                fontsize=9)
+        ax.text(bx0 + 2, by1 - 2, f"{lo:.3g} to {hi:.3g}", fontsize=7, va="bottom", ha="left",
+                bbox=dict(fc="white", ec="none", alpha=0.7, pad=1))
+    ax.set_xlim(-0.5, mosaic.shape[1] - 0.5)
+    ax.set_ylim(mosaic.shape[0] - 0.5, -0.5)
+    # where each window's tile lies in the mosaic and its px per frame px, for scripts and tests
+    ax.tile_boxes, ax.tile_step = boxes, step
+    ax.set_xlabel("each tile is the frame: x (px) left to right, y (px) top to bottom",
+                  fontsize=8)
+    cax = fig.add_axes([(left + maps_w + 0.12) / width, bottom / height, 0.12 / width,
+                        (height - top - bottom) / height])
+    cb = fig.colorbar(ScalarMappable(Normalize(0, 1), "inferno"), cax=cax, ticks=[0, 1])
+    cb.ax.set_yticklabels(["low", "high"], fontsize=8)
+    cb.set_label("outlier score, each tile's 1-99 % range (printed in it)", fontsize=8)
+    hx = fig.add_axes([(left + maps_w + gap) / width, bottom / height, hist_w / width,
+                       (height - top - bottom) / height])
     for sc in scores:
         v = sc.values[np.isfinite(sc.values)]
         hx.hist(v, bins=50, histtype="step", lw=1.2,
