@@ -17,6 +17,7 @@ interactive explorer; this module puts them in order.
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,23 +79,32 @@ _SWITCH_INTERVAL = 0.0005
 
 
 @contextlib.contextmanager
-def _one_thread_each():
-    """BLAS and torch on one thread each while the report is written: the report runs its
-    own threads (drawing, computing), and BLAS or torch pools spinning beside them on a
-    small machine cost more CPU time than they save; the GIL handed over sooner
-    (:data:`_SWITCH_INTERVAL`). The caller's settings come back after."""
+def _lean_runtime():
+    """While the report is written: BLAS and torch on one thread each (the report runs its
+    own threads, drawing and computing, and BLAS or torch pools spinning beside them on a
+    small machine cost more CPU time than they save), the GIL handed over sooner
+    (:data:`_SWITCH_INTERVAL`), no cyclic garbage collection. The caller's settings come
+    back after."""
     from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
     torch = sys.modules.get("torch")  # loaded only when the caller or a model needs it
     before = torch.get_num_threads() if torch is not None else None
     interval = sys.getswitchinterval()
+    collecting = gc.isenabled()
     try:
         sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
+        # No cyclic garbage collection meanwhile: the figures and Bokeh models are hundreds of
+        # thousands of short-lived objects, and each collection walks the caller's whole heap
+        # (torch, xarray): a fifth of the report's CPU time on the README's run, for ~20 MiB
+        # of figures freed when collection resumes.
+        gc.disable()
         with threadpool_limits(1):
             if torch is not None:
                 torch.set_num_threads(1)
             yield
     finally:
+        if collecting:
+            gc.enable()
         sys.setswitchinterval(interval)
         if torch is not None:
             torch.set_num_threads(before)
@@ -158,7 +168,7 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     # Dataset. The slowest piece, the length scales of the state the run did not store, starts
     # first; this thread draws what needs no worker meanwhile, then the state whose scales the
     # result holds.
-    with _one_thread_each(), ThreadPoolExecutor(max_workers=2) as pool:
+    with _lean_runtime(), ThreadPoolExecutor(max_workers=2) as pool:
         # the recommendation as the run stored it (the recommended window is a panel of every
         # figure); a result saved without it reads it from its state's scales, computed first
         rec = stored_recommendation(ds)
