@@ -104,7 +104,13 @@ def test_stack_and_length_scale_figures():
     ls = an.length_scales(make_fake_result(n_windows=6))
     fig = plot.plot_length_scales(ls, PS, UNIT)
     _check(fig, "window (px)", "window (nm)")
-    assert "recommended window" in fig.texts[0].get_text()
+    # worded as the report's card: a number only when the answer is conclusive
+    title = fig.texts[0].get_text()
+    assert title.startswith("recommended window" if bool(ls["conclusive"])
+                            else "no conclusive window")
+    gradual = ls.assign(conclusive=False, gradual=True, recommended_low=8, recommended_high=20)
+    title = plot.plot_length_scales(gradual).texts[0].get_text()
+    assert title.startswith("no conclusive window (gradual): 8-20 px, most probable")
 
 
 def test_density_peak_figure_numbers_each_peak_and_shows_its_patch(ds):
