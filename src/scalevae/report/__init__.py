@@ -76,6 +76,12 @@ def _print_progress(done, total, label):
 #: is 0.005): the drawing thread holds the GIL almost all the time, and each short Python step
 #: of a computing worker between two GIL-free numpy calls would otherwise wait up to 5 ms.
 _SWITCH_INTERVAL = 0.0005
+#: Garbage-collection thresholds while the report is written (Python's default: 700, 10, 10):
+#: the figures and Bokeh models are hundreds of thousands of short-lived objects, and at the
+#: default a full collection walks the caller's whole heap (torch, xarray) every few figures, a
+#: fifth of the report's CPU time on the README's run; young collections still free each
+#: figure's reference cycles (collection off altogether kept ~100 MiB more).
+_GC_THRESHOLDS = (50_000, 20, 20)
 
 
 @contextlib.contextmanager
@@ -83,28 +89,23 @@ def _lean_runtime():
     """While the report is written: BLAS and torch on one thread each (the report runs its
     own threads, drawing and computing, and BLAS or torch pools spinning beside them on a
     small machine cost more CPU time than they save), the GIL handed over sooner
-    (:data:`_SWITCH_INTERVAL`), no cyclic garbage collection. The caller's settings come
-    back after."""
+    (:data:`_SWITCH_INTERVAL`), garbage collected less often (:data:`_GC_THRESHOLDS`). The
+    caller's settings come back after."""
     from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
     torch = sys.modules.get("torch")  # loaded only when the caller or a model needs it
     before = torch.get_num_threads() if torch is not None else None
     interval = sys.getswitchinterval()
-    collecting = gc.isenabled()
+    thresholds = gc.get_threshold()
     try:
         sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
-        # No cyclic garbage collection meanwhile: the figures and Bokeh models are hundreds of
-        # thousands of short-lived objects, and each collection walks the caller's whole heap
-        # (torch, xarray): a fifth of the report's CPU time on the README's run, for ~20 MiB
-        # of figures freed when collection resumes.
-        gc.disable()
+        gc.set_threshold(*_GC_THRESHOLDS)
         with threadpool_limits(1):
             if torch is not None:
                 torch.set_num_threads(1)
             yield
     finally:
-        if collecting:
-            gc.enable()
+        gc.set_threshold(*thresholds)
         sys.setswitchinterval(interval)
         if torch is not None:
             torch.set_num_threads(before)
