@@ -275,3 +275,36 @@ def test_a_large_input_npy_is_read_frame_by_frame(tmp_path, monkeypatch):
     report.write_report(tmp_path, quiet=True)
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert whole == [] and "Baselines:" in page and "Input image" in page
+
+
+def test_the_length_scales_the_run_stored_are_drawn_not_computed_again(tmp_path, monkeypatch):
+    # a run stores its recommendation state's length scales (pipeline.recommendation): the
+    # report draws them and computes only the other state's
+    import json
+
+    from scalevae.pipeline import recommendation
+
+    ds = make_fake_result(n_windows=4, grid=(8, 9))
+    stored = an.length_scales(ds, "instant")
+    ds.attrs.update(recommendation(stored))
+    assert sections.stored_scales(ds, "instant").identical(stored)
+    assert json.loads(ds.attrs["length_scale_curves"])["attrs"]["state"] == "instant"
+    computed = []
+    real = an.length_scales
+    monkeypatch.setattr(an, "length_scales",
+                        lambda d, state=None, **k: computed.append(state) or real(d, state, **k))
+    monkeypatch.setattr(report_page, "_DPI", 30)
+    report.write_report(tmp_path, result=ds, quiet=True)
+    assert computed == ["final"]
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.count('alt="Latent change between consecutive windows') == 2  # both states
+    # a result whose windows differ from the stored curves' computes them again
+    assert sections.stored_scales(ds.isel(window=[0, 1, 2]), "instant") is None
+
+
+def test_the_report_gives_back_the_callers_runtime_settings(tmp_path):
+    import gc
+
+    before = (sys.getswitchinterval(), gc.get_threshold(), gc.isenabled())
+    report.write_report(tmp_path, result=make_fake_result(n_windows=3), quiet=True)
+    assert (sys.getswitchinterval(), gc.get_threshold(), gc.isenabled()) == before
