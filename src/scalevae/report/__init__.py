@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_write
+from .. import analysis as an
 from ..analysis._common import scales_state
 from ..io.lazy import NpyFrames, read_lazily
 from ..io.units import physical_pixel
@@ -164,28 +165,38 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
             "<a href='#training'>Training</a>"
             "<a href='#final'>Final state</a><a href='#instant'>Instant state</a>"
             "<a href='#config'>Configuration</a></nav>"]
-    # Two worker threads compute (numpy, scipy and torch, which release the GIL) while this
+    # Worker threads compute (numpy, scipy and torch, which release the GIL) while this
     # thread draws (matplotlib and Bokeh, which hold it): each is a pure function of the
     # Dataset. The slowest piece, the length scales of the state the run did not store, starts
     # first; this thread draws what needs no worker meanwhile, then the state whose scales the
-    # result holds.
-    with _lean_runtime(), ThreadPoolExecutor(max_workers=2) as pool:
+    # result holds. Three workers: one may wait for those scales without holding up the rest.
+    with _lean_runtime(), ThreadPoolExecutor(max_workers=3) as pool:
         # the recommendation as the run stored it (the recommended window is a panel of every
         # figure); a result saved without it reads it from its state's scales, computed first
-        rec = stored_recommendation(ds)
+        rec, known = stored_recommendation(ds), {}
         if rec is None and scales_state(ds) in states:
-            rec = stored_recommendation(ds, ctx.for_state(scales_state(ds)).scales)
+            known[scales_state(ds)] = an.length_scales(ds, scales_state(ds))
+            rec = stored_recommendation(ds, known[scales_state(ds)])
         if rec is not None:
             ctx.recommended = rec["window"]
         ctx.encoder = pool  # figures are encoded on the workers, after what they compute
         for state in states:
             step(f"latent density and length scales ({state})")
+        # the length scales the result does not hold start first, on a worker (for_state);
+        # the states are drawn in the opposite order, the stored one first
         slow_first = sorted(states, key=lambda s: stored_scales(ds, s) is not None)
-        state_ctxs = {s: pool.submit(ctx.for_state, s) for s in slow_first}
+        state_ctxs = {s: ctx.for_state(s, pool, known.get(s)) for s in slow_first}
         patches = pool.submit(explorer_patches, ds, ctx.image, ctx.models)
-        computed = {s: state_computed(pool, state_ctxs[s]) for s in reversed(slow_first)}
+        drawn = slow_first[::-1]
+        computed = {s: state_computed(pool, state_ctxs[s], False) for s in drawn}
+        waiting = [s for s in drawn if hasattr(state_ctxs[s].scales_source, "result")]
+        for s in drawn:  # the sections that read scales: the computed ones' last
+            if s not in waiting:
+                computed[s].update(state_computed(pool, state_ctxs[s], True))
         baselines = (pool.submit(baselines_html, ds, ctx.image, rec["state"], ctx.phys)
                      if rec is not None and ds.sizes["window"] >= 2 else None)
+        for s in waiting:
+            computed[s].update(state_computed(pool, state_ctxs[s], True))
 
         data_part = ["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
         for section in DATA_SECTIONS:
@@ -199,8 +210,7 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
         step("explorer")
         explorer = explorer_html(ds, ctx.image, ctx.models, ctx.recommended,
                                  rec["state"] if rec is not None else None, patches)
-        state_parts = {s: state_part(state_ctxs[s].result(), step, computed[s])
-                       for s in reversed(slow_first)}
+        state_parts = {s: state_part(state_ctxs[s], step, computed[s]) for s in drawn}
         step("baselines")
         card = []
         if baselines is not None:

@@ -78,9 +78,16 @@ class Context:
     notes: set = field(default_factory=set)  # shown once at the end of the page
     state: str | None = None
     density: Any = None
-    scales: Any = None
+    scales_source: Any = None  # the state's length scales, or a future of them
     recommended: int | None = None  # the recommended window, always a panel
     encoder: Any = None  # an Executor that encodes the rendered figures (page.figure_html)
+
+    @property
+    def scales(self):
+        """The state's length scales (waited for when they are being computed); None below
+        two windows."""
+        source = self.scales_source
+        return source.result() if hasattr(source, "result") else source
 
     @property
     def windows(self):
@@ -106,17 +113,18 @@ class Context:
         ds = self.ds
         return len(np.unique(ds["frame"].values)) if "frame" in ds.coords else 1
 
-    def for_state(self, state):
-        """This context for one state's sections: its latent density and length scales (the
-        ones the run stored for the state its recommendation reads, :func:`stored_scales`;
-        computed for the other state)."""
-        scales = None
-        if self.ds.sizes["window"] >= 2:
+    def for_state(self, state, pool=None, scales=None):
+        """This context for one state's sections: its latent density and length scales
+        (``scales`` when given; the ones the run stored for the state its recommendation
+        reads, :func:`stored_scales`; else computed, on ``pool`` when given: the sections that
+        do not need them go ahead meanwhile)."""
+        if scales is None and self.ds.sizes["window"] >= 2:
             scales = stored_scales(self.ds, state)
             if scales is None:
-                scales = an.length_scales(self.ds, state)
+                scales = (an.length_scales(self.ds, state) if pool is None
+                          else pool.submit(an.length_scales, self.ds, state))
         return dataclasses.replace(self, state=state, density=an.latent_density(self.ds, state),
-                                   scales=scales)
+                                   scales_source=scales)
 
 
 def stored_scales(ds, state):
@@ -194,6 +202,7 @@ class Section:
     errors: tuple = (ScaleVAEError,)
     skipped: Callable[[Exception, str], str] = _skipped
     lossy: bool = False  # a photograph-like figure: WebP (page.figure_html)
+    needs_scales: bool = False  # reads the state's length scales (computed last)
 
     @property
     def label(self):
@@ -348,7 +357,7 @@ STATE_SECTIONS = [
             lambda c: [an.outlier_scores(c.ds, c.state, w, n_reference=_OUTLIER_REFERENCE)
                        for w in _outlier_windows(c)],
             lambda scores, c: plot.plot_outlier_scores(scores, c.image, _N_OUTLIERS, *c.phys),
-            _outlier_caption, lossy=True),
+            _outlier_caption, lossy=True, needs_scales=True),
     Section("PCA of the latent distributions across windows", lambda c: an.kde_pca(c.density),
             lambda p, c: plot.plot_kde_pca(p, *c.phys),
             "Scores of the principal components of the KDEs vs window (left) and the "
@@ -367,15 +376,17 @@ STATE_SECTIONS = [
             lambda s, c: plot.plot_length_scales(s, *c.phys),
             lambda c: "Latent change between consecutive windows per unit log-window; "
                       + c.scales.attrs["rule"] + ".",
-            when=lambda c: c.scales is not None),
+            when=lambda c: c.scales is not None, needs_scales=True),
 ]
 
 
-def state_computed(pool, ctx_future):
-    """Every state section's :meth:`Section.computed`, submitted to ``pool`` (after the
-    state's context ``ctx_future``): futures in the order of :data:`STATE_SECTIONS`."""
-    return [pool.submit(lambda sec=sec: sec.computed(ctx_future.result()))
-            for sec in STATE_SECTIONS]
+def state_computed(pool, ctx, needs_scales):
+    """The :meth:`Section.computed` of the state sections that do (``needs_scales``) or do
+    not read the length scales, submitted to ``pool``: ``{index in STATE_SECTIONS: future}``.
+    The report submits every state's sections without scales first, so that a worker waiting
+    for a state's scales never holds up the others."""
+    return {k: pool.submit(sec.computed, ctx) for k, sec in enumerate(STATE_SECTIONS)
+            if sec.needs_scales == needs_scales}
 
 
 def state_part(ctx, step=None, computed=None):
