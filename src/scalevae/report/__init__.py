@@ -169,8 +169,9 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     # thread draws (matplotlib and Bokeh, which hold it): each is a pure function of the
     # Dataset. The slowest piece, the length scales of the state the run did not store, starts
     # first; this thread draws what needs no worker meanwhile, then the state whose scales the
-    # result holds. Three workers: one may wait for those scales without holding up the rest.
-    with _lean_runtime(), ThreadPoolExecutor(max_workers=3) as pool:
+    # result holds. Two workers (a third cost ~80 MiB more peak memory): the sections
+    # waiting for those scales are submitted last, so they hold up nothing else.
+    with _lean_runtime(), ThreadPoolExecutor(max_workers=2) as pool:
         # the recommendation as the run stored it (the recommended window is a panel of every
         # figure); a result saved without it reads it from its state's scales, computed first
         rec, known = stored_recommendation(ds), {}
