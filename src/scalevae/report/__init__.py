@@ -116,9 +116,10 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     """Write ``run_dir/report.html``: one self-contained HTML report of a run.
 
     The report reads the result Dataset only and changes nothing in it: the recommendation is
-    the one the run stored (``recommended_window*`` attributes); the length-scale curves the
-    figures show are computed from the latents. The file is written atomically (a temporary file renamed into
-    place), so a failure while building the report leaves an older report untouched.
+    the one the run stored (``recommended_window*`` attributes), and so are the length scales
+    of its state (``length_scale_curves``); the other state's are computed from the latents.
+    The file is written atomically (a temporary file renamed into place), so a failure while
+    building the report leaves an older report untouched.
 
     Parameters
     ----------
