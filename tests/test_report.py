@@ -308,3 +308,12 @@ def test_the_report_gives_back_the_callers_runtime_settings(tmp_path):
     before = (sys.getswitchinterval(), gc.get_threshold(), gc.isenabled())
     report.write_report(tmp_path, result=make_fake_result(n_windows=3), quiet=True)
     assert (sys.getswitchinterval(), gc.get_threshold(), gc.isenabled()) == before
+
+
+def test_the_densities_are_drawn_even_where_no_window_has_a_peak():
+    ds = make_fake_result(n_windows=3)
+    ctx = sections.Context(ds, None, None, (None, None)).for_state("final")
+    none = an.kde_peaks(ctx.density).isel(peak=[])
+    fig = sections._draw_peaks(none, ctx)
+    assert fig.texts[0].get_text().startswith("latent distribution (KDE)")
+    assert len(fig.axes) == len(ctx.panel_windows) and fig.axes[0].images
