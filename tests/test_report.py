@@ -287,7 +287,7 @@ def test_the_length_scales_the_run_stored_are_drawn_not_computed_again(tmp_path,
     ds = make_fake_result(n_windows=4, grid=(8, 9))
     stored = an.length_scales(ds, "instant")
     ds.attrs.update(recommendation(stored))
-    assert sections.stored_scales(ds, "instant").identical(stored)
+    assert report_text.stored_scales(ds, "instant").identical(stored)
     assert json.loads(ds.attrs["length_scale_curves"])["attrs"]["state"] == "instant"
     computed = []
     real = an.length_scales
@@ -299,7 +299,7 @@ def test_the_length_scales_the_run_stored_are_drawn_not_computed_again(tmp_path,
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert page.count('alt="Latent change between consecutive windows') == 2  # both states
     # a result whose windows differ from the stored curves' computes them again
-    assert sections.stored_scales(ds.isel(window=[0, 1, 2]), "instant") is None
+    assert report_text.stored_scales(ds.isel(window=[0, 1, 2]), "instant") is None
 
 
 def test_the_report_gives_back_the_callers_runtime_settings(tmp_path):

@@ -1,20 +1,19 @@
-"""Shared figure machinery: fixed-grid figures, colorbars, window axes, point maps.
+"""Shared figure machinery: fixed-grid figures, colorbars, window axes, mosaics of tiles.
 
 Every figure of :mod:`scalevae.plot` is built from these helpers, without ``pyplot``.
 
 Cost rules the figures follow (the report draws ~20 of them): grids of images are one mosaic
 image in one axes (:func:`_mosaic_image`), not an axes per tile; a title gets ``y=1.0`` where
 no axis sits on top of its panel, which skips matplotlib's search for overlapping tick labels
-at every draw (the title lands where that search would put it).
+at every draw (the title lands where that search would put it); at most five ticks per axis
+(:func:`thin_ticks`, applied by the report when it renders).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 from matplotlib.figure import Figure
 
-from ..analysis import grid_layout
 from ..io.units import physical_pixel
 
 def window_label(window, pixel_size=None, unit=None):
@@ -142,36 +141,6 @@ def _show_image(ax, img):
     ax.set_ylabel("y (px)")
 
 
-def _point_map(ax, values, y, x, image=None, cmap="viridis", vmin=None, vmax=None):
-    """Values at keypoints over the image: a tiled image for a regular grid, else dots."""
-    if image is not None:
-        _show_image(ax, image)
-    else:
-        ax.set_xlabel("x (px)")
-        ax.set_ylabel("y (px)")
-    pts = xr.Dataset(coords={"y": ("point", y), "x": ("point", x)})
-    layout = grid_layout(pts)
-    if layout is not None:
-        _, _, iy, ix, uy, ux = layout
-        grid = np.full((len(uy), len(ux)), np.nan)
-        grid[iy, ix] = values
-        dy = uy[1] - uy[0]
-        dx = ux[1] - ux[0]
-        im = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
-                       alpha=0.75 if image is not None else 1.0,
-                       extent=(ux[0] - dx / 2, ux[-1] + dx / 2, uy[-1] + dy / 2, uy[0] - dy / 2))
-    else:
-        span = max(image.shape) if image is not None else max(np.ptp(y), np.ptp(x), 1.0)
-        area = max(np.ptp(y) * np.ptp(x), span)
-        s = _dot_size(len(values), area, ax.get_position().width * ax.figure.get_figwidth()
-                      / span)
-        im = ax.scatter(x, y, c=values, s=s, cmap=cmap, vmin=vmin, vmax=vmax, linewidths=0)
-        if image is None:
-            ax.invert_yaxis()
-            ax.set_aspect("equal")
-    return im
-
-
 def _dot_size(n, area_px, inch_per_px, fill=0.8):
     """Marker area (pt^2) so that ``n`` dots spread over ``area_px`` pixels are ``fill`` of
     their spacing wide (0.8: nearly touching, a map; 0.35: sparse marks on an image)."""
@@ -220,7 +189,7 @@ def _tile_step(shape):
 def _point_tile(rgba, y, x, shape, spacing, background=None, alpha=0.75):
     """Keypoint colours ``rgba`` (n, 4) painted as squares ``spacing`` px wide at (y, x) over
     a frame of ``shape`` (grey ``background`` in [0, 1] underneath, at ``1 - alpha``): one RGB
-    tile, subsampled to :data:`TILE_PIXELS` (what :func:`_point_map` draws, as pixels)."""
+    tile, subsampled to :data:`TILE_PIXELS` (values at keypoints over the image, as pixels)."""
     step = _tile_step(shape)
     h, w = (int(np.ceil(s / step)) for s in shape)
     if background is not None:

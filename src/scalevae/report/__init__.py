@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_write
 from .. import analysis as an
+from .._atomic import atomic_write
 from ..analysis._common import scales_state
 from ..io.lazy import NpyFrames, read_lazily
 from ..io.units import physical_pixel
@@ -33,9 +33,9 @@ from ..results import load_result
 from .explorer import explorer_html, explorer_patches
 from .page import esc, html_page, json_attr, json_block, note
 from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
-                       state_computed, state_part, stored_scales)
-from .text import (baselines_html, recommendation_card, stored_recommendation, summary_table,
-                   training_text)
+                       state_computed, state_part)
+from .text import (baselines_html, recommendation_card, stored_recommendation, stored_scales,
+                   summary_table, training_text)
 
 __all__ = ["write_report"]
 

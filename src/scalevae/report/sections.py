@@ -11,7 +11,6 @@ blocks around them live in :mod:`.text`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -23,6 +22,7 @@ from .. import analysis as an
 from .. import plot
 from ..errors import ScaleVAEError
 from .page import esc, figure_html, note
+from .text import stored_scales
 
 _MAX_PANELS = 5
 _MAX_PEAKS = 6  # density peaks shown (and decoded) per window
@@ -125,35 +125,6 @@ class Context:
                           else pool.submit(an.length_scales, self.ds, state))
         return dataclasses.replace(self, state=state, density=an.latent_density(self.ds, state),
                                    scales_source=scales)
-
-
-def stored_scales(ds, state):
-    """The length scales of ``state`` as the run stored them (``length_scale_curves``: the
-    Dataset of :func:`scalevae.analysis.length_scales` as xarray's ``to_dict``, JSON text),
-    or None when the result holds none for this state and these windows.
-
-    Examples
-    --------
-    >>> import json
-    >>> from scalevae.testing import make_fake_result
-    >>> from scalevae.analysis import length_scales
-    >>> ds = make_fake_result(n_windows=4)
-    >>> s = length_scales(ds, "final")
-    >>> ds.attrs["length_scale_curves"] = json.dumps(s.to_dict(data="list", encoding=False),
-    ...                                              default=lambda v: v.item())
-    >>> stored_scales(ds, "final").identical(s), stored_scales(ds, "instant")
-    (True, None)
-    """
-    text = ds.attrs.get("length_scale_curves")
-    if not isinstance(text, str):
-        return None
-    try:
-        scales = xr.Dataset.from_dict(json.loads(text))
-    except (ValueError, KeyError, TypeError):
-        return None  # unreadable: computed again
-    same_windows = ("window" in scales.coords and np.array_equal(
-        scales["window"].values, ds["window"].values))
-    return scales if scales.attrs.get("state") == state and same_windows else None
 
 
 def panels_with(windows, n, keep=None):
