@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: picture -> (run folder, keep the recommendation card, final-state sections to keep)
 SHOTS = {
     "report_single_image.png": ("runs/pto", True,
-                                ["Latent distributions", "Latent representations",
+                                ["Latent distributions and their peaks (candidate "
+                                 "structural elements)", "Latent representations",
                                  "Length scales"]),
     "report_movie.png": ("runs/demo-graphene", False, ["Unusual keypoints", "Stack statistics"]),
     "report_library.png": ("runs/demo-library", True, ["Stack statistics", "Length scales"]),

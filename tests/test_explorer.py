@@ -78,7 +78,7 @@ def test_the_report_says_what_it_writes_as_it_goes(pto_run):
     assert [d for d, _, _ in lines] == list(range(1, len(lines) + 1))
     assert all(t == lines[0][1] for _, t, _ in lines) and lines[-1][0] == lines[-1][1]
     labels = [label for *_, label in lines]
-    assert "explorer" in labels and "Latent distributions (final)" in labels
+    assert "explorer" in labels and "Latent distributions and their peaks (final)" in labels
     assert labels[0] == "latent density and length scales (final)"
     assert labels[-1].startswith("writing")
 
@@ -93,8 +93,10 @@ def test_explorer_in_a_real_browser_matches_result_nc(pto_run):
     data = _data([page_html])
     drawn = np.asarray(data["drawn"])
     window = 12
+    # the explorer opens on the state the report's card reads
+    state = str(ds.attrs["recommended_window_state"])
     # the page holds the latents as float16: the box selects on those values
-    z = ds["z_mean"].sel(state="final", window=window).values[drawn].astype(np.float16)
+    z = ds["z_mean"].sel(state=state, window=window).values[drawn].astype(np.float16)
     z1lo, z1hi = np.quantile(z[:, 0], [0.2, 0.7])
     z2lo, z2hi = np.quantile(z[:, 1], [0.1, 0.8])
     inside = ((z[:, 0] >= z1lo) & (z[:, 0] <= z1hi) & (z[:, 1] >= z2lo) & (z[:, 1] <= z2hi))
@@ -112,6 +114,8 @@ def test_explorer_in_a_real_browser_matches_result_nc(pto_run):
             page.goto((run / "report.html").as_uri())
             page.wait_for_function("window.scalevaeExplorer && window.scalevaeExplorer.ready()",
                                    timeout=20000)
+            assert page.evaluate("document.querySelector(\"input[name='sv-state']:checked\")"
+                                 ".value") == state
             assert page.evaluate(f"scalevaeExplorer.setWindow({window})") == window
             got = page.evaluate("([a, b, c, d]) => scalevaeExplorer.selectLatentBox(a, b, c, d)",
                                 [float(z1lo), float(z1hi), float(z2lo), float(z2hi)])
@@ -126,9 +130,10 @@ def test_explorer_in_a_real_browser_matches_result_nc(pto_run):
                                                 "cs => cs.map(c => +c.dataset.window)")
             assert windows == [8, 12, 16]
             traj = page.evaluate("Bokeh.documents[0].get_model_by_name('sv_traj').data.z1")
-            want = ds["z_mean"].sel(state="final", latent="z1").values[:, point]
+            want = ds["z_mean"].sel(state=state, latent="z1").values[:, point]
             np.testing.assert_allclose(traj, want, rtol=1e-3, atol=1e-4)  # float16
-            assert page.evaluate("scalevaeExplorer.setState('instant')") == "instant"
+            other = "final" if state == "instant" else "instant"
+            assert page.evaluate(f"scalevaeExplorer.setState('{other}')") == other
             assert errors == []
         finally:
             browser.close()

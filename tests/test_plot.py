@@ -104,7 +104,13 @@ def test_stack_and_length_scale_figures():
     ls = an.length_scales(make_fake_result(n_windows=6))
     fig = plot.plot_length_scales(ls, PS, UNIT)
     _check(fig, "window (px)", "window (nm)")
-    assert "recommended window" in fig.texts[0].get_text()
+    # worded as the report's card: a number only when the answer is conclusive
+    title = fig.texts[0].get_text()
+    assert title.startswith("recommended window" if bool(ls["conclusive"])
+                            else "no conclusive window")
+    gradual = ls.assign(conclusive=False, gradual=True, recommended_low=8, recommended_high=20)
+    title = plot.plot_length_scales(gradual).texts[0].get_text()
+    assert title.startswith("no conclusive window (gradual): 8-20 px, most probable")
 
 
 def test_density_peak_figure_numbers_each_peak_and_shows_its_patch(ds):
@@ -138,10 +144,14 @@ def test_outlier_map_circles_the_rarest_keypoint():
     sc = [an.outlier_scores(ds, window=w) for w in (8, 16)]
     fig = plot.plot_outlier_scores(sc, make_image(), n_mark=3, pixel_size=PS, unit=UNIT)
     _check(fig, "x (px)", "y (px)", "outlier score (-ln latent density)")
-    ax = fig.axes[0]
-    first = [t for t in ax.texts if t.get_text() == "1"][0]
-    assert first.xy == (ds.x.values[37], ds.y.values[37])
-    assert len(ax.texts) == 3 and "16 px (62.4 nm)" in fig.axes[1].get_title()
+    ax = fig.axes[0]  # the maps: one mosaic, a tile per window
+    ones = [t for t in ax.texts if t.get_text() == "1"]
+    assert len(ones) == 2  # the rarest keypoint of each window
+    for one, (bx0, by0, _, _) in zip(ones, ax.tile_boxes):
+        np.testing.assert_allclose(one.xy, (bx0 + ds.x.values[37] / ax.tile_step,
+                                            by0 + ds.y.values[37] / ax.tile_step))
+    assert sum(t.get_text().isdigit() for t in ax.texts) == 6  # 3 circled per window
+    assert "16 px (62.4 nm)" in [t.get_text() for t in ax.texts]
     _check(plot.plot_outlier_scores(an.outlier_scores(make_fake_result(scattered=True,
                                                                        n_frames=2))))
 

@@ -25,10 +25,11 @@ MAGIC = {"png": lambda b: b[:8] == b"\x89PNG\r\n\x1a\n",
 # Caption beginnings of every figure the report must hold (per state where marked).
 DATA_FIGS = ["Input image", "Patches around four random keypoints", "Training loss",
              "KL divergence per latent"]
-STATE_FIGS = ["Kernel density", "Patches decoded", "Each keypoint coloured",
+STATE_FIGS = ["Kernel density of (z1, z2) per window, on one grid shared by all windows, with "
+              "its peaks", "Patches decoded", "Each keypoint coloured",
               "Scores of the principal components", "Principal patterns",
               "Mean and dispersion", "Latent change between consecutive windows",
-              "Peaks of the latent density of each window", "Outlier score of every keypoint"]
+              "Outlier score of every keypoint"]
 
 
 def _fake_loader(monkeypatch, calls):
@@ -84,8 +85,10 @@ def test_report_holds_every_figure_for_both_states(full_run):
         assert sum(a.startswith(cap) for a in alts) == 1, cap
     for cap in STATE_FIGS:
         assert sum(a.startswith(cap) for a in alts) == 2, cap  # instant and final
-    # the final model once, then one model per shown window for the instant state
-    assert calls[0] is None and sorted(calls[1:]) == [8, 12, 16, 20, 24]
+    # each model loaded once (side by side on the report's threads): the final model, and
+    # one per shown window for the instant state
+    assert calls.count(None) == 1
+    assert sorted(c for c in calls if c is not None) == [8, 12, 16, 20, 24]
 
 
 def test_report_states_the_run_and_its_recommendation(full_run):
@@ -126,7 +129,7 @@ def test_report_without_image_or_checkpoints_notes_what_it_skipped(tmp_path, mon
     alts = [alt for _, alt in IMG.findall(page)]
     assert not any(a.startswith("Patches decoded") or a.startswith("Input image") for a in alts)
     # without checkpoints the density peaks are still shown, only their patches are not
-    assert sum(a.startswith("Peaks of the latent density") for a in alts) == 2
+    assert sum(a.startswith("Kernel density") and "its peaks" in a for a in alts) == 2
     assert sum(a.startswith("Each keypoint coloured") for a in alts) == 2
     # a failure while building the report leaves the old one untouched
     old = path.read_bytes()
@@ -272,3 +275,45 @@ def test_a_large_input_npy_is_read_frame_by_frame(tmp_path, monkeypatch):
     report.write_report(tmp_path, quiet=True)
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert whole == [] and "Baselines:" in page and "Input image" in page
+
+
+def test_the_length_scales_the_run_stored_are_drawn_not_computed_again(tmp_path, monkeypatch):
+    # a run stores its recommendation state's length scales (pipeline.recommendation): the
+    # report draws them and computes only the other state's
+    import json
+
+    from scalevae.pipeline import recommendation
+
+    ds = make_fake_result(n_windows=4, grid=(8, 9))
+    stored = an.length_scales(ds, "instant")
+    ds.attrs.update(recommendation(stored))
+    assert report_text.stored_scales(ds, "instant").identical(stored)
+    assert json.loads(ds.attrs["length_scale_curves"])["attrs"]["state"] == "instant"
+    computed = []
+    real = an.length_scales
+    monkeypatch.setattr(an, "length_scales",
+                        lambda d, state=None, **k: computed.append(state) or real(d, state, **k))
+    monkeypatch.setattr(report_page, "_DPI", 30)
+    report.write_report(tmp_path, result=ds, quiet=True)
+    assert computed == ["final"]
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.count('alt="Latent change between consecutive windows') == 2  # both states
+    # a result whose windows differ from the stored curves' computes them again
+    assert report_text.stored_scales(ds.isel(window=[0, 1, 2]), "instant") is None
+
+
+def test_the_report_gives_back_the_callers_runtime_settings(tmp_path):
+    import gc
+
+    before = (sys.getswitchinterval(), gc.get_threshold(), gc.isenabled())
+    report.write_report(tmp_path, result=make_fake_result(n_windows=3), quiet=True)
+    assert (sys.getswitchinterval(), gc.get_threshold(), gc.isenabled()) == before
+
+
+def test_the_densities_are_drawn_even_where_no_window_has_a_peak():
+    ds = make_fake_result(n_windows=3)
+    ctx = sections.Context(ds, None, None, (None, None)).for_state("final")
+    none = an.kde_peaks(ctx.density).isel(peak=[])
+    fig = sections._draw_peaks(none, ctx)
+    assert fig.texts[0].get_text().startswith("latent distribution (KDE)")
+    assert len(fig.axes) == len(ctx.panel_windows) and fig.axes[0].images

@@ -407,7 +407,11 @@ def recommendation(scales) -> dict:
             # every rise of the regrouping, strongest first (JSON text: netCDF-safe)
             "length_scales": json.dumps(rises),
             "recommended_window_rule": scales.attrs.get("rule", ""),
-            "recommended_window_note": scales.attrs.get("note", "")}
+            "recommended_window_note": scales.attrs.get("note", ""),
+            # the whole length-scale Dataset (xarray's to_dict, as JSON text): the report
+            # draws this state's curves from it instead of computing them again
+            "length_scale_curves": json.dumps(scales.to_dict(data="list", encoding=False),
+                                              default=lambda v: v.item())}
 
 
 def flag_epoch_cap(ds, trained, cfg) -> None:

@@ -10,8 +10,9 @@ What lives where:
   :func:`pick_panels`;
 - ``data`` -- the input: :func:`plot_keypoints`, :func:`plot_example_patches`;
 - ``latents`` -- the latent space: distributions, manifolds, KDE-PCA, trajectory PCA, density
-  peaks, outlier scores;
-- ``maps`` -- :func:`plot_latent_images` (one mosaic of keypoint maps);
+  peaks;
+- ``maps`` -- maps over the frame, one mosaic each: :func:`plot_latent_images`,
+  :func:`plot_outlier_scores`;
 - ``scales`` -- :func:`plot_stack_statistics`, :func:`plot_length_scales`;
 - ``training`` -- :func:`plot_loss`, :func:`plot_kl` (and :data:`COLLAPSE_NATS`).
 """
@@ -19,8 +20,8 @@ What lives where:
 from ._layout import pick_panels, window_label
 from .data import plot_example_patches, plot_keypoints
 from .latents import (plot_kde_pca, plot_kde_peaks, plot_latent_distributions,
-                      plot_latent_manifolds, plot_outlier_scores, plot_trajectory_pca)
-from .maps import plot_latent_images
+                      plot_latent_manifolds, plot_trajectory_pca)
+from .maps import plot_latent_images, plot_outlier_scores
 from .scales import plot_length_scales, plot_stack_statistics
 from .training import COLLAPSE_NATS, plot_kl, plot_loss
 

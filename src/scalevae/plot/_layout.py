@@ -1,20 +1,19 @@
-"""Shared figure machinery: fixed-grid figures, colorbars, window axes, point maps.
+"""Shared figure machinery: fixed-grid figures, colorbars, window axes, mosaics of tiles.
 
 Every figure of :mod:`scalevae.plot` is built from these helpers, without ``pyplot``.
 
 Cost rules the figures follow (the report draws ~20 of them): grids of images are one mosaic
 image in one axes (:func:`_mosaic_image`), not an axes per tile; a title gets ``y=1.0`` where
 no axis sits on top of its panel, which skips matplotlib's search for overlapping tick labels
-at every draw (the title lands where that search would put it).
+at every draw (the title lands where that search would put it); at most five ticks per axis
+(:func:`thin_ticks`, applied by the report when it renders).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 from matplotlib.figure import Figure
 
-from ..analysis import grid_layout
 from ..io.units import physical_pixel
 
 def window_label(window, pixel_size=None, unit=None):
@@ -77,6 +76,35 @@ def _figure(ncols, nrows, panel=2.4, dpi=90, left=0.75, right=0.25, bottom=0.6, 
     return fig, axes
 
 
+#: Major ticks per linear axis at most (:func:`thin_ticks`): each tick costs about a
+#: millisecond to build and draw, and matplotlib's default puts up to ten on a panel.
+MAX_TICKS = 4
+
+
+def thin_ticks(fig, nbins=MAX_TICKS):
+    """At most ``nbins + 1`` major ticks (at round numbers) on every automatically ticked
+    linear axis of ``fig``, and no minor ticks on a logarithmic one (its decades stay
+    labelled): a report of ~20 figures otherwise spends most of its drawing time building
+    tick marks. Axes with ticks set explicitly are left as they are.
+
+    Examples
+    --------
+    >>> fig, axes = _figure(1, 1)
+    >>> _ = axes[0, 0].plot([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    >>> thin_ticks(fig)
+    >>> len(axes[0, 0].get_yticks()) <= MAX_TICKS + 3
+    True
+    """
+    from matplotlib.ticker import AutoLocator, LogLocator, MaxNLocator, NullLocator
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if type(axis.get_major_locator()) is AutoLocator:
+                axis.set_major_locator(MaxNLocator(nbins, steps=[1, 2, 2.5, 5, 10]))
+            if isinstance(axis.get_minor_locator(), LogLocator):
+                axis.set_minor_locator(NullLocator())
+
+
 def _suptitle(fig, text):
     fig.suptitle(text, fontsize=10, y=1 - 0.08 / fig.get_figheight(), va="top")
 
@@ -113,36 +141,6 @@ def _show_image(ax, img):
     ax.set_ylabel("y (px)")
 
 
-def _point_map(ax, values, y, x, image=None, cmap="viridis", vmin=None, vmax=None):
-    """Values at keypoints over the image: a tiled image for a regular grid, else dots."""
-    if image is not None:
-        _show_image(ax, image)
-    else:
-        ax.set_xlabel("x (px)")
-        ax.set_ylabel("y (px)")
-    pts = xr.Dataset(coords={"y": ("point", y), "x": ("point", x)})
-    layout = grid_layout(pts)
-    if layout is not None:
-        _, _, iy, ix, uy, ux = layout
-        grid = np.full((len(uy), len(ux)), np.nan)
-        grid[iy, ix] = values
-        dy = uy[1] - uy[0]
-        dx = ux[1] - ux[0]
-        im = ax.imshow(grid, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
-                       alpha=0.75 if image is not None else 1.0,
-                       extent=(ux[0] - dx / 2, ux[-1] + dx / 2, uy[-1] + dy / 2, uy[0] - dy / 2))
-    else:
-        span = max(image.shape) if image is not None else max(np.ptp(y), np.ptp(x), 1.0)
-        area = max(np.ptp(y) * np.ptp(x), span)
-        s = _dot_size(len(values), area, ax.get_position().width * ax.figure.get_figwidth()
-                      / span)
-        im = ax.scatter(x, y, c=values, s=s, cmap=cmap, vmin=vmin, vmax=vmax, linewidths=0)
-        if image is None:
-            ax.invert_yaxis()
-            ax.set_aspect("equal")
-    return im
-
-
 def _dot_size(n, area_px, inch_per_px, fill=0.8):
     """Marker area (pt^2) so that ``n`` dots spread over ``area_px`` pixels are ``fill`` of
     their spacing wide (0.8: nearly touching, a map; 0.35: sparse marks on an image)."""
@@ -175,6 +173,14 @@ def _grey(img):
                    0.0, 1.0)
 
 
+def _grey_minmax(img):
+    """An image as grey levels in [0, 1] on its own min-max range (as a lone ``imshow``
+    draws it); NaN drawn as the minimum."""
+    img = np.asarray(img, np.float32)
+    lo, hi = float(np.nanmin(img)), float(np.nanmax(img))
+    return np.clip((np.nan_to_num(img, nan=lo) - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+
+
 def _tile_step(shape):
     """Subsampling step so that a frame of ``shape`` fits :data:`TILE_PIXELS`."""
     return max(1, int(np.ceil(max(shape) / TILE_PIXELS)))
@@ -183,7 +189,7 @@ def _tile_step(shape):
 def _point_tile(rgba, y, x, shape, spacing, background=None, alpha=0.75):
     """Keypoint colours ``rgba`` (n, 4) painted as squares ``spacing`` px wide at (y, x) over
     a frame of ``shape`` (grey ``background`` in [0, 1] underneath, at ``1 - alpha``): one RGB
-    tile, subsampled to :data:`TILE_PIXELS` (what :func:`_point_map` draws, as pixels)."""
+    tile, subsampled to :data:`TILE_PIXELS` (values at keypoints over the image, as pixels)."""
     step = _tile_step(shape)
     h, w = (int(np.ceil(s / step)) for s in shape)
     if background is not None:

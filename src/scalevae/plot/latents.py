@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ScaleVAEError
-from ._layout import (_colorbar, _figure, _frame_image, _point_map, _robust_limits, _suptitle,
-                      _window_axis, pick_panels, window_label)
+from ._layout import (_figure, _frame_image, _suptitle, _window_axis, pick_panels,
+                      window_label)
 
 def _latent_row(ax, j, xlabel, ylabel):
     ax.set_xlabel(xlabel, fontsize=9)
@@ -60,6 +60,9 @@ def _mosaic(rep):
 def plot_latent_manifolds(manifolds, max_panels=6, state="", pixel_size=None, unit=None):
     """Decoded grids of latent points per window (paper Figs. 3d-f, 5e-h).
 
+    One mosaic image, a tile per window (z1 left to right, z2 bottom to top, each tile on its
+    own min-max grey scale, bright = high), the latent range of each tile printed under it.
+
     Parameters
     ----------
     manifolds : dict
@@ -71,18 +74,37 @@ def plot_latent_manifolds(manifolds, max_panels=6, state="", pixel_size=None, un
     >>> from scalevae.analysis import latent_representation
     >>> fig = plot_latent_manifolds({8: latent_representation(FakeModel(), [[-1, 1], [-1, 1]], 4)})
     """
+    from matplotlib.figure import Figure
+
+    from ._layout import _grey_minmax, _mosaic_axes, _mosaic_image
+
     wins = pick_panels(sorted(manifolds), max_panels)
-    fig, axes = _figure(len(wins), 1, panel=2.5, left=0.8, wgap=0.85, bottom=0.5)
-    for j, (ax, w) in enumerate(zip(axes[0], wins)):
+    grids = [_mosaic(manifolds[w]) for w in wins]
+    side = max(max(g.shape) for g in grids)
+    tiles = []
+    for g in grids:  # each on its own grey scale, padded white to a common square
+        tile = np.ones((side, side, 3), np.float32)
+        tile[:g.shape[0], :g.shape[1]] = _grey_minmax(g)[..., None]
+        tiles.append(tile)
+    mosaic, boxes = _mosaic_image([tiles], gap=max(6, side // 12))
+    panel, left, right, top, bottom = 2.5, 0.3, 0.3, 0.75, 0.75
+    width = left + panel * len(wins) * mosaic.shape[1] / (len(wins) * side) + right
+    height = top + bottom + (width - left - right) * mosaic.shape[0] / mosaic.shape[1]
+    fig = Figure(figsize=(width, height), dpi=90)
+    ax = _mosaic_axes(fig, [left / width, bottom / height, (width - left - right) / width,
+                            (height - top - bottom) / height], mosaic)
+    for w, (x0, y0, x1, y1) in zip(wins, boxes):
         rep = manifolds[w]
+        ax.text((x0 + x1) / 2, y0 - 4, window_label(w, pixel_size, unit), ha="center",
+                va="bottom", fontsize=9)
         g1 = rep["z1_grid"].values
-        g2 = rep["z2_grid"].values if "z2_grid" in rep.dims else np.array([-0.5, 0.5])
-        h1 = (g1[1] - g1[0]) / 2 if len(g1) > 1 else 0.5
-        h2 = (g2[1] - g2[0]) / 2 if len(g2) > 1 else 0.5
-        ax.imshow(_mosaic(rep), cmap="gray", aspect="auto", interpolation="nearest",
-                  extent=(g1[0] - h1, g1[-1] + h1, g2[0] - h2, g2[-1] + h2))
-        _latent_row(ax, 0, "z1", "z2" if "z2_grid" in rep.dims else "")
-        ax.set_title(window_label(w, pixel_size, unit), fontsize=9, y=1.0)
+        text = f"z1 {g1[0]:.2g} to {g1[-1]:.2g}"
+        if "z2_grid" in rep.dims:
+            g2 = rep["z2_grid"].values
+            text += f", z2 {g2[0]:.2g} to {g2[-1]:.2g}"
+        ax.text((x0 + x1) / 2, y1 + 4, text, ha="center", va="top", fontsize=8)
+    ax.set_xlabel("z1 left to right, z2 bottom to top (each tile's latent range under it)",
+                  fontsize=9, labelpad=16)
     _suptitle(fig, "latent representation (decoded latent grid)"
               + (f", {state} state" if state else ""))
     return fig
@@ -129,20 +151,36 @@ def plot_kde_pca(pca, pixel_size=None, unit=None):
 def plot_trajectory_pca(tpca, image=None, pixel_size=None, unit=None):
     """Trajectory PCA: component curves vs window and loading maps (paper Fig. 6).
 
+    Top: each component's weight per latent and window. Bottom: one mosaic, each keypoint's
+    loading on each component painted over the frame, on one colour scale from minus to plus
+    the component's largest absolute loading (printed in its tile).
+
     Examples
     --------
     >>> from scalevae.testing import make_fake_result
     >>> from scalevae.analysis import trajectory_pca
     >>> fig = plot_trajectory_pca(trajectory_pca(make_fake_result()))
     """
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from ._layout import _grey, _mosaic_axes, _mosaic_image, _point_tile, _spacing
+
     comps = tpca["component"].values
-    fig, axes = _figure(len(comps), 2, panel=2.6, left=0.8, right=1.0, top=1.05, wgap=1.8,
-                        hgap=0.75)
+    panel, maps_h, gap = 2.6, 2.6, 0.75
+    bottom = 0.6
+    fig, axes = _figure(len(comps), 1, panel=panel, left=0.8, right=1.0, top=1.05, wgap=1.8,
+                        bottom=bottom + maps_h + gap)
     w = tpca["window"].values
     frame = tpca["frame"].values if "frame" in tpca.coords else np.zeros(tpca.sizes["point"])
     f0 = frame.min()
     on = frame == f0
     bg = _frame_image(image, f0)
+    y, x = tpca["y"].values[on].astype(float), tpca["x"].values[on].astype(float)
+    shape = bg.shape if bg is not None else (int(np.nanmax(y)) + 1, int(np.nanmax(x)) + 1)
+    spacing, grey = _spacing(y, x, shape), (_grey(bg) if bg is not None else None)
+    tiles, extremes = [], []
     for j, c in enumerate(comps):
         ax = axes[0, j]
         for lat in tpca["latent"].values:
@@ -150,14 +188,35 @@ def plot_trajectory_pca(tpca, image=None, pixel_size=None, unit=None):
         ax.axhline(0, color="0.6", lw=0.6)
         ax.set_ylabel("component weight")
         e = float(tpca["explained_variance_ratio"].sel(component=c))
-        ax.set_title(f"PC{c} ({e:.0%} of variance)", fontsize=9)
-        ax.legend(fontsize=8)
-        _window_axis(ax, pixel_size, unit)
+        # the window axis in physical units and the latents' legend once, on the first panel
+        ax.set_title(f"PC{c} ({e:.0%} of variance)", fontsize=9,
+                     **({} if j == 0 else {"y": 1.0}))
+        if j == 0:
+            ax.legend(fontsize=8, loc="best")
+        _window_axis(ax, pixel_size, unit, secondary=j == 0)
         load = tpca["loadings"].sel(component=c).values[on]
         m = float(np.nanmax(np.abs(load))) or 1.0
-        im = _point_map(axes[1, j], load, tpca["y"].values[on], tpca["x"].values[on], bg,
-                        "RdBu_r", -m, m)
-        _colorbar(fig, im, axes[1, j], f"PC{c} loading")
+        rgba = colormaps["RdBu_r"](Normalize(-m, m)(load))
+        rgba[~np.isfinite(load)] = np.nan
+        tiles.append(_point_tile(rgba, y, x, shape, spacing, grey))
+        extremes.append(m)
+    mosaic, boxes = _mosaic_image([tiles])
+    width, height = fig.get_figwidth(), fig.get_figheight()
+    left, inner = axes[0, 0].get_position().x0, axes[0, -1].get_position().x1
+    # the mosaic's own aspect, as wide as the row above allows, centred under it
+    span = min((inner - left) * width, maps_h * mosaic.shape[1] / mosaic.shape[0]) / width
+    x0 = (left + inner - span) / 2
+    ax = _mosaic_axes(fig, [x0, bottom / height, span, maps_h / height], mosaic)
+    for c, m, (bx0, by0, bx1, _) in zip(comps, extremes, boxes):
+        ax.text((bx0 + bx1) / 2, by0 - 4, f"PC{c} loading (\u00b1{m:.3g})", ha="center",
+                va="bottom", fontsize=9)
+    ax.set_xlabel("each tile is the frame: x (px) left to right, y (px) top to bottom",
+                  fontsize=8)
+    cax = fig.add_axes([x0 + span + 0.15 / width, bottom / height, 0.12 / width,
+                        maps_h / height])
+    cb = fig.colorbar(ScalarMappable(Normalize(-1, 1), "RdBu_r"), cax=cax, ticks=[-1, 0, 1])
+    cb.ax.set_yticklabels(["-max", "0", "+max"], fontsize=8)
+    cb.set_label("loading / the component's largest |loading|", fontsize=8)
     _suptitle(fig, "PCA of per-keypoint latent trajectories, "
               f"{tpca.attrs.get('state', '')} state"
               + (f" (maps: frame {f0})" if len(np.unique(frame)) > 1 else ""))
@@ -248,71 +307,6 @@ def plot_kde_peaks(peaks, density, max_panels=5, max_peaks=6, pixel_size=None, u
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel("decoded patch at each peak", fontsize=8)
-    _suptitle(fig, "peaks of the latent density (candidate structural elements), "
+    _suptitle(fig, "latent distribution (KDE) and its peaks (candidate structural elements), "
               f"{density.attrs.get('state', '')} state")
-    return fig
-
-
-def plot_outlier_scores(scores, image=None, n_mark=10, pixel_size=None, unit=None):
-    """Per-keypoint outlier score (-log latent density) as a map over the image.
-
-    One map per window given, with the ``n_mark`` most unusual keypoints circled and numbered
-    (1 = rarest), and a histogram of the scores of every window (right): a long right tail
-    means rare structures (defects, contamination, scan artefacts) the map locates. For a
-    stack, the maps show the frame that holds the rarest keypoint of the first window.
-
-    Parameters
-    ----------
-    scores : xarray.DataArray or list of them
-        From :func:`scalevae.analysis.outlier_scores` (its ``window`` attribute labels it).
-    image : array, optional
-        The input image or stack, drawn underneath.
-    n_mark : int
-        Number of keypoints to circle per window.
-
-    Examples
-    --------
-    >>> from scalevae.testing import make_fake_result
-    >>> from scalevae.analysis import outlier_scores
-    >>> fig = plot_outlier_scores(outlier_scores(make_fake_result()))
-    """
-    scores = [scores] if not isinstance(scores, (list, tuple)) else list(scores)
-    if not scores:
-        raise ScaleVAEError("no outlier scores to plot")
-    first = scores[0]
-    frame = first["frame"].values if "frame" in first.coords else np.zeros(first.size, int)
-    v0 = np.where(np.isfinite(first.values), first.values, -np.inf)
-    f0 = frame[int(np.argmax(v0))]
-    on = frame == f0
-    bg = _frame_image(image, f0)
-    fig, axes = _figure(len(scores) + 1, 1, panel=2.9, left=0.7, right=0.3, wgap=1.45,
-                        top=0.75)
-    axes = axes[0]
-    for ax, sc in zip(axes[:-1], scores):
-        v = sc.values[on]
-        y, x = sc["y"].values[on], sc["x"].values[on]
-        lo, hi = _robust_limits(v)
-        im = _point_map(ax, v, y, x, bg, "inferno", lo, hi)
-        order = np.argsort(-np.where(np.isfinite(v), v, -np.inf))[:n_mark]
-        ax.scatter(x[order], y[order], s=70, facecolors="none", edgecolors="#37e0ff",
-                   linewidths=1.2)
-        for n, i in enumerate(order, 1):
-            ax.annotate(str(n), (x[i], y[i]), xytext=(5, 4), textcoords="offset points",
-                        color="#37e0ff", fontsize=7, fontweight="bold")
-        ax.tick_params(labelsize=8)
-        ax.set_title(window_label(sc.attrs.get("window", 0), pixel_size, unit), fontsize=9, y=1.0)
-        _colorbar(fig, im, ax, "outlier score", gap=0.06)
-    hx = axes[-1]
-    for sc in scores:
-        v = sc.values[np.isfinite(sc.values)]
-        hx.hist(v, bins=50, histtype="step", lw=1.2,
-                label=window_label(sc.attrs.get("window", 0), pixel_size, unit))
-    hx.set_yscale("log")
-    hx.set_xlabel("outlier score (-ln latent density)", fontsize=9)
-    hx.set_ylabel("keypoints", fontsize=9)
-    hx.tick_params(labelsize=8)
-    hx.legend(fontsize=8)
-    multi = len(np.unique(frame)) > 1
-    _suptitle(fig, "how unusual each keypoint's latent is (circled: the rarest), "
-              f"{first.attrs.get('state', '')} state" + (f" (maps: frame {f0})" if multi else ""))
     return fig

@@ -94,6 +94,26 @@ def plot_length_scales(scales, pixel_size=None, unit=None):
     ax2.set_ylabel("regrouping")
     ax2.set_xlabel("window (px)")
     ax2.legend(fontsize=8)
-    _suptitle(fig, f"recommended window: {window_label(rec, pixel_size, unit)}, "
+    _suptitle(fig, f"{_answer(scales, rec, pixel_size, unit)}, "
               f"{scales.attrs.get('state', '')} state")
     return fig
+
+
+def _answer(scales, rec, pixel_size, unit):
+    """The figure's title, worded as the report's card: a number only when conclusive,
+    otherwise the interval and why (gradual, or still rising).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> _answer(xr.Dataset({"conclusive": False, "gradual": True, "recommended_low": 12,
+    ...                     "recommended_high": 40}), 16, None, None)
+    'no conclusive window (gradual): 12-40 px, most probable 16 px'
+    """
+    label = window_label(rec, pixel_size, unit)
+    if "conclusive" not in scales or bool(scales["conclusive"]):
+        return f"recommended window: {label}"
+    why = "gradual" if bool(scales.get("gradual", False)) else "still rising"
+    interval = (f"{int(scales['recommended_low'])}-{int(scales['recommended_high'])} px, "
+                if "recommended_low" in scales else "")
+    return f"no conclusive window ({why}): {interval}most probable {label}"

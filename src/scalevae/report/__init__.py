@@ -16,22 +16,26 @@ interactive explorer; this module puts them in order.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from .. import analysis as an
 from .._atomic import atomic_write
 from ..analysis._common import scales_state
 from ..io.lazy import NpyFrames, read_lazily
 from ..io.units import physical_pixel
 from ..results import load_result
-from .explorer import explorer_html
+from .explorer import explorer_html, explorer_patches
 from .page import esc, html_page, json_attr, json_block, note
-from .sections import DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models, state_part
-from .text import (baselines_html, recommendation_card, stored_recommendation, summary_table,
-                   training_text)
+from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
+                       state_computed, state_part)
+from .text import (baselines_html, recommendation_card, stored_recommendation, stored_scales,
+                   summary_table, training_text)
 
 __all__ = ["write_report"]
 
@@ -69,13 +73,53 @@ def _print_progress(done, total, label):
     print(f"report: {done}/{total} {label}", file=sys.stderr, flush=True)
 
 
+#: The interpreter's thread switch interval while the report is written (s; Python's default
+#: is 0.005): the drawing thread holds the GIL almost all the time, and each short Python step
+#: of a computing worker between two GIL-free numpy calls would otherwise wait up to 5 ms.
+_SWITCH_INTERVAL = 0.0005
+#: Garbage-collection thresholds while the report is written (Python's default: 700, 10, 10):
+#: the figures and Bokeh models are hundreds of thousands of short-lived objects, and at the
+#: default a full collection walks the caller's whole heap (torch, xarray) every few figures, a
+#: fifth of the report's CPU time on the README's run; young collections still free each
+#: figure's reference cycles (collection off altogether kept ~100 MiB more).
+_GC_THRESHOLDS = (50_000, 20, 20)
+
+
+@contextlib.contextmanager
+def _lean_runtime():
+    """While the report is written: BLAS and torch on one thread each (the report runs its
+    own threads, drawing and computing, and BLAS or torch pools spinning beside them on a
+    small machine cost more CPU time than they save), the GIL handed over sooner
+    (:data:`_SWITCH_INTERVAL`), garbage collected less often (:data:`_GC_THRESHOLDS`). The
+    caller's settings come back after."""
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
+    torch = sys.modules.get("torch")  # loaded only when the caller or a model needs it
+    before = torch.get_num_threads() if torch is not None else None
+    interval = sys.getswitchinterval()
+    thresholds = gc.get_threshold()
+    try:
+        sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
+        gc.set_threshold(*_GC_THRESHOLDS)
+        with threadpool_limits(1):
+            if torch is not None:
+                torch.set_num_threads(1)
+            yield
+    finally:
+        gc.set_threshold(*thresholds)
+        sys.setswitchinterval(interval)
+        if torch is not None:
+            torch.set_num_threads(before)
+
+
 def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -> None:
     """Write ``run_dir/report.html``: one self-contained HTML report of a run.
 
     The report reads the result Dataset only and changes nothing in it: the recommendation is
-    the one the run stored (``recommended_window*`` attributes); the length-scale curves the
-    figures show are computed from the latents. The file is written atomically (a temporary file renamed into
-    place), so a failure while building the report leaves an older report untouched.
+    the one the run stored (``recommended_window*`` attributes), and so are the length scales
+    of its state (``length_scale_curves``); the other state's are computed from the latents.
+    The file is written atomically (a temporary file renamed into place), so a failure while
+    building the report leaves an older report untouched.
 
     Parameters
     ----------
@@ -122,44 +166,60 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
             "<a href='#training'>Training</a>"
             "<a href='#final'>Final state</a><a href='#instant'>Instant state</a>"
             "<a href='#config'>Configuration</a></nav>"]
-    # Every state's scales first: the recommendation at the top reads the scales of the state
-    # the result's recommendation was read from (config.SCALES_STATE for a new run), and the
-    # recommended window is one of the panels of every figure.
-    # The states' densities and length-scale curves (numpy and scipy, which release the GIL)
-    # are computed side by side, one thread per state; each is a pure function of the Dataset.
-    for state in states:
-        step(f"latent density and length scales ({state})")
-    with ThreadPoolExecutor(max_workers=max(1, len(states))) as pool:
-        state_ctxs = dict(zip(states, pool.map(ctx.for_state, states)))
-    rec_state = scales_state(ds)
-    # the recommendation as the run stored it; computed only for a result saved without it
-    rec = stored_recommendation(ds, state_ctxs[rec_state].scales
-                                if rec_state in state_ctxs else None)
-    if rec is not None:
-        ctx.recommended = rec["window"]
-    state_parts = []
-    for state in states:
-        state_ctxs[state].recommended = ctx.recommended
-        state_parts += state_part(state_ctxs[state], step)
-    if rec is not None and ds.sizes["window"] >= 2:
-        step("baselines")
-        body.append(recommendation_card(rec, ctx.phys,
-                                        baselines_html(ds, ctx.image, rec["state"], ctx.phys)))
-    elif ds.sizes["window"] < 2:
-        body.append(note("Only one window: length scales need at least two."))
+    # Worker threads compute (numpy, scipy and torch, which release the GIL) while this
+    # thread draws (matplotlib and Bokeh, which hold it): each is a pure function of the
+    # Dataset. The slowest piece, the length scales of the state the run did not store, starts
+    # first; this thread draws what needs no worker meanwhile, then the state whose scales the
+    # result holds. Two workers (a third cost ~80 MiB more peak memory): the sections
+    # waiting for those scales are submitted last, so they hold up nothing else.
+    with _lean_runtime(), ThreadPoolExecutor(max_workers=2) as pool:
+        # the recommendation as the run stored it (the recommended window is a panel of every
+        # figure); a result saved without it reads it from its state's scales, computed first
+        rec, known = stored_recommendation(ds), {}
+        if rec is None and scales_state(ds) in states:
+            known[scales_state(ds)] = an.length_scales(ds, scales_state(ds))
+            rec = stored_recommendation(ds, known[scales_state(ds)])
+        if rec is not None:
+            ctx.recommended = rec["window"]
+        ctx.encoder = pool  # figures are encoded on the workers, after what they compute
+        for state in states:
+            step(f"latent density and length scales ({state})")
+        # the length scales the result does not hold start first, on a worker (for_state);
+        # the states are drawn in the opposite order, the stored one first
+        slow_first = sorted(states, key=lambda s: stored_scales(ds, s) is not None)
+        state_ctxs = {s: ctx.for_state(s, pool, known.get(s)) for s in slow_first}
+        patches = pool.submit(explorer_patches, ds, ctx.image, ctx.models)
+        drawn = slow_first[::-1]
+        computed = {s: state_computed(pool, state_ctxs[s], False) for s in drawn}
+        waiting = [s for s in drawn if hasattr(state_ctxs[s].scales_source, "result")]
+        for s in drawn:  # the sections that read scales: the computed ones' last
+            if s not in waiting:
+                computed[s].update(state_computed(pool, state_ctxs[s], True))
+        baselines = (pool.submit(baselines_html, ds, ctx.image, rec["state"], ctx.phys)
+                     if rec is not None and ds.sizes["window"] >= 2 else None)
+        for s in waiting:
+            computed[s].update(state_computed(pool, state_ctxs[s], True))
 
-    step("explorer")
-    body += explorer_html(ds, ctx.image, ctx.models, ctx.recommended)
-    body += ["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
-    for section in DATA_SECTIONS:
-        step(section.label)
-        body += section.render(ctx)
-    body.append("<h2 id='training'>Training</h2>")
-    for section in TRAINING_SECTIONS:
-        step(section.label)
-        body += section.render(ctx)
-    body += training_text(ds, ctx.phys)
-    body += state_parts
+        data_part = ["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
+        for section in DATA_SECTIONS:
+            step(section.label)
+            data_part += section.render(ctx)
+        data_part.append("<h2 id='training'>Training</h2>")
+        for section in TRAINING_SECTIONS:
+            step(section.label)
+            data_part += section.render(ctx)
+        data_part += training_text(ds, ctx.phys)
+        step("explorer")
+        explorer = explorer_html(ds, ctx.image, ctx.models, ctx.recommended,
+                                 rec["state"] if rec is not None else None, patches)
+        state_parts = {s: state_part(state_ctxs[s], step, computed[s]) for s in drawn}
+        step("baselines")
+        card = []
+        if baselines is not None:
+            card = [recommendation_card(rec, ctx.phys, baselines.result())]
+        elif ds.sizes["window"] < 2:
+            card = [note("Only one window: length scales need at least two.")]
+    body += card + explorer + data_part + [h for s in states for h in state_parts[s]]
 
     body += ["<h2 id='config'>Configuration</h2>", json_block(json_attr(ds, "config"))]
     norm = json_attr(ds, "normalization")

@@ -25,7 +25,7 @@ import numpy as np
 from ._explorer_assets import _CSS, _JS
 from .page import esc, json_attr, note
 
-__all__ = ["explorer_html", "drawn_points", "patch_points"]
+__all__ = ["explorer_html", "explorer_patches", "drawn_points", "patch_points"]
 
 #: Keypoints drawn at most; larger runs draw an even subsample (stated in the page).
 MAX_DRAWN = 20000
@@ -151,8 +151,9 @@ def _decode(model, ds, idx):
                                                       *out.shape[-2:])
 
 
-def _payload(ds, image, models, drawn, stored):
-    """The arrays the page's script reads: latents per state, positions, patches."""
+def _payload(ds, image, models, drawn, stored, patches=None):
+    """The arrays the page's script reads: latents per state, positions, patches
+    (``patches``: :func:`explorer_patches`, computed here when None)."""
     states = [str(s) for s in ds["state"].values]
     latents = [str(k) for k in ds["latent"].values]
     variables = latents + (["angle"] if "angle" in ds else [])
@@ -163,6 +164,7 @@ def _payload(ds, image, models, drawn, stored):
             "x": _b64(ds["x"].values[drawn], np.float32),
             "y": _b64(ds["y"].values[drawn], np.float32),
             "z": {}, "angle": {}, "range": {}}
+    data.update(explorer_patches(ds, image, models, stored) if patches is None else patches)
     for s in states:
         z = ds["z_mean"].sel(state=s).transpose("window", "point", "latent").values[:, drawn]
         data["z"][s] = _b64(z, np.float16)  # (window, drawn, latent)
@@ -173,18 +175,16 @@ def _payload(ds, image, models, drawn, stored):
             data["angle"][s] = _b64(a, np.float16)
             ranges["angle"] = [float(np.nanmin(a)), float(np.nanmax(a))]
         data["range"][s] = ranges
-    patches, why = _patches(ds, image, models, stored)
-    if patches is not None:
-        seen, recon = patches
-        data["patch_size"] = int(seen.shape[-1])
-        data["seen"] = _atlas_webp(seen)  # (window, stored point, r, r) as an image
-        data["recon"] = None if recon is None else _atlas_webp(recon)
-    data["patch_note"] = why or ("" if patches[1] is not None else
-                                 "reconstructions skipped: the final model did not load")
     return data
 
 
-def _figures(ds, image, data, recommended):
+def _first_state(states, state):
+    """The state the explorer opens on: ``state`` (the one the recommendation reads) when the
+    result holds it, else the final one."""
+    return state if state in states else ("final" if "final" in states else states[0])
+
+
+def _figures(ds, image, data, recommended, shown_state=None):
     """The Bokeh layout (image view, latent view, trajectory, widgets) and the frame shown."""
     from bokeh.layouts import column, row
     from bokeh.models import (BoxSelectTool, CDSView, ColumnDataSource, CustomJS, IndexFilter,
@@ -196,7 +196,7 @@ def _figures(ds, image, data, recommended):
     frames = np.asarray(data["frame"])
     frame = int(frames[0]) if len(frames) else 0
     start = windows.index(recommended) if recommended in windows else len(windows) - 1
-    state = "final" if "final" in data["states"] else data["states"][0]
+    state = _first_state(data["states"], shown_state)
     z = np.frombuffer(base64.b64decode(data["z"][state]), np.float16).reshape(
         len(windows), len(data["drawn"]), len(data["latents"]))[start]
     lo, hi = data["range"][state][data["variables"][0]]
@@ -255,12 +255,12 @@ def _figures(ds, image, data, recommended):
     return layout, frame
 
 
-def _controls(data, recommended):
+def _controls(data, recommended, shown_state=None):
     """The window slider, state toggle and colour choice as plain HTML (Bokeh's widgets
     would add 0.4 MB of script to the page for three inputs), and the status line."""
     windows, states = data["windows"], data["states"]
     start = windows.index(recommended) if recommended in windows else len(windows) - 1
-    state = "final" if "final" in states else states[0]
+    state = _first_state(states, shown_state)
     radios = "".join(f"<label><input type='radio' name='sv-state' value='{esc(s)}'"
                      f"{' checked' if s == state else ''}> {esc(s)}</label> " for s in states)
     options = "".join(f"<option>{esc(v)}</option>" for v in data["variables"])
@@ -278,7 +278,27 @@ def _colorbar(cmap):
     return ColorBar(color_mapper=cmap, width=8, name="sv_colorbar")
 
 
-def explorer_html(ds, image=None, models=None, recommended=None):
+def explorer_patches(ds, image=None, models=None, stored=None):
+    """The patches the explorer's page stores (input and reconstruction atlases of the
+    :func:`patch_points`, WebP), apart from the Bokeh views so that the report computes
+    them on a worker thread: the entries ``patch_size``, ``seen``, ``recon`` and
+    ``patch_note`` of the page's data. ``stored``: the points whose patches are stored
+    (default :func:`patch_points` of :func:`drawn_points`)."""
+    if stored is None:
+        stored = patch_points(drawn_points(ds.sizes["point"], MAX_DRAWN), MAX_PATCH_POINTS)
+    patches, why = _patches(ds, image, models, stored)
+    data = {}
+    if patches is not None:
+        seen, recon = patches
+        data["patch_size"] = int(seen.shape[-1])
+        data["seen"] = _atlas_webp(seen)  # (window, stored point, r, r) as an image
+        data["recon"] = None if recon is None else _atlas_webp(recon)
+    data["patch_note"] = why or ("" if patches[1] is not None else
+                                 "reconstructions skipped: the final model did not load")
+    return data
+
+
+def explorer_html(ds, image=None, models=None, recommended=None, state=None, patches=None):
     """The explorer section of the report: linked views of one run (see the module docs).
 
     Parameters
@@ -294,6 +314,12 @@ def explorer_html(ds, image=None, models=None, recommended=None):
         model that does not load leaves them out, with a note.
     recommended : int, optional
         The window (px) shown first; default the largest.
+    patches : dict or concurrent.futures.Future of one, optional
+        :func:`explorer_patches` of the same arguments, when computed elsewhere (a future is
+        waited for only after the Bokeh views are built).
+    state : {"instant", "final"}, optional
+        The state shown first: the one the recommendation reads (the report's card); default
+        the final state.
 
     Returns
     -------
@@ -314,10 +340,12 @@ def explorer_html(ds, image=None, models=None, recommended=None):
 
     drawn = drawn_points(ds.sizes["point"], MAX_DRAWN)
     stored = patch_points(drawn, MAX_PATCH_POINTS)
-    data = _payload(ds, image, models, drawn, stored)
-    layout, frame = _figures(ds, image, data, recommended)
+    data = _payload(ds, image, models, drawn, stored, {} if patches is not None else None)
+    layout, frame = _figures(ds, image, data, recommended, state)
     script, div = components(layout)
     bundle = bundle_for_objs_and_resources([layout], INLINE)
+    if patches is not None:
+        data.update(patches.result() if hasattr(patches, "result") else patches)
     n, m = ds.sizes["point"], len(drawn)
     intro = (f"<p>Drag the window slider, switch instant/final, colour the keypoints by a latent "
              f"or the angle. Box- or lasso-select in either view to select the same keypoints in "
@@ -338,7 +366,7 @@ def explorer_html(ds, image=None, models=None, recommended=None):
     if data.get("patch_note"):
         out.append(note(f"Explorer patches: {data['patch_note']}."))
     out += [bundle.js_raw and "\n".join(f"<script>{js}</script>" for js in bundle.js_raw),
-            _controls(data, recommended), div, script, "<div id='sv-patches'>Click a keypoint to see its patches.</div>",
+            _controls(data, recommended, state), div, script, "<div id='sv-patches'>Click a keypoint to see its patches.</div>",
             "<script type='application/json' id='sv-data'>"
             + json.dumps(data).replace("</", "<\\/") + "</script>",
             f"<script>{_JS}</script>"]

@@ -13,6 +13,8 @@ import json
 
 import numpy as np
 
+from ..plot._layout import thin_ticks
+
 _DPI = 90
 #: WebP quality of the photographic figures: text and edges stay clean, noise is dropped.
 _WEBP_QUALITY = 82
@@ -51,22 +53,33 @@ def esc(text):
     return html.escape(str(text))
 
 
-def figure_html(fig, caption, lossy=False):
+def figure_html(fig, caption, lossy=False, encoder=None):
     """A matplotlib figure embedded as a base64 image ``<figure>`` with its caption.
 
-    The figure is rendered once (Agg, at :data:`_DPI`) and encoded by Pillow: plots as PNG on
-    a 256-colour palette (a plot has far fewer colours; a quarter of the bytes of a full-colour
-    PNG and as fast), ``lossy`` figures (photograph-like: the input image under the
-    keypoints, decoded patches, maps over the image) as WebP at quality
-    :data:`_WEBP_QUALITY`, where a palette would band the grey levels.
+    The figure is rendered once (Agg, at :data:`_DPI`, :func:`scalevae.plot.thin_ticks`) and
+    encoded by Pillow: plots as PNG on a 256-colour palette (a plot has far fewer colours; a
+    quarter of the bytes of a full-colour PNG and as fast), ``lossy`` figures
+    (photograph-like: the input image under the keypoints, decoded patches, maps over the
+    image) as WebP at quality :data:`_WEBP_QUALITY`, where a palette would band the grey
+    levels. With an ``encoder`` (a :class:`concurrent.futures.Executor`) the encoding runs
+    there (Pillow releases the GIL) and a future of the HTML is returned.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
     fig.set_dpi(_DPI)
+    thin_ticks(fig)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
-    image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
+    image = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])  # a copy
+    if encoder is not None:
+        return encoder.submit(_figure_tag, image, caption, lossy)
+    return _figure_tag(image, caption, lossy)
+
+
+def _figure_tag(image, caption, lossy):
+    from PIL import Image
+
     buf = io.BytesIO()
     if lossy:
         # method 2: a tenth of the default effort's time for a few % more bytes
@@ -113,8 +126,10 @@ def json_block(value):
 
 
 def html_page(title, body):
-    """The whole page: the head with the inline styles, then ``body`` (HTML parts) in order."""
+    """The whole page: the head with the inline styles, then ``body`` (HTML parts, or futures
+    of them: :func:`figure_html` with an encoder) in order."""
+    parts = [p if isinstance(p, str) else p.result() for p in body]
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>SI-VAE report: {esc(title)}</title><style>{_CSS}</style></head>"
-            "<body><main>" + "\n".join(body) + "</main></body></html>\n")
+            "<body><main>" + "\n".join(parts) + "</main></body></html>\n")

@@ -11,6 +11,7 @@ blocks around them live in :mod:`.text`.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from .. import analysis as an
 from .. import plot
 from ..errors import ScaleVAEError
 from .page import esc, figure_html, note
+from .text import stored_scales
 
 _MAX_PANELS = 5
 _MAX_PEAKS = 6  # density peaks shown (and decoded) per window
@@ -35,9 +37,15 @@ class Models:
 
     def __init__(self, run_dir):
         self.run_dir, self.cache, self.error = run_dir, {}, None
+        # the explorer (main thread) and the state sections (the report's worker) both ask
+        self._lock = threading.Lock()
 
     def get(self, window=None):
         """The model of ``window`` (px; None: the final model), or None if it cannot load."""
+        with self._lock:
+            return self._get(window)
+
+    def _get(self, window):
         if self.error is not None:
             return None
         if window not in self.cache:
@@ -70,8 +78,16 @@ class Context:
     notes: set = field(default_factory=set)  # shown once at the end of the page
     state: str | None = None
     density: Any = None
-    scales: Any = None
+    scales_source: Any = None  # the state's length scales, or a future of them
     recommended: int | None = None  # the recommended window, always a panel
+    encoder: Any = None  # an Executor that encodes the rendered figures (page.figure_html)
+
+    @property
+    def scales(self):
+        """The state's length scales (waited for when they are being computed); None below
+        two windows."""
+        source = self.scales_source
+        return source.result() if hasattr(source, "result") else source
 
     @property
     def windows(self):
@@ -97,11 +113,18 @@ class Context:
         ds = self.ds
         return len(np.unique(ds["frame"].values)) if "frame" in ds.coords else 1
 
-    def for_state(self, state):
-        """This context for one state's sections: its latent density and length scales."""
-        scales = an.length_scales(self.ds, state) if self.ds.sizes["window"] >= 2 else None
+    def for_state(self, state, pool=None, scales=None):
+        """This context for one state's sections: its latent density and length scales
+        (``scales`` when given; the ones the run stored for the state its recommendation
+        reads, :func:`stored_scales`; else computed, on ``pool`` when given: the sections that
+        do not need them go ahead meanwhile)."""
+        if scales is None and self.ds.sizes["window"] >= 2:
+            scales = stored_scales(self.ds, state)
+            if scales is None:
+                scales = (an.length_scales(self.ds, state) if pool is None
+                          else pool.submit(an.length_scales, self.ds, state))
         return dataclasses.replace(self, state=state, density=an.latent_density(self.ds, state),
-                                   scales=scales)
+                                   scales_source=scales)
 
 
 def panels_with(windows, n, keep=None):
@@ -150,6 +173,7 @@ class Section:
     errors: tuple = (ScaleVAEError,)
     skipped: Callable[[Exception, str], str] = _skipped
     lossy: bool = False  # a photograph-like figure: WebP (page.figure_html)
+    needs_scales: bool = False  # reads the state's length scales (computed last)
 
     @property
     def label(self):
@@ -158,19 +182,41 @@ class Section:
         text = text.split(".")[0].split(" (")[0].split(";")[0]
         return text if len(text) <= 50 else text[:text.rfind(" ", 0, 50)] + " ..."
 
-    def render(self, ctx):
-        """The section's HTML parts (heading, then the figure or a note)."""
+    def computed(self, ctx):
+        """``compute(ctx)`` (None where the section is left out), or the exception of
+        ``errors`` it raised, returned (not raised) so that it can run ahead on another thread
+        and :meth:`render` shows it as a note."""
+        if not self.when(ctx):
+            return None
+        try:
+            return self.compute(ctx)
+        except self.errors as exc:
+            return _Failed(exc)
+
+    def render(self, ctx, computed=None):
+        """The section's HTML parts (heading, then the figure or a note); ``computed``: a
+        future of :meth:`computed`, when it ran ahead (default: computed here)."""
         if not self.when(ctx):
             return []
         out = [f"<h3>{esc(self.title)}</h3>"] if self.title else []
         caption = self.caption(ctx) if callable(self.caption) else self.caption
+        data = self.computed(ctx) if computed is None else computed.result()
         try:
-            data = self.compute(ctx)
+            if isinstance(data, _Failed):
+                raise data.exc
             out.append(note(self.missing(ctx)) if data is None
-                       else figure_html(self.draw(data, ctx), caption, self.lossy))
+                       else figure_html(self.draw(data, ctx), caption, self.lossy,
+                                        ctx.encoder))
         except self.errors as exc:
             out.append(note(self.skipped(exc, caption)))
         return out
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """What :meth:`Section.computed` returns when ``compute`` raised one of its ``errors``."""
+
+    exc: Exception
 
 
 def _patches_skipped(exc, caption):
@@ -251,11 +297,24 @@ def _several_windows(c):
     return c.ds.sizes["window"] >= 2
 
 
+def _draw_peaks(peaks, c):
+    """The densities with their peaks (and the patch decoded at each); the densities alone
+    when no window has a peak."""
+    if peaks.sizes.get("peak", 0) == 0:
+        return plot.plot_latent_distributions(c.density.sel(window=c.panel_windows),
+                                              _MAX_PANELS, *c.phys)
+    return plot.plot_kde_peaks(peaks, c.density, _MAX_PANELS, _MAX_PEAKS, *c.phys)
+
+
 STATE_SECTIONS = [
-    Section("Latent distributions", lambda c: c.density,
-            lambda d, c: plot.plot_latent_distributions(d.sel(window=c.panel_windows),
-                                                        _MAX_PANELS, *c.phys),
-            "Kernel density of (z1, z2) per window, on one grid shared by all windows."),
+    # the densities and their peaks in one figure: the peaks figure's top row is the density
+    # of each shown window on the shared grid (a figure of its own drew the same images)
+    Section("Latent distributions and their peaks (candidate structural elements)",
+            lambda c: _peaks(c.density, c.panel_windows, c.models, c.state), _draw_peaks,
+            "Kernel density of (z1, z2) per window, on one grid shared by all windows, with "
+            "its peaks numbered highest first (top), and the patch the decoder draws at each "
+            "peak, angle 0 (bottom, when the model loads): the distinct structures the "
+            "keypoints group into at that window."),
     Section("Latent representations", _manifolds,
             lambda m, c: plot.plot_latent_manifolds(m, _MAX_PANELS, c.state, *c.phys),
             "Patches decoded from a 9 x 9 grid over the populated part of each window's latent "
@@ -265,17 +324,11 @@ STATE_SECTIONS = [
             lambda li, c: plot.plot_latent_images(li.sel(window=c.panels(_MAX_PANELS - 1)),
                                                   c.image, _MAX_PANELS - 1, *c.phys),
             "Each keypoint coloured by its latent value and angle, per window.", lossy=True),
-    Section("Candidate structural elements (peaks of the latent density)",
-            lambda c: _peaks(c.density, c.panel_windows, c.models, c.state),
-            lambda pk, c: plot.plot_kde_peaks(pk, c.density, _MAX_PANELS, _MAX_PEAKS, *c.phys),
-            "Peaks of the latent density of each window, numbered highest first (top), and the "
-            "patch the decoder draws at each peak, angle 0 (bottom, when the model loads): the "
-            "distinct structures the keypoints group into at that window."),
     Section("Unusual keypoints",
             lambda c: [an.outlier_scores(c.ds, c.state, w, n_reference=_OUTLIER_REFERENCE)
                        for w in _outlier_windows(c)],
             lambda scores, c: plot.plot_outlier_scores(scores, c.image, _N_OUTLIERS, *c.phys),
-            _outlier_caption, lossy=True),
+            _outlier_caption, lossy=True, needs_scales=True),
     Section("PCA of the latent distributions across windows", lambda c: an.kde_pca(c.density),
             lambda p, c: plot.plot_kde_pca(p, *c.phys),
             "Scores of the principal components of the KDEs vs window (left) and the "
@@ -294,21 +347,31 @@ STATE_SECTIONS = [
             lambda s, c: plot.plot_length_scales(s, *c.phys),
             lambda c: "Latent change between consecutive windows per unit log-window; "
                       + c.scales.attrs["rule"] + ".",
-            when=lambda c: c.scales is not None),
+            when=lambda c: c.scales is not None, needs_scales=True),
 ]
 
 
-def state_part(ctx, step=None):
+def state_computed(pool, ctx, needs_scales):
+    """The :meth:`Section.computed` of the state sections that do (``needs_scales``) or do
+    not read the length scales, submitted to ``pool``: ``{index in STATE_SECTIONS: future}``.
+    The report submits every state's sections without scales first, so that a worker waiting
+    for a state's scales never holds up the others."""
+    return {k: pool.submit(sec.computed, ctx) for k, sec in enumerate(STATE_SECTIONS)
+            if sec.needs_scales == needs_scales}
+
+
+def state_part(ctx, step=None, computed=None):
     """The HTML of one state (``ctx`` from :meth:`Context.for_state`): heading, then figures;
-    ``step(label)`` is called as each figure starts (progress)."""
+    ``step(label)`` is called as each figure starts (progress); ``computed``: the sections'
+    futures from :func:`state_computed`, when their data were computed ahead."""
     out = [f"<h2 id='{ctx.state}'>Latent space, {ctx.state} state</h2>",
            "<p class='sub'>" + (
                "Each window encoded by the final model (trained on all windows): latent "
                "coordinates are comparable across windows." if ctx.state == "final" else
                "Each window encoded right after training on it: how the model saw that scale.")
            + "</p>"]
-    for section in STATE_SECTIONS:
+    for k, section in enumerate(STATE_SECTIONS):
         if step is not None:
             step(f"{section.label} ({ctx.state})")
-        out += section.render(ctx)
+        out += section.render(ctx, None if computed is None else computed[k])
     return out

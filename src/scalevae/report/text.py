@@ -1,9 +1,13 @@
 """The report's text blocks: the data at a glance, the training verdict and timings, and the
-recommendation card with its baselines; each reads the result Dataset."""
+recommendation card with its baselines; each reads the result Dataset. What the run stored for
+them (the recommendation, its state's length scales) is read here too."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import xarray as xr
 
 from .. import plot
 from ..analysis.recommend import describe_recommendation
@@ -63,6 +67,35 @@ def training_text(ds, phys):
                           for w, s in zip(ds["window"].values, per_window)],
                          ["window", "training seconds"]))
     return out
+
+
+def stored_scales(ds, state):
+    """The length scales of ``state`` as the run stored them (``length_scale_curves``: the
+    Dataset of :func:`scalevae.analysis.length_scales` as xarray's ``to_dict``, JSON text),
+    or None when the result holds none for this state and these windows.
+
+    Examples
+    --------
+    >>> import json
+    >>> from scalevae.testing import make_fake_result
+    >>> from scalevae.analysis import length_scales
+    >>> ds = make_fake_result(n_windows=4)
+    >>> s = length_scales(ds, "final")
+    >>> ds.attrs["length_scale_curves"] = json.dumps(s.to_dict(data="list", encoding=False),
+    ...                                              default=lambda v: v.item())
+    >>> stored_scales(ds, "final").identical(s), stored_scales(ds, "instant")
+    (True, None)
+    """
+    text = ds.attrs.get("length_scale_curves")
+    if not isinstance(text, str):
+        return None
+    try:
+        scales = xr.Dataset.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable: computed again
+    same_windows = ("window" in scales.coords and np.array_equal(
+        scales["window"].values, ds["window"].values))
+    return scales if scales.attrs.get("state") == state and same_windows else None
 
 
 def stored_recommendation(ds, scales=None):
