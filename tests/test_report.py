@@ -317,3 +317,33 @@ def test_the_densities_are_drawn_even_where_no_window_has_a_peak():
     fig = sections._draw_peaks(none, ctx)
     assert fig.texts[0].get_text().startswith("latent distribution (KDE)")
     assert len(fig.axes) == len(ctx.panel_windows) and fig.axes[0].images
+
+
+def test_pooled_models_card_and_figure_state_the_pooled_answer(tmp_path, monkeypatch):
+    """--repeats: the card gives the pooled answer with each model's own, and the length-scale
+    figure of that state states the same answer (not the first model's)."""
+    import json
+
+    from scalevae.pipeline import recommendation
+
+    ds = make_fake_result(n_windows=4, grid=(8, 9))
+    ds.attrs.update(recommendation(an.length_scales(ds, "instant")))
+    w = [int(v) for v in ds["window"].values]
+    ds.attrs.update(recommended_window=w[2], recommended_window_interval=[w[1], w[3]],
+                    recommended_window_range=[w[1], w[3]], recommended_window_conclusive=0,
+                    recommended_window_answer="gradual", recommended_window_repeats=2,
+                    recommended_window_per_model=json.dumps(
+                        [{"seed": 0, "window": w[1], "conclusive": True},
+                         {"seed": 1, "window": w[3], "conclusive": False}]))
+    rec = report_text.stored_recommendation(ds)
+    card = report_text.recommendation_card(rec, (None, None))
+    assert "No conclusive descriptor size" in card and "changes gradually" in card
+    assert f"seed 0: {w[1]} px (conclusive), seed 1: {w[3]} px." in card
+    scales = report_text.with_pooled_answer(report_text.stored_scales(ds, "instant"), ds)
+    assert int(scales["recommended_window"]) == w[2] and not bool(scales["conclusive"])
+    from scalevae import plot
+
+    fig = plot.plot_length_scales(scales)
+    title = fig._suptitle.get_text()
+    assert title.startswith(f"no conclusive window (gradual): {w[1]}-{w[3]} px, most probable "
+                            f"{w[2]} px (2 models pooled")

@@ -94,8 +94,10 @@ def plot_length_scales(scales, pixel_size=None, unit=None):
     ax2.set_ylabel("regrouping")
     ax2.set_xlabel("window (px)")
     ax2.legend(fontsize=8)
-    _suptitle(fig, f"{_answer(scales, rec, pixel_size, unit)}, "
-              f"{scales.attrs.get('state', '')} state")
+    pooled = scales.attrs.get("pooled_models")
+    _suptitle(fig, f"{_answer(scales, rec, pixel_size, unit)}"
+              + (f" ({pooled} models pooled; curves of the first)" if pooled else "")
+              + f", {scales.attrs.get('state', '')} state")
     return fig
 
 
@@ -113,7 +115,8 @@ def _answer(scales, rec, pixel_size, unit):
     label = window_label(rec, pixel_size, unit)
     if "conclusive" not in scales or bool(scales["conclusive"]):
         return f"recommended window: {label}"
-    why = "gradual" if bool(scales.get("gradual", False)) else "still rising"
+    why = ("gradual" if bool(scales.get("gradual", False)) else
+           "still rising" if bool(scales.get("still_rising", True)) else "uncertain")
     interval = (f"{int(scales['recommended_low'])}-{int(scales['recommended_high'])} px, "
                 if "recommended_low" in scales else "")
     return f"no conclusive window ({why}): {interval}most probable {label}"

@@ -22,7 +22,7 @@ from .. import analysis as an
 from .. import plot
 from ..errors import ScaleVAEError
 from .page import esc, figure_html, note
-from .text import stored_scales
+from .text import stored_scales, with_pooled_answer
 
 _MAX_PANELS = 5
 _MAX_PEAKS = 6  # density peaks shown (and decoded) per window
@@ -123,6 +123,8 @@ class Context:
             if scales is None:
                 scales = (an.length_scales(self.ds, state) if pool is None
                           else pool.submit(an.length_scales, self.ds, state))
+            else:
+                scales = with_pooled_answer(scales, self.ds)
         return dataclasses.replace(self, state=state, density=an.latent_density(self.ds, state),
                                    scales_source=scales)
 

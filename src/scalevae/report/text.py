@@ -98,6 +98,37 @@ def stored_scales(ds, state):
     return scales if scales.attrs.get("state") == state and same_windows else None
 
 
+def with_pooled_answer(scales, ds):
+    """``scales`` (the curves of the result's first model) carrying the answer the result
+    stores when it pools several models (``--repeats``), so that the figure states the
+    answer the card gives; unchanged for one model.
+
+    Examples
+    --------
+    >>> import json, xarray as xr
+    >>> s = xr.Dataset({"recommended_window": 20, "conclusive": True})
+    >>> ds = xr.Dataset(attrs={"recommended_window_repeats": 3, "recommended_window": 16,
+    ...                        "recommended_window_interval": [12, 28],
+    ...                        "recommended_window_conclusive": 0,
+    ...                        "recommended_window_answer": "gradual"})
+    >>> p = with_pooled_answer(s, ds)
+    >>> int(p["recommended_window"]), bool(p["conclusive"]), p.attrs["pooled_models"]
+    (16, False, 3)
+    """
+    a = ds.attrs
+    n = int(a.get("recommended_window_repeats", 1))
+    if n < 2 or "recommended_window_interval" not in a:
+        return scales
+    lo, hi = (int(v) for v in a["recommended_window_interval"])
+    kind = str(a.get("recommended_window_answer", ""))
+    pooled = scales.assign(recommended_window=int(a["recommended_window"]),
+                           recommended_low=lo, recommended_high=hi,
+                           conclusive=bool(int(a["recommended_window_conclusive"])),
+                           gradual=kind == "gradual", still_rising=kind == "unfinished")
+    pooled.attrs.update(scales.attrs, pooled_models=n)
+    return pooled
+
+
 def stored_recommendation(ds, scales=None):
     """The recommendation as the run stored it (``recommended_window*`` and ``length_scales*``
     attributes: nothing recomputed), or, for a result saved without them, read from
@@ -124,11 +155,15 @@ def stored_recommendation(ds, scales=None):
         lo, hi = (int(v) for v in np.ravel(a.get("recommended_window_range",
                                                   [a["recommended_window"]] * 2)))
         rises = json_attr(ds, "length_scales")
+        kind = str(a.get("recommended_window_answer", ""))  # pooled models: theirs
         return {"window": int(a["recommended_window"]), "low": lo, "high": hi,
                 "state": str(a.get("recommended_window_state", "final")),
                 "conclusive": bool(int(a.get("recommended_window_conclusive", 1))),
-                "gradual": bool(int(a.get("length_scales_gradual", 0))),
-                "still_rising": bool(int(a.get("length_scales_still_rising", 0))),
+                "gradual": (kind == "gradual" if kind else
+                            bool(int(a.get("length_scales_gradual", 0)))),
+                "still_rising": (kind == "unfinished" if kind else
+                                 bool(int(a.get("length_scales_still_rising", 0)))),
+                "models": json_attr(ds, "recommended_window_per_model") or [],
                 "significant": bool(int(a.get("recommended_window_significant", 1))),
                 "rises": rises if isinstance(rises, list) else [],
                 "rule": str(a.get("recommended_window_rule", "")),
@@ -161,6 +196,17 @@ def _range_html(rec, phys):
     return (f"<div>Interval: {esc(plot.window_label(lo, *phys))} to "
             f"{esc(plot.window_label(hi, *phys))} (the windows holding 90 % of the "
             "recommendations over resampled keypoints).</div>")
+
+
+def _models_html(rec, phys):
+    """With ``--repeats``: each model's own answer beside the pooled one."""
+    models = rec.get("models") or []
+    if len(models) < 2:
+        return ""
+    each = ", ".join(f"seed {int(m['seed'])}: {esc(plot.window_label(int(m['window']), *phys))}"
+                     + (" (conclusive)" if m.get("conclusive") else "") for m in models)
+    return (f"<div>Pooled over {len(models)} models trained on the same patches; each alone: "
+            f"{each}. The figures show the first model's latents.</div>")
 
 
 def _rises_html(rec, phys):
@@ -217,14 +263,16 @@ def recommendation_card(rec, phys, baselines=""):
     else:
         why = ("the regrouping changes gradually over the window range (no single size stands "
                "out)" if rec["gradual"] else
-               "the regrouping still rises at the largest window (extend the window range)")
+               "the regrouping still rises at the largest window (extend the window range)"
+               if rec["still_rising"] else
+               "the resampled keypoints (and models) do not agree on one window within a step")
         what = "its half-way window" if rec["gradual"] else "best so far"
         head = (f"<div><b>No conclusive descriptor size</b> ({state} state): {why}.</div>"
                 f"<div class='neutral'>{what}: {label}</div>")
     sentence = rec.get("sentence", "")
     return (f"<div class='card{'' if rec['conclusive'] else ' inconclusive'}'>" + head
             + (f"<div>{esc(sentence[0].upper() + sentence[1:])}.</div>" if sentence else "")
-            + _range_html(rec, phys) + _rises_html(rec, phys)
+            + _range_html(rec, phys) + _models_html(rec, phys) + _rises_html(rec, phys)
             + (f"<div>{esc(rec['rule'])}.</div>" if rec["rule"] else "")
             + (f"<div><b>Caution:</b> {esc(rec['note'])}.</div>" if rec["note"] else "")
             + baselines
