@@ -56,14 +56,14 @@ PTO_CHILD = _HWM + r"""
 import json, sys, time, warnings
 t0 = time.perf_counter()
 sys.path.insert(0, {src!r})
-import scalevae  # first, as a user's script would: it sets the OpenMP wait policy torch reads
+import scalevae
 import numpy as np, torch
 torch.set_num_threads({threads})
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     res = scalevae.run({data!r}, channel="AmplitudeRetrace", keypoints="grid:4",
                  windows=list(range(8, 65, 4)), epochs={epochs}, out={out!r}, quiet=True,
-                 device={device!r}, repeats={repeats})
+                 device={device!r}, repeats={repeats}, threads={train_threads})
 wall = time.perf_counter() - t0
 ds = scalevae.load_result({out!r})
 loss = ds["loss"].transpose("window", "epoch").values
@@ -157,9 +157,10 @@ def _child(python, code, env=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def pto_run(out, epochs, threads, device, repeats=1):
+def pto_run(out, epochs, threads, device, repeats=1, train_threads=None):
     code = PTO_CHILD.format(src=str(SRC), threads=threads, data=str(PTO), epochs=epochs,
-                            out=str(out), device=device, repeats=repeats)
+                            out=str(out), device=device, repeats=repeats,
+                            train_threads=train_threads)
     return _child(sys.executable, code)
 
 
@@ -246,7 +247,7 @@ def commit():
         return "unknown"
 
 
-def table(pto, peer, stack, args, load, seeds=None, epochs=None):
+def table(pto, peer, stack, args, load, seeds=None, epochs=None, fast=None):
     t = pto["timings"]
     n_ep = sum(pto["epochs_per_window"])
     lines = [
@@ -254,8 +255,8 @@ def table(pto, peer, stack, args, load, seeds=None, epochs=None):
         "",
         f"Written whole by `benchmarks/bench_pto.py` on "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit "
-        f"{commit()}; {machine()}; {args.threads} thread(s) for both models "
-        f"(`torch.set_num_threads`), device {args.device}; load average at the start "
+        f"{commit()}; {machine()}; {args.threads} thread(s) for both programs "
+        f"(`torch.set_num_threads`; scalevae trains each model on one unless `--threads`), device {args.device}; load average at the start "
         f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min): a ratio is a ratio "
         "only when it is near 0.",
         "",
@@ -275,6 +276,11 @@ def table(pto, peer, stack, args, load, seeds=None, epochs=None):
               "| model, same patches and epochs | training (s) | per epoch (s) | ratio |",
               "| --- | --- | --- | --- |",
               f"| scalevae SIVAE (rotation) | {t['train']:.1f} | {t['train'] / n_ep:.3f} | 1 |"]
+    if fast is not None:
+        ft = fast["timings"]
+        lines.append(f"| scalevae, `--threads {args.threads}` (idle machine only) | "
+                     f"{ft['train']:.1f} | {ft['train'] / n_ep:.3f} | "
+                     f"{ft['train'] / t['train']:.2f} |")
     if "error" in peer:
         lines.append(f"| pyroVED iVAE (r, t) | not run: {peer['error']} | | |")
     else:
@@ -282,11 +288,17 @@ def table(pto, peer, stack, args, load, seeds=None, epochs=None):
                      f"{peer['train'] / peer['epochs']:.3f} | "
                      f"{peer['train'] / t['train']:.1f}x slower |")
     lines.append("")
+    if fast is not None:
+        lines += [f"With `--threads {args.threads}` on the idle machine the same run takes "
+                  f"**{fast['wall']:.1f} s** end to end (report {fast['timings']['report']:.2f} "
+                  f"s); pyroVED is then {peer.get('train', float('nan')) / fast['timings']['train']:.1f}x "
+                  "slower.", ""]
     if epochs:
         lines += ["One window-epoch (the first window's patches, batch 128, median of 5, best "
-                  "of 2 alternated rounds); OpenMP threads that sleep at a barrier (PASSIVE, "
-                  "set by `import scalevae`) or spin (ACTIVE, OpenMP's default); on the idle "
-                  "machine and with one core kept busy by another process:", "",
+                  "of 2 alternated rounds); OpenMP threads that sleep at a barrier (PASSIVE) "
+                  "or spin (ACTIVE, OpenMP's default); on the idle machine and with one core "
+                  "kept busy by another process (why each model trains on one thread by "
+                  "default, `config.TRAIN_THREADS`):", "",
                   "| threads | wait policy | idle (s) | one core busy (s) |",
                   "| --- | --- | --- | --- |"]
         for th, policy in dict.fromkeys((k[1], k[2]) for k in epochs):
@@ -328,11 +340,13 @@ def main(argv=None):
         pto = pto_run(out, args.epochs, args.threads, args.device)
         peer = ({"error": "--no-peer"} if args.no_peer
                 else peer_run(out, args.threads, args.peer_python))
+        fast = (pto_run(Path(tmp) / "pto_threads", args.epochs, args.threads, args.device,
+                        train_threads=args.threads) if args.threads > 1 else None)
         seeds = (pto_run(Path(tmp) / "pto_repeats", args.epochs, args.threads, args.device,
                          repeats=args.seeds) if args.seeds > 1 else None)
         epochs = epoch_threads(out, args.threads)
         stack = stack_run(tmp, args.stack_gb, args.threads) if args.stack_gb > 0 else None
-    text = table(pto, peer, stack, args, load, seeds, epochs)
+    text = table(pto, peer, stack, args, load, seeds, epochs, fast)
     print(text)
     if args.write:
         RESULTS.write_text(text, encoding="utf-8")

@@ -13,18 +13,6 @@ True
 
 __version__ = "0.1.0"
 
-import os as _os
-import sys as _sys
-
-# Training runs on every core by default, in ops far smaller than a scheduler tick. OpenMP's
-# default has an idle thread spin at every op's barrier: on a machine whose cores are busy with
-# other work it then waits for a thread that is not running, and one epoch took 4-8x longer on
-# two threads than on one (benchmarks/RESULTS_pto.md). Threads that sleep at the barrier keep
-# two threads faster than one under load as well. Read once, when torch loads its OpenMP
-# runtime: a process that imported torch first keeps its own setting (as does a user's).
-if "torch" not in _sys.modules:
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from .errors import ScaleVAEError  # noqa: E402
 
 # public name -> the module that defines it

@@ -55,6 +55,12 @@ MAX_SHRINK = 4
 #: px: upper bound of the automatic patch size. A training step costs about (r / 8) ** 2 times
 #: the 8 px one (validation/scales_cost.py). Larger sizes: give patch_size.
 MAX_DEFAULT_PATCH = 16
+#: CPU threads one model trains with unless told (``--threads``). The model is many ops far
+#: smaller than a scheduler tick: two threads train a 16 px epoch 1.45x faster on two idle
+#: cores, but 2x slower than one thread as soon as another process keeps one core busy (a
+#: thread waits at every op for one that is not running); benchmarks/RESULTS_pto.md. Every
+#: core is used by models side by side instead (``--repeats``).
+TRAIN_THREADS = 1
 #: A period keeps ~4 px after shrinking: 2 px is the Nyquist limit, and the anti-aliasing
 #: prefilter already damps a 2-3 px period to a fraction of its contrast.
 PIXELS_PER_PERIOD = 4

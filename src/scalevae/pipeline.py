@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import config
 from .analysis.recommend import recommendation_attrs
 from .errors import ScaleVAEError
 from .io import ImageStack, as_stack, read_image
@@ -102,7 +103,7 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
     ``run_dir`` (once) and write the report; the result Dataset. ``repeats`` > 1 trains that
     many models on the same patches side by side and pools their recommendation
     (:func:`_start_repeats`, :func:`_pool_repeats`); ``threads``: the CPU threads training
-    may use (default: torch's, one per core), shared out among the repeats."""
+    may use (default one per model: :func:`training_threads`), shared out among the repeats."""
     repeats = int(repeats)
     if repeats < 1:
         raise ScaleVAEError(f"repeats must be at least 1 (got {repeats})")
@@ -154,18 +155,22 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
 
 
 def training_threads(threads: int | None, repeats: int = 1) -> int:
-    """CPU threads each model trains with: ``threads`` (default: torch's count, one per core)
-    shared out among ``repeats`` models trained side by side, at least one each.
+    """CPU threads each model trains with: one by default (:data:`config.TRAIN_THREADS`);
+    ``threads`` given, that budget shared out among ``repeats`` models trained side by side,
+    at least one each.
 
     Examples
     --------
+    >>> training_threads(None), training_threads(None, repeats=3)
+    (1, 1)
     >>> training_threads(4, repeats=2), training_threads(2, repeats=3)
     (2, 1)
     """
-    total = torch.get_num_threads() if threads is None else int(threads)
-    if total < 1:
+    if threads is None:
+        return config.TRAIN_THREADS
+    if int(threads) < 1:
         raise ScaleVAEError(f"threads must be at least 1 (got {threads})")
-    return max(1, total // int(repeats))
+    return max(1, int(threads) // int(repeats))
 
 
 def _start_repeats(plan, patches, run_dir, resume, repeats, threads):

@@ -184,12 +184,11 @@ def as_patch_tensor(patches, device) -> torch.Tensor:
 
 @contextlib.contextmanager
 def cpu_threads(device: torch.device, threads: int | None):
-    """Train on ``threads`` CPU threads (None: torch's own count, one per core); restore the
-    count after.
+    """Train on ``threads`` CPU threads (None: torch's own count); restore the count after.
 
-    Two threads train a 16 px window-epoch 1.5x faster than one on two idle cores
-    (benchmarks/RESULTS_pto.md). The count is fixed for the whole run, never chosen from the
-    machine's load: the float sums, and so the last digits of the numbers, follow it.
+    The count is fixed for a whole run, never chosen from the machine's load: the float sums,
+    and so the last digits of the numbers, follow it (``config.TRAIN_THREADS`` says why one
+    is the default).
 
     Examples
     --------
