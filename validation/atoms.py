@@ -20,7 +20,7 @@ leaves the graphene beneath visible, and the detector finds it); "on amorphous" 
 keypoints deeper than a bond inside the patch that are NOT on a graphene atom. simulate_haadf:
 its contamination is opaque; the recall leaves out true atoms within two bonds of it (its soft
 edge hides them) and "on amorphous" counts every keypoint deeper than a bond inside it.
-Times are wall-clock on the shared 2-core machine; re-time on an idle one.
+Times are wall-clock; the page records the load average at the start.
 
     PYTHONPATH=src python validation/atoms.py [--references]
     PYTHONPATH=src nice -n 0 python validation/atoms.py --speed   # the speed figure alone
@@ -32,6 +32,7 @@ overlays by eye before committing them).
 from __future__ import annotations
 
 import argparse
+import os
 import datetime
 import importlib.util
 import subprocess
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+LOAD = os.getloadavg()  # at the start: a time is a time only on an idle machine
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 REAL = ROOT.parent / "shared" / "data" / "real"
@@ -384,7 +386,8 @@ def main():
         "the simulated bond or, for real images, the spacing read by eye. Points just inside the "
         "margin are matched against all points of the other side (before this round a column "
         "just inside whose detection fell just outside counted as missed). Times: wall-clock on "
-        "the shared 2-core machine while other jobs ran (re-time on an idle one).",
+        f"this machine, load average {LOAD[0]:.2f} / {LOAD[1]:.2f} / {LOAD[2]:.2f} (1 / 5 / 15 "
+        "min) when the script started (near 0: idle).",
         "",
         "| image | size | dose | recall | precision | spacing found | true | on amorphous | "
         "masked fraction | amorphous fraction | time (s) |",
@@ -414,9 +417,8 @@ def main():
               "columns by this evidence (the previous round counted them, recall 0.83). "
               "atomap: one doubtful maximum, on the frame's edge."]
     lines += ["", "Speed on one 512 x 512 frame (simulate_haadf, bond 12 px, dose 10, amorphous "
-              "contamination; best of 5, one after the other in the same invocation, on the shared machine "
-              "while other jobs ran - re-time on an idle one with "
-              "`nice -n 0 python validation/atoms.py --speed`):", ""]
+              "contamination; best of 5, one after the other in the same invocation, under the load "
+              "above; `python validation/atoms.py --speed` re-times it alone):", ""]
     lines += [f"- {k}: {t:.2f} s, {n} keypoints, precision {p:.3f}" for k, (t, n, p) in sp.items()]
     lines += ["", "Overlays: " + ", ".join(f"`docs/{p.name}`" for p in sorted(DOCS.glob("atoms_*.png"))),
               ""]
