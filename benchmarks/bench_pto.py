@@ -197,17 +197,11 @@ def epoch_threads(out, max_threads):
 
 def write_stack(path, gb, side=1024):
     """A (frames, side, side) float32 .npy of about ``gb`` GB, frame by frame (never whole)."""
-    import numpy as np
+    sys.path.insert(0, str(SRC))
+    from scalevae.testing import write_sine_stack
 
     frames = max(1, int(round(gb * 1e9 / (4 * side * side))))
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[:side, :side]
-    base = (np.sin(x / 3.0) + np.cos(y / 5.0)).astype("float32")
-    a = np.lib.format.open_memmap(path, "w+", np.float32, (frames, side, side))
-    for f in range(frames):
-        a[f] = base + 0.3 * rng.normal(size=base.shape).astype("float32")
-    a.flush()
-    del a
+    write_sine_stack(path, frames, side)
     return frames
 
 

@@ -18,7 +18,7 @@ import pytest
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-from scalevae.datasets.haadf import CC, degrade, match_points, resample, simulate_haadf
+from scalevae.datasets.haadf import CC, degrade, match_points, near, resample, simulate_haadf
 from scalevae.datasets.haadf import _render
 from scalevae.errors import ScaleVAEError
 from scalevae.keypoints import atom_keypoints, make_keypoints, select_inside
@@ -69,9 +69,9 @@ def test_carbon_beside_silicon_is_found():
     img, truth, info = simulate_haadf(shape=(256, 256), bond=20, seed=2, n_si=4, dose=30)
     pts = atom_keypoints(img, size=20)
     si = truth[info["element"] == 14]
-    near = truth[_inner(truth, 20, img.shape) & (cKDTree(si).query(truth)[0] < 1.2 * 20)]
-    d, _ = cKDTree(pts[:, 1:]).query(near)
-    assert len(near) >= 8 and np.mean(d <= 0.3 * 20) >= 0.95
+    beside_si = truth[_inner(truth, 20, img.shape) & (cKDTree(si).query(truth)[0] < 1.2 * 20)]
+    d, _ = cKDTree(pts[:, 1:]).query(beside_si)
+    assert len(beside_si) >= 8 and np.mean(d <= 0.3 * 20) >= 0.95
 
 
 def test_stack_and_spacing_spec():
@@ -202,10 +202,10 @@ def test_lattice_of_simulations_that_once_broke_it(size, seed, dose, kw):
 # ----------------------------------------------------------------------------- low dose, amorphous
 
 def _scores(det, truth, amorphous, bond):
-    near = ndi.binary_dilation(amorphous, iterations=int(2 * bond)) if amorphous.any() else None
+    around = ndi.binary_dilation(amorphous, iterations=int(2 * bond)) if amorphous.any() else None
     core = ndi.binary_erosion(amorphous, iterations=int(bond))
     pts = det.points[:, 1:]
-    recall, _ = match_points(pts, truth, 0.3 * bond, bond, amorphous.shape, exclude=near)
+    recall, _ = match_points(pts, truth, 0.3 * bond, bond, amorphous.shape, exclude=around)
     _, precision = match_points(pts, truth, 0.3 * bond, bond, amorphous.shape)
     on_amorphous = int(core[tuple(np.round(pts).astype(int).T)].sum())
     return recall, precision, on_amorphous
@@ -326,15 +326,6 @@ def _reference(name, part="reference"):
     return np.loadtxt(path, delimiter=",", skiprows=1).reshape(-1, 2)
 
 
-def _near(points, shape, radius):
-    """True within radius of the points: the doubtful maxima, left out of both scores."""
-    if len(points) == 0:
-        return None
-    seed = np.zeros(shape, bool)
-    seed[tuple(np.round(points).astype(int).T)] = True
-    return ndi.distance_transform_edt(~seed) <= radius
-
-
 @pytest.mark.skipif(not (REAL / "SI-HAADF.dm3").is_file(), reason="real data not present")
 def test_si_haadf_columns_against_reference():
     from scalevae.io import read_image
@@ -345,7 +336,7 @@ def test_si_haadf_columns_against_reference():
     ref, doubtful = _reference("si_haadf"), _reference("si_haadf", "doubtful")
     assert len(ref) == 70 and len(doubtful) == 14  # validation/ATOMS.md: why 14 are doubtful
     pts = detect_atoms(img).points[:, 1:]
-    recall, precision = match_points(pts, ref, 18, 30, img.shape, exclude=_near(doubtful, img.shape, 18))
+    recall, precision = match_points(pts, ref, 18, 30, img.shape, exclude=near(doubtful, img.shape, 18))
     assert recall >= 0.95 and precision == 1.0
     # the doubtful maxima are no brighter than their surroundings: none is taken for a column
     assert cKDTree(pts).query(doubtful)[0].min() > 18

@@ -11,24 +11,13 @@ import pytest
 import scalevae
 from scalevae.io import as_stack, lazy, read_image
 from scalevae.patches import extract_patches, fit_normalization
+from scalevae.testing import write_sine_stack
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-def _stack(path, frames, side, rng=0):
-    rng = np.random.default_rng(rng)
-    y, x = np.mgrid[:side, :side]
-    base = (np.sin(x / 3.0) + np.cos(y / 5.0)).astype("float32")
-    a = np.lib.format.open_memmap(path, "w+", np.float32, (frames, side, side))
-    for f in range(frames):
-        a[f] = base + 0.3 * rng.normal(size=base.shape).astype("float32")
-    a.flush()
-    del a
-    return path
-
-
 def test_lazy_frames_read_like_the_array(tmp_path, monkeypatch):
-    path = _stack(tmp_path / "s.npy", 3, 32)
+    path = write_sine_stack(tmp_path / "s.npy", 3, 32)
     eager = np.load(path)
     monkeypatch.setattr(lazy, "LAZY_BYTES", 1024)
     stack = read_image(path)
@@ -43,7 +32,7 @@ def test_lazy_frames_read_like_the_array(tmp_path, monkeypatch):
 
 
 def test_lazy_stack_runs_and_matches_the_eager_run(tmp_path, monkeypatch):
-    path = _stack(tmp_path / "s.npy", 2, 48)
+    path = write_sine_stack(tmp_path / "s.npy", 2, 48)
     kw = dict(windows=[8, 12], keypoints="grid:8", epochs=1, quiet=True, report=False)
     eager = scalevae.run(np.load(path), **kw)
     monkeypatch.setattr(lazy, "LAZY_BYTES", 1024)
@@ -73,7 +62,7 @@ def _write(kind, path, a):
 
 @pytest.mark.parametrize("kind", ["h5", "zarr", "tif"])
 def test_hdf5_zarr_tiff_stacks_are_read_frame_by_frame(tmp_path, monkeypatch, kind):
-    eager = np.load(_stack(tmp_path / "s.npy", 3, 32))
+    eager = np.load(write_sine_stack(tmp_path / "s.npy", 3, 32))
     path = _write(kind, tmp_path / f"s.{kind}", eager)
     monkeypatch.setattr(lazy, "LAZY_BYTES", 1024)
     stack = read_image(path)
@@ -90,7 +79,7 @@ def test_open_h5py_and_zarr_arrays_are_read_frame_by_frame(tmp_path, monkeypatch
     import h5py
     import zarr
 
-    eager = np.load(_stack(tmp_path / "s.npy", 2, 16))
+    eager = np.load(write_sine_stack(tmp_path / "s.npy", 2, 16))
     monkeypatch.setattr(lazy, "LAZY_BYTES", 1024)
     z = zarr.open_array(str(_write("zarr", tmp_path / "s.zarr", eager)), mode="r")
     assert lazy.is_lazy(as_stack(z).data)
@@ -113,7 +102,7 @@ def _peak_rss_mb(args):
 
 @pytest.mark.slow  # writes and reads a 2 GB stack: minutes on 2 cores
 def test_2gb_stack_peak_rss_well_below_its_size(tmp_path):
-    path = _stack(tmp_path / "big.npy", 500, 1024)  # 500 x 1024 x 1024 float32 = 2.1 GB
+    path = write_sine_stack(tmp_path / "big.npy", 500, 1024)  # 500 x 1024 x 1024 float32 = 2.1 GB
     args = ["--keypoints", "grid:128", "--windows", "8,16", "--epochs", "1", "--no-report",
             "--quiet"]
     peak = _peak_rss_mb([path, *args, "--out", tmp_path / "run"])
@@ -125,7 +114,7 @@ def test_result_as_zarr_opens_like_netcdf(tmp_path):
 
     from scalevae.cli import main
 
-    img = np.load(_stack(tmp_path / "s.npy", 1, 40))
+    img = np.load(write_sine_stack(tmp_path / "s.npy", 1, 40))
     kw = dict(windows=[8, 12], keypoints="grid:8", epochs=1, quiet=True, report=False)
     nc = scalevae.run(img, out=tmp_path / "nc", **kw)
     zr = scalevae.run(img, out=tmp_path / "zr", result_format="zarr", **kw)

@@ -118,15 +118,6 @@ def reference(image, spacing, sigma):
     return pts[column], pts[~column]
 
 
-def near(points, shape, radius):
-    """Boolean image: True within ``radius`` px of any of ``points`` (None when there are none)."""
-    if len(points) == 0:
-        return None
-    seed = np.zeros(shape, bool)
-    seed[tuple(np.round(points).astype(int).T)] = True
-    return ndi.distance_transform_edt(~seed) <= radius
-
-
 def load_reference(name):
     """The reference columns and doubtful maxima of a real image (tests/data)."""
     cols = np.loadtxt(DATA / f"{name}_reference.csv", delimiter=",", skiprows=1).reshape(-1, 2)
@@ -223,9 +214,9 @@ def rows_simulated(seed=0):
             img, truth, info = simulate_haadf(shape=(512, 512), bond=12, seed=seed, dose=dose, **kw)
             det, dt = timed(img)
             am = info["contamination"]
-            near = ndi.binary_dilation(am, iterations=24) if am.any() else None
+            around = ndi.binary_dilation(am, iterations=24) if am.any() else None
             core = ndi.binary_erosion(am, iterations=12)
-            rec, _ = match_points(det.points[:, 1:], truth, 3.6, 12, img.shape, exclude=near)
+            rec, _ = match_points(det.points[:, 1:], truth, 3.6, 12, img.shape, exclude=around)
             _, prec = match_points(det.points[:, 1:], truth, 3.6, 12, img.shape)
             on_am = count_on(core, det.points[:, 1:])
             if dose == 3:
@@ -274,7 +265,7 @@ def rows_seeds():
 
 
 def rows_real(make_references=False):
-    from scalevae.datasets.haadf import match_points
+    from scalevae.datasets.haadf import match_points, near
 
     out = []
     for name, (load, spacing, sigma) in REAL_IMAGES.items():

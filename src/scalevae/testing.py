@@ -106,3 +106,26 @@ def make_image(n_frames=1, shape=(80, 96), seed=0):
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     img = np.sin(xx / 5.0) * np.cos(yy / 7.0)
     return (img[None] + 0.1 * rng.standard_normal((n_frames, *shape))).astype(np.float32)
+
+
+def write_sine_stack(path, frames, side, seed=0):
+    """A ``(frames, side, side)`` float32 ``.npy`` of sines plus noise, written frame by frame
+    (never whole in memory: stacks larger than memory for the lazy-reading tests and the
+    memory benchmark); returns ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = write_sine_stack(pathlib.Path(tempfile.mkdtemp()) / "s.npy", 2, 16)
+    >>> np.load(p).shape
+    (2, 16, 16)
+    """
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:side, :side]
+    base = (np.sin(x / 3.0) + np.cos(y / 5.0)).astype("float32")
+    a = np.lib.format.open_memmap(path, "w+", np.float32, (frames, side, side))
+    for f in range(frames):
+        a[f] = base + 0.3 * rng.normal(size=base.shape).astype("float32")
+    a.flush()
+    del a
+    return path

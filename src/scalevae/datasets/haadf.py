@@ -11,7 +11,7 @@ Gaussian read noise.
 
 from __future__ import annotations
 
-__all__ = ["simulate_haadf", "degrade", "resample", "match_points", "CC"]
+__all__ = ["simulate_haadf", "degrade", "resample", "match_points", "near", "CC"]
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -223,6 +223,22 @@ def resample(image, points, mask, factor):
     scale = (np.array(out.shape) - 1) / (np.array(img.shape) - 1)
     big = ndi.zoom(np.asarray(mask, np.uint8), factor, order=0, grid_mode=False).astype(bool)
     return out, np.asarray(points, np.float64) * scale, big
+
+
+def near(points, shape, radius):
+    """Boolean image of ``shape``: True within ``radius`` px of any of ``points`` (y, x); None
+    when there are none. The ``exclude`` of :func:`match_points` (e.g. doubtful references).
+
+    Examples
+    --------
+    >>> int(near(np.array([[2.0, 2.0]]), (5, 5), 1).sum()), near(np.empty((0, 2)), (5, 5), 1)
+    (5, None)
+    """
+    if len(points) == 0:
+        return None
+    seed = np.zeros(shape, bool)
+    seed[tuple(np.round(points).astype(int).T)] = True
+    return ndi.distance_transform_edt(~seed) <= radius
 
 
 def match_points(found, truth, radius, margin=0.0, shape=None, exclude=None):
