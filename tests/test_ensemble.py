@@ -46,3 +46,24 @@ def test_workers_of_several_threads_start_fresh_and_give_the_same_numbers(tmp_pa
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/window_*.pt")) \
         == [f"{seed_checkpoints('', s).as_posix()}/window_{w:04d}.pt"
             for s in (0, 1) for w in (8, 12)]
+
+
+def test_cancel_stops_workers_in_the_middle_of_training():
+    """A run that fails (or is interrupted) while the other seeds train stops them at once
+    instead of waiting for their training to end; cancel after the results is harmless."""
+    import time
+
+    rng = np.random.default_rng(0)
+    patches = {w: rng.normal(size=(2000, 16, 16)).astype(np.float32) for w in (8, 12, 16)}
+    kw = dict(patch_size=16, latent_dim=2, invariance="rotation")
+    jobs = start_seeds(patches.__getitem__, [8, 12, 16], TrainConfig(epochs=30), [1, 2], kw,
+                       workers=2)
+    time.sleep(1.0)
+    t = time.perf_counter()
+    jobs.cancel()
+    assert time.perf_counter() - t < 10  # training both seeds takes minutes
+    small = _patches()
+    done = start_seeds(small.__getitem__, [8], TrainConfig(epochs=1, warmup_steps=1), [1, 2],
+                       kw | {"patch_size": 8}, workers=2)
+    assert len(done.results()) == 2
+    done.cancel()

@@ -122,31 +122,32 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
     try:
         trained, final = _train_then_encode(plan, patches, run_dir, resume, quiet, timings,
                                             by_regions, threads)
+        instant = [res.instant for res in trained]
+        # by_regions: `final` is this rank's shard, written into the store and never gathered;
+        # the record's final state is a placeholder the store leaves empty
+        record = RunRecord(plan.windows, plan.points, instant,
+                           instant if by_regions else final,
+                           [res.losses for res in trained], [res.kl for res in trained],
+                           attrs=_run_attrs(stack, plan, trained, timings, threads),
+                           control=stack.control, control_name=stack.control_name)
+        ds = build_result(record)
+        if by_regions:
+            ds = write_sharded(run_dir.path / "result.zarr", ds,
+                               final_state_part(final, plan.windows), dist,
+                               lambda stored: _finish(stored, trained, plan.train))
+            run_dir.result_format = "zarr"
+            if dist.is_main:
+                (run_dir.path / "result.nc").unlink(missing_ok=True)
+        else:
+            _finish(ds, trained, plan.train)
+            if others is not None:
+                _pool_repeats(ds, plan, stack, others, quiet, timings)
+            if run_dir is not None and (dist is None or dist.is_main):
+                run_dir.save_result(ds)
     except BaseException:
-        if others is not None:
+        if others is not None:  # the other models stop too; their finished windows are saved
             others.cancel()
         raise
-    instant = [res.instant for res in trained]
-    # by_regions: `final` is this rank's shard, written into the store and never gathered; the
-    # record's final state is a placeholder the store leaves empty
-    record = RunRecord(plan.windows, plan.points, instant, instant if by_regions else final,
-                       [res.losses for res in trained], [res.kl for res in trained],
-                       attrs=_run_attrs(stack, plan, trained, timings, threads),
-                       control=stack.control, control_name=stack.control_name)
-    ds = build_result(record)
-    if by_regions:
-        ds = write_sharded(run_dir.path / "result.zarr", ds,
-                           final_state_part(final, plan.windows), dist,
-                           lambda stored: _finish(stored, trained, plan.train))
-        run_dir.result_format = "zarr"
-        if dist.is_main:
-            (run_dir.path / "result.nc").unlink(missing_ok=True)
-    else:
-        _finish(ds, trained, plan.train)
-        if others is not None:
-            _pool_repeats(ds, plan, stack, others, quiet, timings)
-        if run_dir is not None and (dist is None or dist.is_main):
-            run_dir.save_result(ds)
     if run_dir is not None:
         if report and (dist is None or dist.is_main):
             write_report_timed(run_dir, ds, timings, quiet)

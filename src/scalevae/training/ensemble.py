@@ -85,16 +85,22 @@ class SeedJobs:
                 _SHARED.clear()
                 torch.set_num_threads(before)
         try:
-            return [f.result() for f in self._futures]
-        finally:
-            self._pool.shutdown()
+            out = [f.result() for f in self._futures]
+        except BaseException:
+            self.cancel()  # so as not to wait for the others to train in vain
+            raise
+        self._pool.shutdown()
+        return out
 
     def cancel(self) -> None:
-        """Stop the workers (the caller failed); finished windows stay checkpointed."""
+        """Stop the workers (the caller failed); finished windows stay checkpointed. Nothing to
+        do once :meth:`results` has returned."""
         if self._pool is not None:
             for f in self._futures:
                 f.cancel()
-            for p in list(getattr(self._pool, "_processes", {}).values()):
+            # a running task cannot be cancelled: its process is stopped (the executor's own
+            # table of them; None once it has shut down)
+            for p in list((getattr(self._pool, "_processes", None) or {}).values()):
                 p.terminate()
             self._pool.shutdown(wait=True, cancel_futures=True)
 
