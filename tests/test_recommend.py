@@ -190,3 +190,28 @@ def test_a_movie_of_more_frames_than_bootstrap_tiles_gets_an_answer():
     rec = recommend(ds, n_resamples=50)
     assert int(rec["recommended_window"]) in ds["window"].values
     assert float(rec["probability"].sum()) == pytest.approx(1.0)
+
+
+def test_an_answer_the_other_state_does_not_give_is_not_conclusive():
+    """The final model reading another size: the instant state's sharp rise is one encoder's
+    luck, not the image's, and is not offered as conclusive (the calibration's reason)."""
+    ds = _result(_switch(28))
+    z = ds["z_mean"].transpose("state", "window", "point", "latent").values.copy()
+    z[list(ds["state"].values).index("final")] = _switch(48, seed=1)
+    ds["z_mean"] = (("state", "window", "point", "latent"), z)
+    rec = recommend(ds, state="instant", n_resamples=B)
+    assert abs(int(rec["recommended_window"]) - 28) <= 4
+    assert bool(rec["conclusive_alone"]) and not bool(rec["conclusive"])
+    assert abs(int(rec["check_window"]) - 48) <= 4 and not bool(rec["check_agrees"])
+    text = describe_recommendation(rec)
+    assert text.startswith("no conclusive descriptor size") and "final state reads" in text
+    stored = xr.Dataset(attrs=recommendation_attrs(rec))
+    assert describe_recommendation(stored) == text
+    alone = recommend(ds, state="instant", n_resamples=B, check_state=False)
+    assert bool(alone["conclusive"]) and "check_window" not in alone
+
+
+def test_both_states_reading_the_same_size_keep_the_answer_conclusive(switch28):
+    _, rec = switch28
+    assert str(rec.attrs["check_state"]) == "final"
+    assert bool(rec["check_agrees"]) and bool(rec["conclusive"])

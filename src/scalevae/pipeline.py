@@ -214,13 +214,20 @@ def _pool_repeats(ds, plan, stack, others, quiet, timings) -> None:
             [res.losses for res in other["results"]], [res.kl for res in other["results"]],
             attrs=dict(ds.attrs), control=stack.control, control_name=stack.control_name)))
     if ds.sizes["window"] >= 3:
+        from .analysis._common import scales_state
+        from .analysis.recommend import other_state
         from .analysis.scales import regrouping_evidence
 
         evidence = [regrouping_evidence(r) for r in results]
-        rec = recommend(results, evidence=evidence)
+        # the other models keep their instant state only (their "final" is a copy of it): the
+        # check of the other state reads the first model's, computed once
+        other = other_state(ds, scales_state(ds))
+        check = regrouping_evidence(ds, other) if other else None
+        rec = recommend(results, evidence=evidence, check_evidence=check)
         pooled = recommendation_attrs(rec)
         # each model's own answer beside the pooled one: the spread over seeds, in the open
-        alone = [recommend(r, evidence=[ev]) for r, ev in zip(results, evidence)]
+        alone = [recommend(r, evidence=[ev], check_state=k == 0, check_evidence=check)
+                 for k, (r, ev) in enumerate(zip(results, evidence))]
         pooled["recommended_window_per_model"] = json.dumps(
             [{"seed": plan.seed + k, "window": int(a["recommended_window"]),
               "interval": [int(a["interval_low"]), int(a["interval_high"])],

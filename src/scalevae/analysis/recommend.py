@@ -21,8 +21,18 @@ window, the interval the smallest run of windows around it holding :data:`INTERV
 the probability.
 
 **Conclusive** (the one notion a pipeline reads): at least :data:`CONCLUSIVE_SHARE` of the
-resamples find a single finished rise within one window step of the answer, and the answer is
-not below the nearest-neighbour distance ``lattice_bond_px`` when the result states one.
+resamples find a single finished rise within one window step of the answer, the answer is
+not below the nearest-neighbour distance ``lattice_bond_px`` when the result states one, and
+the result's other state, read by the same rule, is conclusive too within one window step.
+
+**Both states.** The keypoint bootstrap cannot see what training luck does: one model can
+find a single sharp rise that a model of another seed does not, with every resample agreeing
+(validation/CALIBRATION.md: the confidently wrong answers). A result holds a second reading
+of the same training, the final model's encoding of every window (``state="final"``), whose
+encoder differs from each window's own. An answer both readings give is a property of the
+image rather than of one encoder; one that only the instant state gives is reported as
+uncertain. The calibration shows this check, not a stricter share, is what keeps conclusive
+answers right.
 """
 
 from __future__ import annotations
@@ -97,8 +107,22 @@ def _interval(prob, mode, mass=INTERVAL_MASS):
     return lo, hi
 
 
+def other_state(ds, state):
+    """The state of ``ds`` that is not ``state`` when ``ds`` holds two (else None).
+
+    Examples
+    --------
+    >>> from scalevae.testing import make_fake_result
+    >>> other_state(make_fake_result(n_windows=4), "instant")
+    'final'
+    """
+    states = [str(s) for s in ds["state"].values] if "state" in ds.coords else []
+    others = [s for s in states if s != state]
+    return others[0] if state in states and others else None
+
+
 def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
-              evidence=None):
+              evidence=None, check_state=True, check_evidence=None):
     """The distribution of the recommended window over bootstrap resamples of the keypoints.
 
     Parameters
@@ -115,6 +139,12 @@ def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
         Seed of the tile draws.
     evidence : list of scales.Regrouping, optional
         Precomputed :func:`scalevae.analysis.scales.regrouping_evidence` per result.
+    check_state : bool
+        Read the first result's other state too (when it holds one) and call the answer
+        conclusive only when that reading is conclusive within one window step of it (see the
+        module docstring). False: this state alone.
+    check_evidence : scales.Regrouping, optional
+        Precomputed evidence of the first result's other state.
 
     Returns
     -------
@@ -123,8 +153,10 @@ def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
         probable), ``interval_low``, ``interval_high`` (px), ``conclusive`` (bool),
         ``conclusive_share`` (resamples with a single rise within one step of the answer),
         ``n_resamples`` (pooled), ``share_<kind>`` per kind of :data:`KINDS`, ``answer_kind``
-        (str: "single" when conclusive, else the commonest other kind). ``attrs``: ``rule``,
-        ``note``, ``lattice_bond_px`` (NaN when unknown).
+        (str: "single" when conclusive, else the commonest other kind); with the other state
+        read, ``check_window`` (its most probable window, px), ``check_conclusive``,
+        ``check_agrees`` and ``conclusive_alone`` (what this state alone would say). ``attrs``: ``rule``, ``note``, ``lattice_bond_px`` (NaN when
+        unknown), ``check_state`` ("" when no other state was read).
 
     Examples
     --------
@@ -164,12 +196,25 @@ def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
     bond = float(np.nanmin(bonds)) if np.isfinite(bonds).any() else float("nan")
     below_bond = bool(np.isfinite(bond) and windows[mode] < bond)
     conclusive = share >= CONCLUSIVE_SHARE and not below_bond
+    check = _check_other_state(results[0], state, windows, mode, n_resamples, seed,
+                               check_evidence) if check_state else None
+    disagree = check is not None and not bool(check["check_agrees"])
     shares = {k: float(np.mean(kinds == i)) for i, k in enumerate(KINDS)}
-    kind = "single" if conclusive else max(KINDS[1:] + ("single",), key=lambda k: shares[k])
+    kind = ("single" if conclusive and not disagree else
+            max(KINDS[1:] + ("single",), key=lambda k: shares[k]))
     note = "" if conclusive else (
         f"{100 * share:.0f} % of the resamples find a single rise within one window step of "
         f"the most probable window ({100 * CONCLUSIVE_SHARE:.0f} % needed for a conclusive "
         "answer)")
+    if check is not None:  # whether this state alone would have been conclusive
+        check["conclusive_alone"] = ((), bool(conclusive))
+    if conclusive and disagree:
+        conclusive = False
+        other = check.attrs["check_state"]
+        note = (f"the {other} state reads {int(check['check_window'])} px"
+                f"{'' if bool(check['check_conclusive']) else ', not conclusively'}: the answer "
+                "depends on which encoder reads it (the training seed's luck), so it is not "
+                "offered as conclusive; --repeats 3 shows the spread over seeds")
     if below_bond:
         note = (f"the most probable window ({windows[mode]} px) is below the nearest-neighbour "
                 f"distance ({bond:.3g} px): no window of it holds a neighbour, so it is not "
@@ -179,16 +224,34 @@ def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
          "interval_low": ((), int(windows[lo])), "interval_high": ((), int(windows[hi])),
          "conclusive": ((), bool(conclusive)), "conclusive_share": ((), share),
          "n_resamples": ((), len(votes)), "answer_kind": ((), kind),
-         **{f"share_{k}": ((), v) for k, v in shares.items()}},
+         **{f"share_{k}": ((), v) for k, v in shares.items()},
+         **({} if check is None else {k: check[k] for k in check.data_vars})},
         coords={"window": windows},
         attrs={"state": state, "lattice_bond_px": bond, "note": note,
+               "check_state": "" if check is None else check.attrs["check_state"],
                "rule": f"bootstrap of spatial tiles ({len(votes)} resamples): each resample's "
                        "regrouping curve votes for its half-way window (a single finished "
                        "rise) or spreads its vote over the windows a gradual or unfinished "
                        "rise spans; answer: the most probable window; conclusive: >= "
                        f"{100 * CONCLUSIVE_SHARE:.0f} % of resamples find a single rise within "
-                       "one window step of it; interval: the windows holding "
+                       "one window step of it, and the other state's reading is conclusive "
+                       "within one step too; interval: the windows holding "
                        f"{100 * INTERVAL_MASS:.0f} %"})
+
+
+def _check_other_state(ds, state, windows, mode, n_resamples, seed, evidence):
+    """The other state's reading of ``ds`` against the answer ``windows[mode]``: a Dataset of
+    ``check_window``, ``check_conclusive``, ``check_agrees`` (None when ``ds`` holds one state)."""
+    other = other_state(ds, state)
+    if other is None:
+        return None
+    o = recommend(ds, state=other, n_resamples=n_resamples, seed=seed,
+                  evidence=None if evidence is None else [evidence], check_state=False)
+    w = int(o["recommended_window"])
+    steps = abs(int(np.searchsorted(windows, w)) - mode)
+    agrees = bool(o["conclusive"]) and w in windows and steps <= 1
+    return xr.Dataset({"check_window": ((), w), "check_conclusive": ((), bool(o["conclusive"])),
+                       "check_agrees": ((), agrees)}, attrs={"check_state": other})
 
 
 def recommendation_attrs(rec):
@@ -206,7 +269,14 @@ def recommendation_attrs(rec):
     prob = rec["probability"]
     kind = str(rec["answer_kind"].item()) if "answer_kind" in rec else str(
         rec.attrs.get("answer_kind", "single"))
-    return {"recommended_window": int(rec["recommended_window"]),
+    check = {} if "check_window" not in rec else {
+        # the other state's reading (JSON: netCDF-safe); absent when only one state was read
+        "recommended_window_check": json.dumps(
+            {"state": str(rec.attrs.get("check_state", "")),
+             "window": int(rec["check_window"]), "conclusive": bool(rec["check_conclusive"]),
+             "agrees": bool(rec["check_agrees"]),
+             "alone": bool(rec["conclusive_alone"]) if "conclusive_alone" in rec else False})}
+    return {**check,"recommended_window": int(rec["recommended_window"]),
             "recommended_window_interval": [int(lo), int(hi)],
             "recommended_window_conclusive": int(bool(rec["conclusive"])),
             "recommended_window_n_resamples": int(rec["n_resamples"]),
@@ -240,6 +310,16 @@ def _read(ds):
         raise ScaleVAEError("no recommendation in this Dataset; pass a result Dataset, or the "
                             "output of scalevae.analysis.recommend.recommend")
     return _read(xr.Dataset(attrs={**ds.attrs, **recommendation_attrs(ds)}))
+
+
+def _read_check(ds):
+    """The other state's reading stored with a result, or held by a recommend() output (a dict
+    of state, window, conclusive, agrees), None when there is none."""
+    if "recommended_window_check" in ds.attrs:
+        return json.loads(ds.attrs["recommended_window_check"])
+    if "check_window" in ds:
+        return json.loads(recommendation_attrs(ds)["recommended_window_check"])
+    return None
 
 
 def describe_recommendation(ds, pixel_size=None, unit=None) -> str:
@@ -285,6 +365,12 @@ def describe_recommendation(ds, pixel_size=None, unit=None) -> str:
     if kind == "none":
         return (f"no length scale in this window range: the regrouping does not rise with "
                 f"the window (interval {span})")
+    check = _read_check(ds)
+    if check is not None and check.get("alone") and not check["agrees"]:
+        how = "" if check["conclusive"] else ", not conclusively"
+        return (f"no conclusive descriptor size: most probable {px(w)} ({p}{interval} {span}), "
+                f"but the {check['state']} state reads {check['window']} px{how}: the answer "
+                "depends on the encoder that reads it; --repeats 3 shows the spread over seeds")
     bond = ds.attrs.get("lattice_bond_px")
     if bond is not None and np.isfinite(float(bond)) and w < float(bond):
         return (f"no conclusive descriptor size: the most probable window {px(w)} is below "

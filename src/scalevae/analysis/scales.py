@@ -352,7 +352,9 @@ def length_scales(ds, state=None, density=None, n_resamples=None):
         recommended_window=rec["recommended_window"], recommended_low=rec["interval_low"],
         recommended_high=rec["interval_high"], conclusive=rec["conclusive"],
         conclusive_share=rec["conclusive_share"], answer_kind=rec["answer_kind"],
-        n_resamples=rec["n_resamples"])
+        n_resamples=rec["n_resamples"],
+        **{k: rec[k] for k in ("check_window", "check_conclusive", "check_agrees", "conclusive_alone")
+           if k in rec})
     out.attrs.update({k: v for k, v in rec.attrs.items() if k != "state"})
     out.attrs["rule"] = f"{fs.attrs['rule']}; answer: {rec.attrs['rule']}"
     out.attrs["note"] = "; ".join(n for n in (fs.attrs["note"], rec.attrs["note"]) if n)
