@@ -281,12 +281,15 @@ def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
             bond = spacing
         else:  # no lattice: the ring spectrum's spacing (raises where there is none either)
             bond = _check_spacing(lat.bond if lat else ring_spacing(frame[None]), data.shape[1:])
-        mask = (lattice_mask(frame, lat) if lat is not None and mask_amorphous
+        contrast = _contrast(frame, bond, truncate=2.5)[3] if lat is not None else None
+        mask = (lattice_mask(frame, lat, contrast) if lat is not None and mask_amorphous
                 else np.ones(frame.shape, bool))
         more = with_missed_grains(frame, lat, mask) if lat is not None and mask_amorphous else lat
         if more is not lat:  # a grain the first look missed: the mask again
-            lat, mask = more, lattice_mask(frame, more)
+            lat, mask = more, lattice_mask(frame, more, contrast)
         yx, _ = _detect(frame, bond, fraction, lat, mask)
+        # a column on the mask's edge may be refined to just outside it
+        yx = yx[mask[tuple(np.clip(np.round(yx).astype(int), 0, np.array(mask.shape) - 1).T)]]
         if len(yx):
             yx = yx[np.lexsort((yx[:, 1], yx[:, 0]))]  # by y, then x
             out.append(np.column_stack([np.full(len(yx), i, float), yx]))
