@@ -3,7 +3,8 @@
 The lattice comes first (:mod:`.lattice`): its Bragg peaks give the type, the lattice
 constant and the bond (the nearest-neighbour spacing), one orientation per grain, and the
 region where the image shows the lattice at all (amorphous material, contamination, vacuum
-and holes get no keypoint). Within that region (:func:`detect_atoms`) the columns are the
+and holes get no keypoint, nor does a thin amorphous layer through which the lattice still
+shows: :func:`.bragg.lattice_mask`). Within that region (:func:`detect_atoms`) the columns are the
 local maxima of the band-passed frame (a scale-normalised negative Laplacian of Gaussian of
 sigma 0.3 bond, which ignores slopes, so a dim column on the tail of a bright neighbour is
 still a maximum), at least 0.6 bond apart (strongest first), whose contrast above the local
@@ -85,15 +86,17 @@ def _credible_lattice(frame, spacing):
     return lat
 
 
-def _detect(frame, spacing, fraction, lattice=None, mask=None):
+def _detect(prepared, spacing, fraction, lattice=None, mask=None):
     """Columns of one frame: refined (y, x) and their contrast (the module's docstring: how).
+
+    ``prepared``: the frame's ``_contrast(frame, spacing, truncate=2.5)`` (shared with the mask).
 
     Candidates: maxima of the band-passed frame above _NOISE_K noise sigmas, _MIN_DIST apart,
     above `fraction` of the median contrast, inside `mask`, not off the lattice's sites
     (_OFF_SITE), not alone (_LONELY); with a lattice, its sites with no candidate whose own
     contrast exceeds _SITE_K noise sigmas (a vacancy has none).
     """
-    frame, s, smooth, contrast = _contrast(frame, spacing, truncate=2.5)
+    frame, s, smooth, contrast = prepared
     model = None
     if lattice is not None:
         noise, model = residual_noise(smooth, lattice, mask)
@@ -232,7 +235,8 @@ def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
     Per frame: the lattice is measured from the Bragg peaks (:func:`.lattice.measure_lattice`,
     looked at again where it leaves much of the frame: :func:`.lattice.with_missed_grains`);
     the lattice region is where the local share of Bragg-spot power is high
-    (:func:`.bragg.lattice_order`); columns are the maxima of the band-passed frame there,
+    (:func:`.bragg.lattice_order`), less where a thin amorphous layer lies on the lattice (its
+    local contrast well above the lattice's, :func:`.bragg.lattice_mask`); columns are the maxima of the band-passed frame there,
     at least 0.6 ``spacing`` apart, whose contrast exceeds 4 noise sigmas (the robust spread
     of what the lattice does not explain) and ``threshold`` times the median column contrast,
     that lie on a bright site of the Bragg-filtered frame and have a neighbour within 1.6
@@ -281,13 +285,14 @@ def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
             bond = spacing
         else:  # no lattice: the ring spectrum's spacing (raises where there is none either)
             bond = _check_spacing(lat.bond if lat else ring_spacing(frame[None]), data.shape[1:])
-        contrast = _contrast(frame, bond, truncate=2.5)[3] if lat is not None else None
+        prepared = _contrast(frame, bond, truncate=2.5)  # the mask's and the detection's
+        contrast = prepared[3]
         mask = (lattice_mask(frame, lat, contrast) if lat is not None and mask_amorphous
                 else np.ones(frame.shape, bool))
         more = with_missed_grains(frame, lat, mask) if lat is not None and mask_amorphous else lat
         if more is not lat:  # a grain the first look missed: the mask again
             lat, mask = more, lattice_mask(frame, more, contrast)
-        yx, _ = _detect(frame, bond, fraction, lat, mask)
+        yx, _ = _detect(prepared, bond, fraction, lat, mask)
         # a column on the mask's edge may be refined to just outside it
         yx = yx[mask[tuple(np.clip(np.round(yx).astype(int), 0, np.array(mask.shape) - 1).T)]]
         if len(yx):
