@@ -20,6 +20,7 @@ __all__ = ["bragg_filter", "lattice_order", "lattice_mask", "lattice_sites", "re
 _SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filter is local to ~1 cell
 _MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
 _ORDER_WINDOW = 0.75   # lattice constants: the order map's smoothing (sigma)
+_SHARE_WINDOW = 0.4    # ... of which the powers' share is taken over this fraction
 ORDER_LEVEL = 0.35     # lattice: order above r0 + this x (q90 - r0)
 COVERED_EXCESS = 1.4   # an amorphous layer on the lattice: local contrast above this x median
 COVERED_RADIUS = 1.5   # lattice constants: radius of the disk of the local median contrast
@@ -80,9 +81,9 @@ def lattice_order(frame, lattice, window=None):
 
     The lattice band is an annulus from half the first-order radius to past the largest spot;
     white noise puts the fraction ``r0`` of its power on the spots (the spots' share of the
-    annulus), amorphous material about as much, a crystal much more. Powers are smoothed over
-    ``window`` px (default 0.75 lattice constant: a wider one lets a bright amorphous patch's
-    power spill over the lattice beside it).
+    annulus), amorphous material about as much, a crystal much more. The fraction is smoothed
+    over ``window`` px (default 0.75 lattice constant: a wider one lets a bright amorphous
+    patch spill over the lattice beside it), the powers themselves over 0.4 of it.
 
     Returns
     -------
@@ -115,9 +116,13 @@ def lattice_order(frame, lattice, window=None):
 
     def local(power):
         blocks = power[:cy * step, :cx * step].reshape(cy, step, cx, step).mean(axis=(1, 3))
-        return ndi.gaussian_filter(blocks, w / step, mode="reflect")
+        return ndi.gaussian_filter(blocks, _SHARE_WINDOW * w / step, mode="reflect")
 
+    # the share is taken over part of the window and then smoothed over the rest (the same
+    # width in all): a share of powers smoothed over the whole window lets a bright patch's
+    # power outweigh the lattice's well beyond its edge
     coarse = local(bragg ** 2) / np.maximum(local(total ** 2), 1e-300)
+    coarse = ndi.gaussian_filter(coarse, np.sqrt(1 - _SHARE_WINDOW ** 2) * w / step, mode="reflect")
     order = np.repeat(np.repeat(coarse, step, 0), step, 1)
     order = np.pad(order, [(0, ny - order.shape[0]), (0, nx - order.shape[1])], mode="edge")
     r0 = float((spots ** 2).sum() / band.sum())
