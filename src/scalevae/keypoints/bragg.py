@@ -122,7 +122,8 @@ def lattice_order(frame, lattice, window=None):
     # width in all): a share of powers smoothed over the whole window lets a bright patch's
     # power outweigh the lattice's well beyond its edge
     coarse = local(bragg ** 2) / np.maximum(local(total ** 2), 1e-300)
-    coarse = ndi.gaussian_filter(coarse, np.sqrt(1 - _SHARE_WINDOW ** 2) * w / step, mode="reflect")
+    coarse = ndi.gaussian_filter(coarse, np.sqrt(1 - _SHARE_WINDOW ** 2) * w / step,
+                                 mode="reflect")
     order = np.repeat(np.repeat(coarse, step, 0), step, 1)
     order = np.pad(order, [(0, ny - order.shape[0]), (0, nx - order.shape[1])], mode="edge")
     r0 = float((spots ** 2).sum() / band.sum())
