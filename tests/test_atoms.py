@@ -220,7 +220,7 @@ def test_low_dose_with_contamination(dose, seed):
     assert recall >= 0.95 and precision >= 0.95
     assert on_amorphous == 0
     if info["contamination"].any():  # the patch is masked, and not much more than it
-        assert info["contamination"].mean() <= det.masked_fraction <= info["contamination"].mean() + 0.2
+        assert info["contamination"].mean() <= det.masked_fraction <= info["contamination"].mean() + 0.12
         far = ~ndi.binary_dilation(info["contamination"], iterations=3 * 12)
         assert (~det.mask[0] & far).sum() <= 0.01 * far.sum()  # e.g. no strip along the edges
     assert det.spacing == pytest.approx(12, rel=0.02)
@@ -303,11 +303,34 @@ def test_multislice_graphene_down_to_one_count(dose, seed):
     assert det.lattice.kind == "honeycomb" and det.lattice.n_grains == 2
 
 
-@pytest.mark.xfail(strict=True, reason="the multislice a-C layer is thin (5 A): the graphene beneath "
-                   "stays visible, the lattice mask keeps most of the patch and a few keypoints "
-                   "land on the a-C itself (validation/ATOMS.md)")
-def test_multislice_no_keypoint_on_thin_amorphous_carbon():
-    assert _multislice_scores(8.0, 10, 0)[2] == 0
+@pytest.mark.parametrize("bond, dose", [(8.0, 10), (12.0, 10), (12.0, 2), (12.0, 1)])
+def test_multislice_no_keypoint_on_thin_amorphous_carbon(bond, dose):
+    # the 5 A a-C layer leaves the graphene beneath visible (the lattice order passes there);
+    # its own atoms raise the local contrast: the patch is masked (bragg._covered), about as
+    # much of the image as it covers, over several noise seeds
+    am = _multislice(bond)[2]
+    for seed in (0, 1, 2):
+        _, _, stray, det = _multislice_scores(bond, dose, seed)
+        assert stray == 0
+        assert abs(det.masked_fraction - am.mean()) <= 0.03
+
+
+@pytest.mark.parametrize("dose, kw", [
+    (1, dict(vacancies=10)),
+    (2, dict(background=2.0)),  # a slow background 5x the lattice's mean, and its noise
+], ids=["dose1", "bright-background"])
+def test_grain_boundary_and_silicon_are_not_masked_as_amorphous(dose, kw):
+    # a grain boundary lowers the order but adds no material; a dopant is one bright column.
+    # (bright-background seed 2: the lattice order alone masks 0.5 % of the frame, with a Si
+    # at (485, 434) in it, as before the amorphous-layer rule; the dopants in the mask count)
+    for seed in (0, 1, 2):
+        img, truth, info = simulate_haadf(shape=(512, 512), bond=12, seed=seed, dose=dose,
+                                          grain_boundary=True, gb_angle=28, n_si=3, **kw)
+        det = detect_atoms(img)
+        assert det.masked_fraction <= 0.01
+        si = truth[info["element"] == 14]
+        si = si[det.mask[0][tuple(np.round(si).astype(int).T)]]
+        assert len(si) >= 2 and cKDTree(det.points[:, 1:]).query(si)[0].max() <= 0.3 * 12
 
 
 @pytest.mark.slow

@@ -2,21 +2,19 @@
 
 The lattice comes first (:mod:`.lattice`): its Bragg peaks give the type, the lattice
 constant and the bond (the nearest-neighbour spacing), one orientation per grain, and the
-region where the image shows the lattice at all (amorphous material, contamination, vacuum
-and holes get no keypoint). Within that region (:func:`detect_atoms`) the columns are the
-local maxima of the band-passed frame (a scale-normalised negative Laplacian of Gaussian of
-sigma 0.3 bond, which ignores slopes, so a dim column on the tail of a bright neighbour is
-still a maximum), at least 0.6 bond apart (strongest first), whose contrast above the local
-background (the frame smoothed with 0.15 bond minus a minimum filter over 2 bonds, smoothed)
-exceeds 4 noise sigmas - the robust spread (MAD) of the smoothed frame's residual from its
-Bragg-filtered lattice, which holds correlated scan noise too - and a fraction of the median
-column contrast. Maxima that sit where the Bragg-filtered frame has no column (between the
-columns: noise) or have no other column within 1.6 bonds are dropped. At low dose the noise can
-move a column's band-pass maximum onto a neighbour's: the lattice's sites (maxima of the
-Bragg-filtered frame) with no maximum near them are kept where the frame's own contrast exceeds
-3 noise sigmas (a vacancy has none: the lattice fills it, the frame does not). Positions are
-refined by a 3-point parabola along y and x through the band-passed frame plus the
-Bragg-filtered one, which at low dose averages out the noise of a single column.
+region where the image shows the lattice at all (amorphous material, contamination, vacuum,
+holes and thin amorphous layers on the lattice get no keypoint: :func:`.bragg.lattice_mask`).
+Within that region (:func:`detect_atoms`) the columns are the local maxima of the band-passed
+frame (a scale-normalised negative Laplacian of Gaussian of sigma 0.3 bond, which ignores
+slopes, so a dim column on the tail of a bright neighbour is still a maximum), at least 0.6 bond
+apart, whose contrast above the local floor exceeds 4 noise sigmas (the robust spread of the
+smoothed frame's residual from its Bragg-filtered lattice, correlated scan noise included) and a
+fraction of the median column contrast; not where the Bragg-filtered frame has no column, nor
+alone. At low dose the noise can move a column's band-pass maximum onto a neighbour's: the
+lattice's sites (maxima of the Bragg-filtered frame) with no maximum near them are kept where
+the frame's own contrast exceeds 3 noise sigmas (a vacancy has none). Positions: a 3-point
+parabola along y and x through the band-passed plus the Bragg-filtered frame, which at low dose
+averages out the noise of a single column.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from ..errors import ScaleVAEError
@@ -85,15 +82,15 @@ def _credible_lattice(frame, spacing):
     return lat
 
 
-def _detect(frame, spacing, fraction, lattice=None, mask=None):
-    """Columns of one frame: refined (y, x) and their contrast (the module's docstring: how).
-
-    Candidates: maxima of the band-passed frame above _NOISE_K noise sigmas, _MIN_DIST apart,
-    above `fraction` of the median contrast, inside `mask`, not off the lattice's sites
-    (_OFF_SITE), not alone (_LONELY); with a lattice, its sites with no candidate whose own
-    contrast exceeds _SITE_K noise sigmas (a vacancy has none).
+def _detect(prepared, spacing, fraction, lattice=None, mask=None):
+    """Columns of one frame (``prepared``: its ``_contrast(frame, spacing, truncate=2.5)``):
+    refined (y, x) and their contrast (the module's docstring: how). Candidates: maxima of the
+    band-passed frame above _NOISE_K noise sigmas, _MIN_DIST apart, above `fraction` of the
+    median contrast, inside `mask`, not off the lattice's sites (_OFF_SITE), not alone
+    (_LONELY); with a lattice, its sites with no candidate whose own contrast exceeds _SITE_K
+    noise sigmas (a vacancy has none).
     """
-    frame, s, smooth, contrast = _contrast(frame, spacing, truncate=2.5)
+    frame, s, smooth, contrast = prepared
     model = None
     if lattice is not None:
         noise, model = residual_noise(smooth, lattice, mask)
@@ -230,15 +227,16 @@ def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
     """Atom columns where the image shows a lattice, and the lattice they sit on.
 
     Per frame: the lattice is measured from the Bragg peaks (:func:`.lattice.measure_lattice`,
-    looked at again where it leaves much of the frame: :func:`.lattice.with_missed_grains`);
-    the lattice region is where the local share of Bragg-spot power is high
-    (:func:`.bragg.lattice_order`); columns are the maxima of the band-passed frame there,
-    at least 0.6 ``spacing`` apart, whose contrast exceeds 4 noise sigmas (the robust spread
-    of what the lattice does not explain) and ``threshold`` times the median column contrast,
-    that lie on a bright site of the Bragg-filtered frame and have a neighbour within 1.6
-    ``spacing``, and the lattice's sites without such a maximum whose contrast exceeds 3 noise
-    sigmas; positions are refined to sub-pixel accuracy, on the band-passed plus the
-    Bragg-filtered frame. The masked fraction is logged at INFO level.
+    looked at again where it leaves much of the frame: :func:`.lattice.with_missed_grains`); the
+    lattice region is where the local share of Bragg-spot power is high
+    (:func:`.bragg.lattice_order`), less where a thin amorphous layer lies on it (its contrast
+    well above the lattice's: :func:`.bragg.lattice_mask`); columns are the maxima of the
+    band-passed frame there, at least 0.6 ``spacing`` apart, whose contrast exceeds 4 noise
+    sigmas (the robust spread of what the lattice does not explain) and ``threshold`` times the
+    median column contrast, that lie on a bright site of the Bragg-filtered frame and have a
+    neighbour within 1.6 ``spacing``, and the lattice's sites without such a maximum whose
+    contrast exceeds 3 noise sigmas; positions are refined to sub-pixel accuracy, on the
+    band-passed plus the Bragg-filtered frame. The masked fraction is logged at INFO level.
 
     Parameters
     ----------
@@ -281,12 +279,15 @@ def detect_atoms(image, spacing=None, threshold=None, mask_amorphous=True):
             bond = spacing
         else:  # no lattice: the ring spectrum's spacing (raises where there is none either)
             bond = _check_spacing(lat.bond if lat else ring_spacing(frame[None]), data.shape[1:])
-        mask = (lattice_mask(frame, lat) if lat is not None and mask_amorphous
+        prepared = _contrast(frame, bond, truncate=2.5)  # the mask's and the detection's
+        mask = (lattice_mask(frame, lat, prepared[3]) if lat is not None and mask_amorphous
                 else np.ones(frame.shape, bool))
         more = with_missed_grains(frame, lat, mask) if lat is not None and mask_amorphous else lat
         if more is not lat:  # a grain the first look missed: the mask again
-            lat, mask = more, lattice_mask(frame, more)
-        yx, _ = _detect(frame, bond, fraction, lat, mask)
+            lat, mask = more, lattice_mask(frame, more, prepared[3])
+        yx, _ = _detect(prepared, bond, fraction, lat, mask)
+        # a column on the mask's edge may be refined to just outside it
+        yx = yx[mask[tuple(np.clip(np.round(yx).astype(int), 0, np.array(mask.shape) - 1).T)]]
         if len(yx):
             yx = yx[np.lexsort((yx[:, 1], yx[:, 0]))]  # by y, then x
             out.append(np.column_stack([np.full(len(yx), i, float), yx]))

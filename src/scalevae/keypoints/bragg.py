@@ -20,7 +20,10 @@ __all__ = ["bragg_filter", "lattice_order", "lattice_mask", "lattice_sites", "re
 _SPOT_SIGMA = 0.2      # Bragg-filter spot sigma as a fraction of |g1|: the filter is local to ~1 cell
 _MAX_ORDER = 2.05      # spots up to this multiple of |g1| (honeycomb needs the (110) ring at sqrt 3)
 _ORDER_WINDOW = 0.75   # lattice constants: the order map's smoothing (sigma)
+_SHARE_WINDOW = 0.4    # ... of which the powers' share is taken over this fraction
 ORDER_LEVEL = 0.35     # lattice: order above r0 + this x (q90 - r0)
+COVERED_EXCESS = 1.4   # an amorphous layer on the lattice: local contrast above this x median
+COVERED_RADIUS = 1.5   # lattice constants: radius of the disk of the local median contrast
 _EDGE_PAD = 2.0        # lattice constants of mirrored margin for the order map's FFTs
 _ORDER_CLIP = 97.0     # percentile: brighter pixels (dopants, bright contamination) are clipped
 
@@ -78,9 +81,9 @@ def lattice_order(frame, lattice, window=None):
 
     The lattice band is an annulus from half the first-order radius to past the largest spot;
     white noise puts the fraction ``r0`` of its power on the spots (the spots' share of the
-    annulus), amorphous material about as much, a crystal much more. Powers are smoothed over
-    ``window`` px (default 0.75 lattice constant: a wider one lets a bright amorphous patch's
-    power spill over the lattice beside it).
+    annulus), amorphous material about as much, a crystal much more. The fraction is smoothed
+    over ``window`` px (default 0.75 lattice constant: a wider one lets a bright amorphous
+    patch spill over the lattice beside it), the powers themselves over 0.4 of it.
 
     Returns
     -------
@@ -113,9 +116,14 @@ def lattice_order(frame, lattice, window=None):
 
     def local(power):
         blocks = power[:cy * step, :cx * step].reshape(cy, step, cx, step).mean(axis=(1, 3))
-        return ndi.gaussian_filter(blocks, w / step, mode="reflect")
+        return ndi.gaussian_filter(blocks, _SHARE_WINDOW * w / step, mode="reflect")
 
+    # the share is taken over part of the window and then smoothed over the rest (the same
+    # width in all): a share of powers smoothed over the whole window lets a bright patch's
+    # power outweigh the lattice's well beyond its edge
     coarse = local(bragg ** 2) / np.maximum(local(total ** 2), 1e-300)
+    coarse = ndi.gaussian_filter(coarse, np.sqrt(1 - _SHARE_WINDOW ** 2) * w / step,
+                                 mode="reflect")
     order = np.repeat(np.repeat(coarse, step, 0), step, 1)
     order = np.pad(order, [(0, ny - order.shape[0]), (0, nx - order.shape[1])], mode="edge")
     r0 = float((spots ** 2).sum() / band.sum())
@@ -123,16 +131,52 @@ def lattice_order(frame, lattice, window=None):
     return order, r0 + ORDER_LEVEL * max(q90 - r0, 0.0)
 
 
-def lattice_mask(frame, lattice):
+def _covered(contrast, order, mask, step, cell):
+    """Where a thin amorphous layer lies on the lattice, on the grid of ``mask`` (``step`` px).
+
+    The lattice beneath still shows, so the order passes, but the layer's own atoms raise the
+    contrast above the local floor (which ignores slow backgrounds) over the lattice's, and
+    add power off the Bragg spots: where the local median contrast (over a disk of
+    COVERED_RADIUS lattice constants, in which a dopant is one bright column) exceeds
+    COVERED_EXCESS times its median on the lattice region, and the order is below its median
+    there. A grain boundary lowers the order but adds no material, a slow background adds no
+    contrast; regions narrower than a cell are opened away (the grid step is a quarter cell).
+    """
+    ny, nx = mask.shape
+    blocks = contrast[:ny * step, :nx * step]
+    blocks = np.pad(blocks, [(0, ny * step - blocks.shape[0]), (0, nx * step - blocks.shape[1])],
+                    mode="edge").reshape(ny, step, nx, step).mean(axis=(1, 3))
+    local = ndi.median_filter(blocks, footprint=_disk(COVERED_RADIUS * cell / step),
+                              mode="reflect")
+    covered = ((local > COVERED_EXCESS * np.median(local[mask]))
+               & (order < np.median(order[mask])))
+    # the median over a disk that straddles the layer's (convex) edge stays the lattice's until
+    # most of the disk lies on the layer: the region ends inside the edge and is grown by a
+    # quarter cell (one grid step), after holes narrower than two cells are filled
+    covered = ndi.binary_opening(covered, _disk(2))
+    return ndi.binary_dilation(ndi.binary_closing(covered, _disk(4)), _disk(1))
+
+
+def _disk(radius):
+    r = int(radius)
+    return np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= radius
+
+
+def lattice_mask(frame, lattice, contrast=None):
     """True where the frame shows its lattice (:func:`lattice_order` above its level).
 
-    Cleaned at the scale of a lattice constant: regions narrower than about one cell (in either
-    sense) are noise in the order map, not lattice or amorphous material.
+    With ``contrast`` (the frame above its local floor), not where a thin amorphous layer
+    covers the lattice (:func:`_covered`). Cleaned at the scale of a lattice constant: regions
+    narrower than about one cell (in either sense) are noise in the order map, not lattice or
+    amorphous material.
     """
     order, level = lattice_order(frame, lattice)
     # the order map is smooth over a cell: clean it on a grid of a quarter cell
     step = max(1, int(lattice.constant / 4))
-    mask = order[step // 2::step, step // 2::step] > level
+    order = order[step // 2::step, step // 2::step]
+    mask = order > level
+    if contrast is not None and mask.any():
+        mask &= ~_covered(contrast, order, mask, step, lattice.constant)
     disk = np.hypot(*np.mgrid[-2:3, -2:3]) <= 2  # half a cell
     mask = ndi.binary_closing(ndi.binary_opening(mask, disk), disk, border_value=1)
     mask = np.repeat(np.repeat(mask, step, 0), step, 1)[:frame.shape[0], :frame.shape[1]]
