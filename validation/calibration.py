@@ -1,18 +1,20 @@
 """Calibration of the recommended window's uncertainty on images with known length scales.
 
 Trains ``scalevae.run`` with the defaults a new user gets (``quiet=True, report=False``, every
-other argument left out) plus ``repeats=3`` on the generators of ``scalevae.datasets`` -- a/c
-domain images of period 12, 16, 20, 24, 32 and 40 px and the two-scale texture (critical
-window 24 px), seeds 0-5 -- and scores :func:`scalevae.analysis.recommend.recommend` on them,
-both for each model alone (what a default run answers; three models per image) and for the
-three pooled (what ``--repeats 3`` answers): of the answers flagged conclusive, the share
-within one window step of the truth (target >= 95 %), and how often a conclusive answer is
-given at all. It also measures how many position subsets the statistic
-needs, how many bootstrap resamples the probabilities need, the cost, and the README's PTO
-file with seeds 0 and 1. Writes ``validation/CALIBRATION.md`` whole.
+other argument left out) on the generators of ``scalevae.datasets`` -- a/c domain images of
+period 12, 16, 20, 24, 32 and 40 px and the two-scale texture (critical window 24 px), image
+seeds 0-5 -- three models per image (seeds s, s + 1, s + 2, each a default run, the same
+patches), and scores :func:`scalevae.analysis.recommend.recommend` on them, both for each model
+alone (what a default run answers) and for the three pooled (what ``--repeats 3`` answers: the
+same models, trained side by side there): of the answers flagged conclusive, the share within
+one window step of the truth (target >= 95 %), and how often a conclusive answer is given at
+all; beside it, the rule without the check of the result's other state, to show what that
+check does. It also measures how many position subsets the statistic needs, how many
+bootstrap resamples the probabilities need, the cost, and the README's PTO file with seeds 0
+and 1. Writes ``validation/CALIBRATION.md`` whole.
 
-Each run's result is cached (``--cache``, one ``.nc`` per run), so re-scoring a new rule costs
-no training. Run from the repository root::
+Each model's result is cached (``--cache``, one ``.nc`` per model), so re-scoring a new rule
+costs no training. Run from the repository root::
 
     python validation/calibration.py --train     # train what is missing, then score
     python validation/calibration.py             # score the cached runs only
@@ -46,12 +48,12 @@ def cases(seeds=SEEDS):
             [("domains", p, s) for p in PERIODS] + [("twoscale", CRITICAL_WINDOW, s)]]
 
 
-def cache_name(cache, kind, truth, seed):
-    return Path(cache) / f"{kind}_P{truth}_s{seed}.nc"
+def cache_name(cache, kind, truth, seed, model=0):
+    return Path(cache) / f"{kind}_P{truth}_s{seed}_m{model}.nc"
 
 
-def train(cache, kind, truth, seed):
-    """One default run on a generated image, cached."""
+def train(cache, kind, truth, seed, model):
+    """One default run (seed ``seed + model``) on the generated image of ``seed``, cached."""
     import scalevae
     from scalevae.datasets import ferroelectric_domains, two_scale_texture
     from scalevae.results import save_result
@@ -60,8 +62,8 @@ def train(cache, kind, truth, seed):
           else two_scale_texture(critical_window=truth, seed=seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # default-settings warnings are what a user sees too
-        ds = scalevae.run(ex.images, seed=seed, quiet=True, report=False, repeats=REPEATS)
-    path = cache_name(cache, kind, truth, seed)
+        ds = scalevae.run(ex.images, seed=seed + model, quiet=True, report=False)
+    path = cache_name(cache, kind, truth, seed, model)
     tmp = path.with_suffix(".tmp.nc")
     save_result(ds, tmp)
     tmp.rename(path)
@@ -73,41 +75,41 @@ def step_error(windows, answer, truth):
 
 
 def score(cache, seeds=SEEDS):
-    """Rows per cached run: one per model alone (``pooled`` False; the first model's row
-    recomputed from its latents, the others' read from ``recommended_window_per_model``) and
-    one for the models pooled (``pooled`` True): truth, answer, interval, conclusive share,
-    error in steps."""
-    from scalevae.analysis.recommend import recommend
+    """Rows per image: one per model alone (``pooled`` False) and one for the models pooled
+    (``pooled`` True), each with truth, answer, interval, conclusive share, error in steps,
+    ``conclusive`` (the rule) and ``unchecked`` (the rule without the other state's check)."""
+    from scalevae.analysis.recommend import other_state, recommend
+    from scalevae.analysis.scales import regrouping_evidence
+    from scalevae.analysis._common import scales_state
     from scalevae.results import load_result
+
+    def row(kind, truth, seed, w, rec, bare, model):
+        return dict(kind=kind, truth=truth, seed=seed, windows=w,
+                    answer=int(rec["recommended_window"]),
+                    interval=(int(rec["interval_low"]), int(rec["interval_high"])),
+                    share=float(rec["conclusive_share"]), conclusive=bool(rec["conclusive"]),
+                    unchecked=bool(bare["conclusive"]), model=model, pooled=model < 0,
+                    agrees=bool(rec["check_agrees"]) if "check_agrees" in rec else True,
+                    error=step_error(w, int(rec["recommended_window"]), truth),
+                    inside=int(rec["interval_low"]) <= truth <= int(rec["interval_high"]))
 
     rows = []
     for kind, truth, seed in cases(seeds):
-        path = cache_name(cache, kind, truth, seed)
-        if not path.exists():
+        paths = [cache_name(cache, kind, truth, seed, k) for k in range(REPEATS)]
+        if not all(p.exists() for p in paths):
             continue
-        ds = load_result(path)
-        w = ds["window"].values.astype(int)
-        first = recommend(ds)
-        models = json.loads(ds.attrs.get("recommended_window_per_model", "[]"))
-        alone = [dict(window=int(first["recommended_window"]),
-                      interval=(int(first["interval_low"]), int(first["interval_high"])),
-                      share=float(first["conclusive_share"]), conclusive=bool(
-                          first["conclusive"]), model=0)]
-        alone += [dict(window=m["window"], interval=tuple(m["interval"]), share=m["share"],
-                       conclusive=m["conclusive"], model=k) for k, m in enumerate(models)
-                  if k > 0]
-        a = ds.attrs
-        together = [dict(window=int(a["recommended_window"]),
-                         interval=tuple(int(v) for v in a["recommended_window_interval"]),
-                         share=float("nan"), conclusive=bool(a["recommended_window_conclusive"]),
-                         model=-1)] if len(models) > 1 else []
-        for r in alone + together:
-            rows.append(dict(kind=kind, truth=truth, seed=seed, windows=w, answer=r["window"],
-                             interval=r["interval"], share=r["share"],
-                             conclusive=r["conclusive"], model=r["model"],
-                             pooled=r["model"] < 0,
-                             error=step_error(w, r["window"], truth),
-                             inside=r["interval"][0] <= truth <= r["interval"][1]))
+        results = [load_result(p) for p in paths]
+        state = scales_state(results[0])
+        w = results[0]["window"].values.astype(int)
+        ev = [regrouping_evidence(ds, state) for ds in results]
+        check = [regrouping_evidence(ds, other_state(ds, state)) for ds in results]
+        for k, ds in enumerate(results):
+            rec = recommend(ds, state, evidence=[ev[k]], check_evidence=check[k])
+            bare = recommend(ds, state, evidence=[ev[k]], check_state=False)
+            rows.append(row(kind, truth, seed, w, rec, bare, k))
+        rec = recommend(results, state, evidence=ev, check_evidence=check[0])
+        bare = recommend(results, state, evidence=ev, check_state=False)
+        rows.append(row(kind, truth, seed, w, rec, bare, -1))
     return rows
 
 
@@ -152,7 +154,8 @@ def subsets_curve(cache, seeds=SEEDS):
         out = {}
         for s in range(1, k + 1):
             pick = np.unique(np.linspace(0, k - 1, s).round().astype(int))
-            r = recommend(ds, evidence=[dataclasses.replace(full, sums=full.sums[pick])])
+            r = recommend(ds, evidence=[dataclasses.replace(full, sums=full.sums[pick])],
+                          check_state=False)
             out[s] = (int(r["recommended_window"]), float(r["conclusive_share"]))
         return out
 
@@ -182,7 +185,7 @@ def resamples_curve(cache, seeds=SEEDS, sizes=(250, 500, 1000, 2000), other_seed
         ev = [regrouping_evidence(ds)]
         out = {}
         for b in sizes:
-            recs = [recommend(ds, n_resamples=b, seed=s, evidence=ev)
+            recs = [recommend(ds, n_resamples=b, seed=s, evidence=ev, check_state=False)
                     for s in (RESAMPLE_SEED, *other_seeds)]
             out[b] = [(r["probability"].values.tolist(), int(r["recommended_window"]),
                        float(r["conclusive_share"])) for r in recs]
@@ -213,8 +216,11 @@ def cost(path):
     ev = regrouping_evidence(ds)
     t_ev = time.process_time() - t
     t = time.process_time()
+    recommend(ds, evidence=[ev], check_state=False)
+    t_b = time.process_time() - t
+    t = time.process_time()
     recommend(ds, evidence=[ev])
-    return t_ev, time.process_time() - t, ev
+    return t_ev, t_b, time.process_time() - t - t_b, ev
 
 
 def pto(cache, image, seeds=(0, 1), do_train=False):
@@ -237,8 +243,8 @@ def pto(cache, image, seeds=(0, 1), do_train=False):
     return rows
 
 
-def _summary(rows, what):
-    con = [r for r in rows if r["conclusive"]]
+def _summary(rows, what, key="conclusive"):
+    con = [r for r in rows if r[key]]
     k = sum(r["error"] <= 1 for r in con)
     lo, hi = wilson(k, len(con))
     return [f"- {what}: conclusive answers within one window step **{k} of {len(con)}**"
@@ -280,19 +286,22 @@ def page(rows, agree, resamples, costs, pto_rows, args):
     pooled = [r for r in rows if r["pooled"]]
     n_runs = len({(r["kind"], r["truth"], r["seed"]) for r in rows})
     L = ["# Calibration of the recommended window", "",
-         f"Written by `validation/calibration.py` on {now}, commit {commit}. Default settings "
-         f"of `scalevae.run` (`quiet=True, report=False`) with `repeats={REPEATS}`: "
-         f"{REPEATS} models per image, trained side by side on the same patches (seeds s, "
-         f"s + 1, s + 2; one CPU thread each). a/c domains "
+         f"Written by `validation/calibration.py` on {now}, commit {commit}. Default runs "
+         "of `scalevae.run` (`quiet=True, report=False`, every other argument left out), "
+         f"{REPEATS} models per image (seeds s, s + 1, s + 2 on image seed s; one CPU thread "
+         "each; the first models were trained inside `repeats=3` runs, which train the first "
+         "model exactly as a default run does). a/c domains "
          f"(`ferroelectric_domains`, 256 x 256) of period {', '.join(map(str, PERIODS))} px "
          f"and the two-scale texture (`two_scale_texture`, 256 x 384, critical window "
          f"{CRITICAL_WINDOW} px); image seeds {', '.join(map(str, args.seeds))}. A hit is an "
          "answer within one window step of the truth (the period; the critical window). Rule: "
          f"`scalevae.analysis.recommend` with {N_RESAMPLES} resamples per model, conclusive "
          f"when >= {100 * CONCLUSIVE_SHARE:.0f} % of them find a single rise within one step "
-         f"of the answer, interval holding {100 * INTERVAL_MASS:.0f} %. 'One model' scores "
-         "every model alone: what a default run (`repeats=1`) answers, each model a sample of "
-         f"it; 'pooled' scores the {REPEATS} models' resamples pooled: what `--repeats "
+         "of the answer and the result's other state (the final model's encoding), read by "
+         "the same rule, is conclusive within one step of it too; interval holding "
+         f"{100 * INTERVAL_MASS:.0f} %. 'One model' scores every model alone: what a default "
+         f"run answers, each model a sample of it; 'pooled' scores the {REPEATS} models' "
+         f"resamples pooled, the first model's final state checked: what `--repeats "
          f"{REPEATS}` answers.", "",
          f"Images scored: {n_runs} of {n_expected}"
          + ("" if n_runs == n_expected else " (the others did not finish training in the "
@@ -300,16 +309,20 @@ def page(rows, agree, resamples, costs, pto_rows, args):
          "## Summary", ""]
     L += _summary(alone, "One model (default)")
     L += _summary(pooled, f"{REPEATS} models pooled (`--repeats {REPEATS}`)")
+    L += ["", "Without the check of the other state (the rule before it; the same answers, "
+          "conclusive on the share alone):", ""]
+    L += _summary(alone, "One model, unchecked", "unchecked")
+    L += _summary(pooled, f"{REPEATS} models pooled, unchecked", "unchecked")
     L += ["", "## One model", ""] + _per_image(alone)
     L += ["", f"## {REPEATS} models pooled", ""] + _per_image(pooled)
     L += ["", "## The threshold (chosen once, before this table; one model)", "",
           "Share of resamples that must find a single rise within one window step of the "
-          "answer. Precision: conclusive answers within one step; rate: answers flagged "
+          "answer (and the other state's reading agreeing, as in the rule). Precision: conclusive answers within one step; rate: answers flagged "
           "conclusive.", "",
           "| threshold | conclusive | within one step | precision (95 % Wilson) | rate |",
           "| --- | --- | --- | --- | --- |"]
     for t in THRESHOLDS:
-        c = [r for r in alone if r["share"] >= t]
+        c = [r for r in alone if r["share"] >= t and r["agrees"]]
         kk = sum(r["error"] <= 1 for r in c)
         a, b = wilson(kk, len(c))
         L.append(f"| {t:.2f}{' (used)' if abs(t - CONCLUSIVE_SHARE) < 1e-9 else ''} | "
@@ -341,12 +354,13 @@ def page(rows, agree, resamples, costs, pto_rows, args):
     for b, (med, mx, fl, n) in sorted(resamples.items()):
         L.append(f"| {b} | {med:.3f} | {mx:.3f} | {fl} of {n} |")
     if costs:
-        t_ev, t_b, ev = costs
+        t_ev, t_b, t_check, ev = costs
         L += ["", "## Cost", "",
               f"On the PTO result ({ev.n_points} keypoints, {len(ev.windows)} windows, "
               f"{len(ev.sums)} subsets, {ev.n_tiles} tiles): the ranks and their tile sums "
-              f"{t_ev:.1f} s, the bootstrap ({N_RESAMPLES} resamples) {t_b:.1f} s of CPU time "
-              "on a shared 2-core machine under load (re-time on an idle one)."]
+              f"{t_ev:.1f} s, the bootstrap ({N_RESAMPLES} resamples) {t_b:.1f} s, the other "
+              f"state's check (both again) {t_check:.1f} s of CPU time, on a shared 2-core "
+              "machine under load (`bench_pto.py` times the whole run on an idle one)."]
     L += ["", "## Real data: PTO_Funakubo0004.h5, seeds 0 and 1", "",
           "`--channel AmplitudeRetrace --keypoints grid:4 --windows 8:64:4`:", ""]
     L += [f"- seed {s}: {text}" for s, _, _, text in pto_rows] or ["- not run"]
@@ -360,7 +374,7 @@ def page(rows, agree, resamples, costs, pto_rows, args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/calib-runs-r3"),
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/calib-models"),
                     help="folder of the cached runs (one .nc per run)")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--train", action="store_true", help="train the runs not yet cached")
@@ -372,8 +386,9 @@ def main(argv=None):
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.train:
         for kind, truth, seed in cases(args.seeds):
-            if not cache_name(args.cache, kind, truth, seed).exists():
-                train(args.cache, kind, truth, seed)
+            for model in range(REPEATS):
+                if not cache_name(args.cache, kind, truth, seed, model).exists():
+                    train(args.cache, kind, truth, seed, model)
     rows = score(args.cache, args.seeds)
     pto_rows = pto(args.cache, args.pto, do_train=args.train)
     pto_path = args.cache / "pto_s0.nc"

@@ -246,7 +246,8 @@ def _standardized(ds, state):
     return xr.Dataset({"z_mean": zs.transpose("state", "window", "point", "latent")})
 
 
-def length_scales(ds, state=None, density=None, n_resamples=None):
+def length_scales(ds, state=None, density=None, n_resamples=None, check_state=True,
+                  check_evidence=None):
     """Characteristic length scales: how the keypoints' latent relations regroup with the window,
     and the recommended window with its uncertainty.
 
@@ -285,6 +286,9 @@ def length_scales(ds, state=None, density=None, n_resamples=None):
         Densities to compare instead of the standardised ones.
     n_resamples : int, optional
         Bootstrap resamples (default :data:`scalevae.analysis.recommend.N_RESAMPLES`).
+    check_state, check_evidence
+        Whether the answer is checked against the result's other state, and that state's
+        precomputed evidence (:func:`scalevae.analysis.recommend.recommend`).
 
     Returns
     -------
@@ -343,7 +347,8 @@ def length_scales(ds, state=None, density=None, n_resamples=None):
          "significant": ((), significant)},
         coords={"window": windows}, attrs={"state": state})
     fs = find_scales(out)
-    rec = recommend(ds, state=state, n_resamples=n_resamples or N_RESAMPLES, evidence=[ev])
+    rec = recommend(ds, state=state, n_resamples=n_resamples or N_RESAMPLES, evidence=[ev],
+                    check_state=check_state, check_evidence=check_evidence)
     out = out.assign(
         still_rising=fs["still_rising"], gradual=rec["answer_kind"] == "gradual",
         rise_onset=fs["onset"],
