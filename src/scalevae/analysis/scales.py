@@ -246,7 +246,7 @@ def _standardized(ds, state):
     return xr.Dataset({"z_mean": zs.transpose("state", "window", "point", "latent")})
 
 
-def length_scales(ds, state=None, density=None, n_resamples=None):
+def length_scales(ds, state=None, density=None, n_resamples=None, evidence=None):
     """Characteristic length scales: how the keypoints' latent relations regroup with the window,
     and the recommended window with its uncertainty.
 
@@ -285,6 +285,8 @@ def length_scales(ds, state=None, density=None, n_resamples=None):
         Densities to compare instead of the standardised ones.
     n_resamples : int, optional
         Bootstrap resamples (default :data:`scalevae.analysis.recommend.N_RESAMPLES`).
+    evidence : Regrouping, optional
+        :func:`regrouping_evidence` of ``ds`` and ``state``, when the caller holds it already.
 
     Returns
     -------
@@ -315,7 +317,7 @@ def length_scales(ds, state=None, density=None, n_resamples=None):
     p = p / np.maximum(p.sum(1, keepdims=True), 1e-300)
     hell = np.sqrt(np.clip(1.0 - np.sqrt(p[1:] * p[:-1]).sum(1), 0.0, 1.0))
 
-    ev = regrouping_evidence(ds, state)
+    ev = regrouping_evidence(ds, state) if evidence is None else evidence
     c = {k: v[0] for k, v in regrouping_curves(ev, np.ones((1, ev.n_tiles))).items()}
     significant = bool(c["significant"])
     struct, excess = c["structure_change"][1:], c["excess_change"][1:]

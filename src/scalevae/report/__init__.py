@@ -30,12 +30,6 @@ from ..analysis._common import scales_state
 from ..io.lazy import NpyFrames, read_lazily
 from ..io.units import physical_pixel
 from ..results import load_result
-from .explorer import explorer_html, explorer_patches
-from .page import esc, html_page, json_attr, json_block, note
-from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
-                       state_computed, state_part)
-from .text import (baselines_html, recommendation_card, stored_recommendation, stored_scales,
-                   summary_table, training_text)
 
 __all__ = ["write_report"]
 
@@ -112,7 +106,8 @@ def _lean_runtime():
             torch.set_num_threads(before)
 
 
-def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -> None:
+def write_report(run_dir, image=None, result=None, quiet=False, progress=None,
+                 scales=None) -> None:
     """Write ``run_dir/report.html``: one self-contained HTML report of a run.
 
     The report reads the result Dataset only and changes nothing in it: the recommendation is
@@ -139,6 +134,10 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
         Called as ``progress(step, total, label)`` as each part of the report starts;
         default (unless ``quiet``): one line ``report: 3/26 Latent representations (final)``
         per part on stderr.
+    scales : dict, optional
+        ``{state: length scales}`` of states the result does not store, when the caller has
+        computed them already (:func:`scalevae.analysis.length_scales` of ``result`` and that
+        state, with its defaults: :mod:`.background` computes them while the run saves).
 
     Examples
     --------
@@ -150,6 +149,15 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     >>> (d / "report.html").exists()
     True
     """
+    # here, not at the top: a run imports this package as it starts (.background), and the
+    # figures' libraries (Matplotlib, Bokeh) are the report worker's to import meanwhile
+    from .explorer import explorer_html, explorer_patches
+    from .page import esc, html_page, json_attr, json_block, note
+    from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
+                           state_computed, state_part)
+    from .text import (baselines_html, recommendation_card, stored_recommendation,
+                       stored_scales, summary_table, training_text)
+
     run_dir = Path(run_dir)
     ds = load_result(run_dir) if result is None else result
     ctx = Context(ds, _load_image(run_dir, image), Models(run_dir),
@@ -175,7 +183,7 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     with _lean_runtime(), ThreadPoolExecutor(max_workers=2) as pool:
         # the recommendation as the run stored it (the recommended window is a panel of every
         # figure); a result saved without it reads it from its state's scales, computed first
-        rec, known = stored_recommendation(ds), {}
+        rec, known = stored_recommendation(ds), dict(scales or {})
         if rec is None and scales_state(ds) in states:
             known[scales_state(ds)] = an.length_scales(ds, scales_state(ds))
             rec = stored_recommendation(ds, known[scales_state(ds)])

@@ -1,0 +1,172 @@
+"""The report written by a process forked when the run starts, so that its libraries are
+imported on an idle core while the model trains.
+
+A run trains on one thread (``config.TRAIN_THREADS``), and the report's libraries (matplotlib,
+Bokeh, scikit-learn, scikit-image) cost about a second of imports on the critical path after
+training; importing them on a thread of the run's own process instead slows training by as
+much (the importing thread holds the interpreter lock that each training step needs between
+its torch calls). :class:`ReportWorker` forks one process as the run starts: it imports them
+and waits; after the result is saved, :meth:`ReportWorker.write` hands it the result and waits
+for ``report.html``. The worker is a fork of the run (nothing is imported twice); it exits with
+the run, and by itself when the run's process is gone. Where ``fork`` is not the platform's
+way (Windows, macOS), :func:`start_report_worker` returns None and the report is written in the
+run's process as before.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+__all__ = ["ReportWorker", "start_report_worker"]
+
+#: How often the worker checks that the run that forked it is still there (s).
+_PARENT_POLL_SECONDS = 0.5
+
+
+def start_report_worker() -> "ReportWorker | None":
+    """A :class:`ReportWorker` started now; None where processes are not forked (only Linux
+    forks safely with the libraries loaded).
+
+    Examples
+    --------
+    >>> worker = start_report_worker()
+    >>> worker is None or worker.alive()
+    True
+    >>> if worker is not None:
+    ...     worker.close()
+    """
+    if not sys.platform.startswith("linux") or "fork" not in mp.get_all_start_methods():
+        return None
+    return ReportWorker()
+
+
+class ReportWorker:
+    """One forked process that imports the report's libraries now and writes the report when
+    :meth:`write` is called (:func:`scalevae.report.write_report`, the same arguments)."""
+
+    def __init__(self):
+        self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"),
+                                         initializer=_ignore_interrupts, initargs=(os.getpid(),))
+        self._warm = self._pool.submit(_import_report_libraries)
+
+    def alive(self) -> bool:
+        """Whether the worker can still take the report."""
+        return self._pool is not None and not getattr(self._pool, "_broken", False)
+
+    def prepare(self, result) -> None:
+        """Start on what the report computes from ``result``'s latents alone while the run
+        finishes it (recommends, saves): the length scales of the states it will not store
+        (the recommendation reads and stores one, :func:`scalevae.pipeline.recommendation`;
+        the report computes the others)."""
+        if self.alive():
+            self._pool.submit(_prepare_scales, result)
+
+    def write(self, run_dir, result, quiet=False):
+        """Write ``run_dir/report.html`` from ``result`` in the worker and wait for it; the
+        report's own exceptions are raised here. A worker that died (killed, out of memory)
+        hands the report back to this process."""
+        from . import write_report
+
+        try:
+            self._warm.result()
+            return self._pool.submit(_write, run_dir, result, quiet).result()
+        except BrokenProcessPool:
+            self.close()
+            return write_report(run_dir, result=result, quiet=quiet)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the worker (at once, if it is busy); harmless when it has stopped."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # idle, or busy for a run that has failed: nothing to wait for
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    def __del__(self):
+        if getattr(self, "_pool", None) is not None:
+            self.close()
+
+
+def _ignore_interrupts(parent_pid):
+    """In the worker: Ctrl-C is the run's to handle (it stops the worker), and the worker ends
+    when the run's process is gone (a killed run leaves no worker behind)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _import_report_libraries():
+    """Import what writing the report imports (the modules imported inside its functions
+    too) and load what each library loads on first use (Pillow's format plugins, Matplotlib's
+    font), so that the report starts with all of it in place."""
+    from bokeh.embed import components  # noqa: F401
+    from bokeh.embed.bundle import bundle_for_objs_and_resources  # noqa: F401
+    from bokeh.layouts import column  # noqa: F401
+    from bokeh.models import ColorBar  # noqa: F401
+    from bokeh.plotting import figure  # noqa: F401
+    from bokeh.resources import INLINE  # noqa: F401
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import AutoLocator  # noqa: F401
+    from PIL import Image
+    from skimage.feature import peak_local_max  # noqa: F401
+    from sklearn.decomposition import PCA  # noqa: F401
+    from threadpoolctl import threadpool_limits  # noqa: F401
+
+    from .. import plot  # noqa: F401
+    from ..analysis import baselines, multiscale  # noqa: F401
+    from ..patches import extract_patches  # noqa: F401
+    from ..results import load_model  # noqa: F401
+    from . import explorer, sections, text  # noqa: F401
+
+    Image.init()
+    fig = Figure(figsize=(1, 1))
+    fig.add_subplot().set_title("0")
+    FigureCanvasAgg(fig).draw()
+
+
+#: In the worker: the length scales :func:`_prepare_scales` computed, ``{state: Dataset}``.
+_PREPARED: dict = {}
+
+
+def _prepare_scales(result):
+    """In the worker: the length scales of every state of ``result`` but the one its
+    recommendation will read and store (the report's slowest computation), kept for
+    :func:`_write`; the same call as the report's own (:meth:`.sections.Context.for_state`)."""
+    from ..analysis import length_scales
+    from ..analysis._common import scales_state
+
+    _PREPARED.clear()
+    if result.sizes["window"] < 2:
+        return
+    stored = scales_state(result)
+    for state in (str(s) for s in result["state"].values):
+        if state != stored:
+            _PREPARED[state] = length_scales(result, state)
+
+
+def _write(run_dir, result, quiet):
+    """In the worker: the report, with the length scales prepared for the states the result
+    does not store."""
+    from . import write_report
+    from .text import stored_scales
+
+    scales = {s: v for s, v in _PREPARED.items() if stored_scales(result, s) is None}
+    _PREPARED.clear()
+    write_report(run_dir, result=result, quiet=quiet, scales=scales)
