@@ -101,6 +101,8 @@ class ReportWorker:
 def _ignore_interrupts(parent_pid):
     """In the worker: Ctrl-C is the run's to handle (it stops the worker), and the worker ends
     when the run's process is gone (a killed run leaves no worker behind)."""
+    global _IN_WORKER
+    _IN_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch():
@@ -139,6 +141,79 @@ def _import_report_libraries():
     fig = Figure(figsize=(1, 1))
     fig.add_subplot().set_title("0")
     FigureCanvasAgg(fig).draw()
+
+
+#: True in a worker process (the report worker, its helper); there, nothing but the worker
+#: runs, so that forking a helper is safe (no other thread holds a lock the fork would copy).
+_IN_WORKER = False
+#: In the report worker: what its helper renders, ``(ctx, state, scales)`` (read after the fork).
+_HELPER_JOB = None
+
+
+class _StateHelper:
+    """A forked process rendering one state's part of the report (:func:`state_elsewhere`)."""
+
+    def __init__(self, ctx, state, scales):
+        global _HELPER_JOB
+        self.ctx, self.state, self.scales = ctx, state, scales
+        _HELPER_JOB = (ctx, state, scales)
+        self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"),
+                                         initializer=_ignore_interrupts,
+                                         initargs=(os.getpid(),))
+        self._job = self._pool.submit(_render_state)  # forks now
+
+    def result(self):
+        """``{"data": [...], "training": [...], "state": [...]}``: the HTML parts of the data
+        and training sections and of the state; their notes and model error are the report's
+        too. A helper that died hands the work back to this process."""
+        try:
+            parts, notes, error = self._job.result()
+        except BrokenProcessPool:
+            parts, notes, error = _render_state(self.ctx, self.state, self.scales)
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.ctx.notes.update(notes)
+        if error is not None and self.ctx.models.error is None:
+            self.ctx.models.error = error
+        return parts
+
+
+def state_elsewhere(ctx, state, scales=None):
+    """In the report worker: a helper process (forked now) that renders the data and training
+    sections and ``state``'s part of the report from ``ctx``
+    (:func:`scalevae.report.sections.state_part`; ``scales``: that state's length scales when
+    known); ``.result()`` their HTML parts. None elsewhere: in a user's process, other threads
+    may hold locks that a fork would copy locked."""
+    if not _IN_WORKER:
+        return None
+    return _StateHelper(ctx, state, scales)
+
+
+def _render_state(ctx=None, state=None, scales=None):
+    """The data and training sections and one state's part of the report, their notes and the
+    models' error (in the helper: :data:`_HELPER_JOB`), computed and drawn with threads of
+    this process, the report's way."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .sections import (DATA_SECTIONS, TRAINING_SECTIONS, Models, state_computed,
+                           state_part)
+
+    if ctx is None:
+        ctx, state, scales = _HELPER_JOB
+        # fresh models (their lock and cache), notes of its own, returned
+        ctx = dataclasses.replace(ctx, models=Models(ctx.models.run_dir), notes=set())
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ctx = dataclasses.replace(ctx, encoder=pool)
+        sctx = ctx.for_state(state, pool, scales)
+        computed = state_computed(pool, sctx, False)
+        computed.update(state_computed(pool, sctx, True))
+        parts = {"data": [h for sec in DATA_SECTIONS for h in sec.render(ctx)],
+                 "training": [h for sec in TRAINING_SECTIONS for h in sec.render(ctx)],
+                 "state": state_part(sctx, None, computed)}
+        parts = {k: [h if isinstance(h, str) else h.result() for h in v]
+                 for k, v in parts.items()}
+    return parts, sorted(ctx.notes), ctx.models.error
 
 
 #: In the worker: the length scales :func:`_prepare_scales` computed, ``{state: Dataset}``.
