@@ -77,3 +77,22 @@ def test_worker_closed_before_the_report_leaves_no_process():
     worker.close()  # harmless twice
     assert not any(p.is_alive() for p in processes)
     assert not worker.alive()
+
+
+def test_a_result_too_large_to_hand_over_is_reported_here(tmp_path, monkeypatch):
+    monkeypatch.setattr(report_page, "_DPI", 30)
+    ds = make_fake_result(n_windows=3)
+    run = _run_dir(tmp_path / "run", ds)
+    worker = background.start_report_worker()
+    processes = _processes(worker)
+    monkeypatch.setattr(background, "PICKLED_BYTES", 0)
+    worker.prepare(ds)  # not handed over either
+    here = []
+    monkeypatch.setattr(report, "write_report",
+                        lambda *a, **k: here.append(1) or background_write(*a, **k))
+    worker.write(run, ds, quiet=True)
+    assert here == [1] and (run / "report.html").exists()
+    assert not any(p.is_alive() for p in processes)
+
+
+background_write = report.write_report

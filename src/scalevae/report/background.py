@@ -28,6 +28,10 @@ __all__ = ["ReportWorker", "start_report_worker"]
 
 #: How often the worker checks that the run that forked it is still there (s).
 _PARENT_POLL_SECONDS = 0.5
+#: The largest result handed to the worker (bytes): it is pickled to it (twice: prepare,
+#: write), a copy each; a larger one is reported in the run's own process. The README's
+#: PTO run's is ~3 MB.
+PICKLED_BYTES = 256 * 2**20
 
 
 def start_report_worker() -> "ReportWorker | None":
@@ -65,23 +69,33 @@ class ReportWorker:
         finishes it (recommends, saves): the length scales of the states it will not store
         (the recommendation reads and stores one, :func:`scalevae.pipeline.recommendation`;
         the report computes the others)."""
-        if self.alive():
+        if self.alive() and _small(result):
             self._pool.submit(_prepare_scales, result)
 
     def write(self, run_dir, result, quiet=False):
         """Write ``run_dir/report.html`` from ``result`` in the worker and wait for it; the
         report's own exceptions are raised here. A worker that died (killed, out of memory)
-        hands the report back to this process."""
+        or could not import a library, and a result above :data:`PICKLED_BYTES`, leave the
+        report to this process (as without a worker)."""
         from . import write_report
 
         try:
-            self._warm.result()
-            return self._pool.submit(_write, run_dir, result, quiet).result()
+            if self.alive() and _small(result) and self._warm_ok():
+                return self._pool.submit(_write, run_dir, result, quiet).result()
         except BrokenProcessPool:
-            self.close()
-            return write_report(run_dir, result=result, quiet=quiet)
+            pass
         finally:
             self.close()
+        return write_report(run_dir, result=result, quiet=quiet)
+
+    def _warm_ok(self) -> bool:
+        try:
+            self._warm.result()
+        except BrokenProcessPool:
+            raise
+        except Exception:  # noqa: BLE001 (a library missing: the report says so, written here)
+            return False
+        return True
 
     def close(self) -> None:
         """Stop the worker (at once, if it is busy); harmless when it has stopped."""
@@ -96,6 +110,11 @@ class ReportWorker:
     def __del__(self):
         if getattr(self, "_pool", None) is not None:
             self.close()
+
+
+def _small(result) -> bool:
+    """Whether ``result`` (a Dataset, or None: read from the run folder) goes to the worker."""
+    return result is None or result.nbytes <= PICKLED_BYTES
 
 
 def _ignore_interrupts(parent_pid):
