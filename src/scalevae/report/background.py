@@ -245,14 +245,16 @@ def _prepare_scales(result):
     :func:`_write`; the same call as the report's own (:meth:`.sections.Context.for_state`)."""
     from ..analysis import length_scales
     from ..analysis._common import scales_state
+    from . import _lean_runtime
 
     _PREPARED.clear()
     if result.sizes["window"] < 2:
         return
     stored = scales_state(result)
-    for state in (str(s) for s in result["state"].values):
-        if state != stored:
-            _PREPARED[state] = length_scales(result, state)
+    with _lean_runtime():  # BLAS on one thread: the run recommends on the other core
+        for state in (str(s) for s in result["state"].values):
+            if state != stored:
+                _PREPARED[state] = length_scales(result, state)
 
 
 def _write(run_dir, result, quiet):
