@@ -116,8 +116,8 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
     dist = plan.dist
     by_regions = _writes_regions(run_dir, plan)
     patches = PatchSource(stack, plan)
-    reporter = (_start_report_worker() if report and run_dir is not None
-                and (dist is None or dist.is_main) else None)
+    # not under torchrun: a fork of a process in a process group would copy its connections
+    reporter = _start_report_worker() if report and run_dir is not None and dist is None else None
     t = time.perf_counter()
     others = _start_repeats(plan, patches, run_dir, resume, repeats, threads)
     timings["start_repeats"] = time.perf_counter() - t
