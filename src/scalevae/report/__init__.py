@@ -151,8 +151,8 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None,
     """
     # here, not at the top: a run imports this package as it starts (.background), and the
     # figures' libraries (Matplotlib, Bokeh) are the report worker's to import meanwhile
-    from .explorer import explorer_html, explorer_patches
     from .background import state_elsewhere
+    from .explorer import explorer_html, explorer_patches
     from .page import esc, html_page, json_attr, json_block, note
     from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
                            state_computed, state_part)
