@@ -2,6 +2,7 @@
 figures as the report written in the run's own process, the report's errors raised in the run,
 and no process left behind."""
 
+import os
 import re
 import sys
 
@@ -41,7 +42,7 @@ def test_worker_report_has_the_same_figures_and_numbers(tmp_path, monkeypatch):
     here = _run_dir(tmp_path / "here", ds)
     there = _run_dir(tmp_path / "there", ds)
     report.write_report(here, result=ds, quiet=True)
-    worker = background.start_report_worker()
+    worker = background.ReportWorker()
     processes = _processes(worker)
     worker.prepare(ds)
     assert worker.write(there, ds, quiet=True) is None
@@ -60,7 +61,7 @@ def test_worker_report_has_the_same_figures_and_numbers(tmp_path, monkeypatch):
 
 
 def test_worker_raises_the_reports_error_here(tmp_path):
-    worker = background.start_report_worker()
+    worker = background.ReportWorker()
     processes = _processes(worker)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ScaleVAEError, match="result"):
@@ -70,7 +71,7 @@ def test_worker_raises_the_reports_error_here(tmp_path):
 
 def test_worker_closed_before_the_report_leaves_no_process():
     # a run that fails (or is interrupted) closes the worker, importing or idle
-    worker = background.start_report_worker()
+    worker = background.ReportWorker()
     processes = _processes(worker)
     assert worker.alive() and processes
     worker.close()
@@ -83,7 +84,7 @@ def test_a_result_too_large_to_hand_over_is_reported_here(tmp_path, monkeypatch)
     monkeypatch.setattr(report_page, "_DPI", 30)
     ds = make_fake_result(n_windows=3)
     run = _run_dir(tmp_path / "run", ds)
-    worker = background.start_report_worker()
+    worker = background.ReportWorker()
     processes = _processes(worker)
     monkeypatch.setattr(background, "PICKLED_BYTES", 0)
     worker.prepare(ds)  # not handed over either
@@ -96,3 +97,14 @@ def test_a_result_too_large_to_hand_over_is_reported_here(tmp_path, monkeypatch)
 
 
 background_write = report.write_report
+
+
+def test_the_worker_starts_only_with_a_core_to_spare(monkeypatch):
+    # a machine whose cores are all busy: the report is written in the run's process
+    cores = os.cpu_count() or 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 1.0, 0.0, 0.0))
+    assert background.start_report_worker() is None
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    worker = background.start_report_worker()
+    assert worker is not None and worker.alive()
+    worker.close()
