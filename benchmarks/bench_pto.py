@@ -19,6 +19,10 @@ same patches for the same epochs; a large stack run with its report (peak memory
   noise, as tests/test_lazy.py), ``scalevae run`` on it with grid:128, windows 8,16, 1 epoch,
   and its report; peak RSS of the CLI process. 0 skips it (the default: a 2 GB file costs
   minutes to write).
+* The report is written by a process forked as the run starts (``scalevae.report.background``:
+  it imports the report's libraries while the model trains); ``report`` is the run's wait for it,
+  and its peak RSS is given beside the run's (the largest forked process: the worker or its
+  helper; the pages it shares with the run count in both).
 * Seeds: the same PTO run with ``repeats=--seeds`` (3): the models side by side on the same
   patches, the thread budget shared (``--repeats``), end to end in a fresh process.
 * ``--write`` puts the table into ``benchmarks/RESULTS_pto.md`` (whole: date, commit, machine,
@@ -72,6 +76,9 @@ print(json.dumps({{"wall": wall, "timings": json.loads(res.attrs["timings"]),
                   "epochs_per_window": np.isfinite(loss).sum(1).tolist(),
                   "keypoints": int(ds.sizes["point"]), "windows": int(ds.sizes["window"]),
                   "patch_size": int(ds.attrs["patch_size"]), "peak_mib": _hwm_mib(),
+                  # the report worker and its helper (forked processes, reaped): the largest
+                  "worker_peak_mib": __import__("resource").getrusage(
+                      __import__("resource").RUSAGE_CHILDREN).ru_maxrss / 1024,
                   "report_mb": __import__("os").path.getsize({out!r} + "/report.html") / 1e6}}))
 """
 
@@ -265,7 +272,8 @@ def table(pto, peer, stack, args, load, seeds=None, epochs=None, fast=None):
     lines += [f"| **end to end** (fresh process, imports included) | **{pto['wall']:.1f}** |",
               "",
               f"Report: {t.get('report', float('nan')):.2f} s, {pto['report_mb']:.2f} MB. "
-              f"Peak RSS of the run: {pto['peak_mib']:.0f} MiB.",
+              f"Peak RSS of the run: {pto['peak_mib']:.0f} MiB (its report worker, a "
+              f"forked process: {pto.get('worker_peak_mib', 0):.0f} MiB).",
               "",
               "| model, same patches and epochs | training (s) | per epoch (s) | ratio |",
               "| --- | --- | --- | --- |",

@@ -116,6 +116,8 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
     dist = plan.dist
     by_regions = _writes_regions(run_dir, plan)
     patches = PatchSource(stack, plan)
+    # not under torchrun: a fork of a process in a process group would copy its connections
+    reporter = _start_report_worker() if report and run_dir is not None and dist is None else None
     t = time.perf_counter()
     others = _start_repeats(plan, patches, run_dir, resume, repeats, threads)
     timings["start_repeats"] = time.perf_counter() - t
@@ -131,6 +133,8 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
                            attrs=_run_attrs(stack, plan, trained, timings, threads),
                            control=stack.control, control_name=stack.control_name)
         ds = build_result(record)
+        if reporter is not None and not by_regions:
+            reporter.prepare(ds)  # the report's own computing starts beside the recommending
         if by_regions:
             ds = write_sharded(run_dir.path / "result.zarr", ds,
                                final_state_part(final, plan.windows), dist,
@@ -139,18 +143,22 @@ def execute(plan: Plan, stack: ImageStack, run_dir: RunDir | None = None, *, res
             if dist.is_main:
                 (run_dir.path / "result.nc").unlink(missing_ok=True)
         else:
-            _finish(ds, trained, plan.train)
+            # model 0's regrouping evidence (both states) serves its own answer and the pooled
+            evidence = _evidence(ds) if others is not None else (None, None)
+            _finish(ds, trained, plan.train, *evidence)
             if others is not None:
-                _pool_repeats(ds, plan, stack, others, quiet, timings)
+                _pool_repeats(ds, plan, stack, others, quiet, timings, *evidence)
             if run_dir is not None and (dist is None or dist.is_main):
                 run_dir.save_result(ds)
     except BaseException:
         if others is not None:  # the other models stop too; their finished windows are saved
             others.cancel()
+        if reporter is not None:
+            reporter.close()
         raise
     if run_dir is not None:
         if report and (dist is None or dist.is_main):
-            write_report_timed(run_dir, ds, timings, quiet)
+            write_report_timed(run_dir, ds, timings, quiet, reporter)
         ds.attrs["run_dir"] = str(run_dir.path)
     return ds
 
@@ -197,9 +205,24 @@ def _start_repeats(plan, patches, run_dir, resume, repeats, threads):
                        fingerprint=plan.fingerprint, resume=resume)
 
 
-def _pool_repeats(ds, plan, stack, others, quiet, timings) -> None:
+def _evidence(ds):
+    """The regrouping evidence of the state the recommendation reads and of the other state
+    (its check); (None, None) below 3 windows."""
+    if ds.sizes["window"] < 3:
+        return None, None
+    from .analysis._common import scales_state
+    from .analysis.recommend import other_state
+    from .analysis.scales import regrouping_evidence
+
+    other = other_state(ds, scales_state(ds))
+    return regrouping_evidence(ds), regrouping_evidence(ds, other) if other else None
+
+
+def _pool_repeats(ds, plan, stack, others, quiet, timings, evidence=None, check=None) -> None:
     """Wait for the other models (:func:`_start_repeats`) and store the recommendation pooled
-    over every model's resampled answers (:func:`scalevae.analysis.recommend.recommend`)."""
+    over every model's resampled answers (:func:`scalevae.analysis.recommend.recommend`);
+    ``evidence``, ``check``: the first model's regrouping evidence of both states, when
+    computed already."""
     from .analysis.recommend import recommend
 
     t = time.perf_counter()
@@ -214,15 +237,14 @@ def _pool_repeats(ds, plan, stack, others, quiet, timings) -> None:
             [res.losses for res in other["results"]], [res.kl for res in other["results"]],
             attrs=dict(ds.attrs), control=stack.control, control_name=stack.control_name)))
     if ds.sizes["window"] >= 3:
-        from .analysis._common import scales_state
-        from .analysis.recommend import other_state
         from .analysis.scales import regrouping_evidence
 
-        evidence = [regrouping_evidence(r) for r in results]
+        evidence = [evidence if k == 0 and evidence is not None else regrouping_evidence(r)
+                    for k, r in enumerate(results)]
         # the other models keep their instant state only (their "final" is a copy of it): the
-        # check of the other state reads the first model's, computed once
-        other = other_state(ds, scales_state(ds))
-        check = regrouping_evidence(ds, other) if other else None
+        # check of the other state reads the first model's
+        if check is None:
+            check = _evidence(ds)[1]
         rec = recommend(results, evidence=evidence, check_evidence=check)
         pooled = recommendation_attrs(rec)
         # each model's own answer beside the pooled one: the spread over seeds, in the open
@@ -238,6 +260,14 @@ def _pool_repeats(ds, plan, stack, others, quiet, timings) -> None:
         ds.attrs.update(pooled)
     ds.attrs["recommended_window_repeats"] = len(results)
     timings["repeats_wait"] = time.perf_counter() - t
+
+
+def _start_report_worker():
+    """The process that imports the report's libraries while the run trains and then writes
+    the report (:mod:`scalevae.report.background`); None where it is not forked."""
+    from .report.background import start_report_worker
+
+    return start_report_worker()
 
 
 class PatchSource:
@@ -352,12 +382,13 @@ def _run_attrs(stack, plan, trained, timings, threads) -> dict:
                         **extra)
 
 
-def _finish(ds, trained, cfg) -> dict:
-    """Add what needs the whole result: the windows at the epoch cap and the recommendation;
-    the attributes added."""
+def _finish(ds, trained, cfg, evidence=None, check=None) -> dict:
+    """Add what needs the whole result: the windows at the epoch cap and the recommendation
+    (from ``evidence`` and ``check``, the regrouping evidence of both states, when computed
+    already); the attributes added."""
     flag_epoch_cap(ds, trained, cfg)
     added = {"windows_at_epoch_cap": ds.attrs["windows_at_epoch_cap"],
-             **recommendation(recommended_scales(ds))}
+             **recommendation(recommended_scales(ds, evidence, check))}
     ds.attrs.update(added)
     return added
 
@@ -373,27 +404,34 @@ def _writes_regions(run_dir, plan) -> bool:
     return run_dir.result_format == "zarr"
 
 
-def write_report_timed(run_dir: RunDir, ds, timings: dict, quiet: bool) -> None:
+def write_report_timed(run_dir: RunDir, ds, timings: dict, quiet: bool,
+                       reporter=None) -> None:
     """Write report.html and add its time to ``timings`` and ``ds.attrs["timings"]`` (the
-    returned Dataset's; the saved file keeps the times before it)."""
-    from .report import write_report
-
+    returned Dataset's; the saved file keeps the times before it); by ``reporter`` (a
+    :class:`scalevae.report.background.ReportWorker` started with the run) when given."""
     t = time.perf_counter()
-    write_report(run_dir.path, result=ds, quiet=quiet)  # quiet: no progress lines
+    if reporter is not None:
+        reporter.write(run_dir.path, ds, quiet=quiet)
+    else:
+        from .report import write_report
+
+        write_report(run_dir.path, result=ds, quiet=quiet)  # quiet: no progress lines
     timings["report"] = time.perf_counter() - t
     ds.attrs["timings"] = json.dumps(timings)
 
 
 # ----------------------------------------------------------------------------- the answer
 
-def recommended_scales(ds):
+def recommended_scales(ds, evidence=None, check=None):
     """Length scales of the state the recommendation reads (:data:`config.SCALES_STATE` for a
-    new result); None below 3 windows: too few to recommend one."""
+    new result), checked against the other state, from the regrouping ``evidence`` and
+    ``check`` of the two when given; None below 3 windows: too few to recommend one."""
     if ds.sizes["window"] < 3:
         return None
     from .analysis import length_scales
 
-    return length_scales(ds)  # the state: analysis._common.scales_state
+    # the state: analysis._common.scales_state
+    return length_scales(ds, evidence=evidence, check_evidence=check)
 
 
 def recommendation(scales) -> dict:

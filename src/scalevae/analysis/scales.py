@@ -246,8 +246,8 @@ def _standardized(ds, state):
     return xr.Dataset({"z_mean": zs.transpose("state", "window", "point", "latent")})
 
 
-def length_scales(ds, state=None, density=None, n_resamples=None, check_state=True,
-                  check_evidence=None):
+def length_scales(ds, state=None, density=None, n_resamples=None, evidence=None,
+                  check_state=True, check_evidence=None):
     """Characteristic length scales: how the keypoints' latent relations regroup with the window,
     and the recommended window with its uncertainty.
 
@@ -286,6 +286,8 @@ def length_scales(ds, state=None, density=None, n_resamples=None, check_state=Tr
         Densities to compare instead of the standardised ones.
     n_resamples : int, optional
         Bootstrap resamples (default :data:`scalevae.analysis.recommend.N_RESAMPLES`).
+    evidence : Regrouping, optional
+        :func:`regrouping_evidence` of ``ds`` and ``state``, when the caller holds it already.
     check_state, check_evidence
         Whether the answer is checked against the result's other state, and that state's
         precomputed evidence (:func:`scalevae.analysis.recommend.recommend`).
@@ -319,7 +321,7 @@ def length_scales(ds, state=None, density=None, n_resamples=None, check_state=Tr
     p = p / np.maximum(p.sum(1, keepdims=True), 1e-300)
     hell = np.sqrt(np.clip(1.0 - np.sqrt(p[1:] * p[:-1]).sum(1), 0.0, 1.0))
 
-    ev = regrouping_evidence(ds, state)
+    ev = regrouping_evidence(ds, state) if evidence is None else evidence
     c = {k: v[0] for k, v in regrouping_curves(ev, np.ones((1, ev.n_tiles))).items()}
     significant = bool(c["significant"])
     struct, excess = c["structure_change"][1:], c["excess_change"][1:]

@@ -30,12 +30,6 @@ from ..analysis._common import scales_state
 from ..io.lazy import NpyFrames, read_lazily
 from ..io.units import physical_pixel
 from ..results import load_result
-from .explorer import explorer_html, explorer_patches
-from .page import esc, html_page, json_attr, json_block, note
-from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
-                       state_computed, state_part)
-from .text import (baselines_html, recommendation_card, stored_recommendation, stored_scales,
-                   summary_table, training_text)
 
 __all__ = ["write_report"]
 
@@ -112,7 +106,8 @@ def _lean_runtime():
             torch.set_num_threads(before)
 
 
-def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -> None:
+def write_report(run_dir, image=None, result=None, quiet=False, progress=None,
+                 scales=None) -> None:
     """Write ``run_dir/report.html``: one self-contained HTML report of a run.
 
     The report reads the result Dataset only and changes nothing in it: the recommendation is
@@ -139,6 +134,10 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
         Called as ``progress(step, total, label)`` as each part of the report starts;
         default (unless ``quiet``): one line ``report: 3/26 Latent representations (final)``
         per part on stderr.
+    scales : dict, optional
+        ``{state: length scales}`` of states the result does not store, when the caller has
+        computed them already (:func:`scalevae.analysis.length_scales` of ``result`` and that
+        state, with its defaults: :mod:`.background` computes them while the run saves).
 
     Examples
     --------
@@ -150,6 +149,16 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     >>> (d / "report.html").exists()
     True
     """
+    # here, not at the top: a run imports this package as it starts (.background), and the
+    # figures' libraries (Matplotlib, Bokeh) are the report worker's to import meanwhile
+    from .background import state_elsewhere
+    from .explorer import explorer_html, explorer_patches
+    from .page import esc, html_page, json_attr, json_block, note
+    from .sections import (DATA_SECTIONS, STATE_SECTIONS, TRAINING_SECTIONS, Context, Models,
+                           state_computed, state_part)
+    from .text import (baselines_html, recommendation_card, stored_recommendation,
+                       stored_scales, summary_table, training_text)
+
     run_dir = Path(run_dir)
     ds = load_result(run_dir) if result is None else result
     ctx = Context(ds, _load_image(run_dir, image), Models(run_dir),
@@ -172,21 +181,30 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
     # first; this thread draws what needs no worker meanwhile, then the state whose scales the
     # result holds. Two workers (a third cost ~80 MiB more peak memory): the sections
     # waiting for those scales are submitted last, so they hold up nothing else.
-    with _lean_runtime(), ThreadPoolExecutor(max_workers=2) as pool:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_lean_runtime())
         # the recommendation as the run stored it (the recommended window is a panel of every
         # figure); a result saved without it reads it from its state's scales, computed first
-        rec, known = stored_recommendation(ds), {}
+        rec, known = stored_recommendation(ds), dict(scales or {})
         if rec is None and scales_state(ds) in states:
             known[scales_state(ds)] = an.length_scales(ds, scales_state(ds))
             rec = stored_recommendation(ds, known[scales_state(ds)])
         if rec is not None:
             ctx.recommended = rec["window"]
+        # in the run's report worker, a second process draws one state (drawing holds the
+        # GIL: a process of its own is the only way to draw on both cores); forked here,
+        # before this process starts any thread
+        elsewhere = states[-1] if len(states) > 1 else None
+        helper = (state_elsewhere(ctx, elsewhere, known.get(elsewhere))
+                  if elsewhere is not None else None)
+        here = [s for s in states if helper is None or s != elsewhere]
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=2))
         ctx.encoder = pool  # figures are encoded on the workers, after what they compute
         for state in states:
             step(f"latent density and length scales ({state})")
         # the length scales the result does not hold start first, on a worker (for_state);
         # the states are drawn in the opposite order, the stored one first
-        slow_first = sorted(states, key=lambda s: stored_scales(ds, s) is not None)
+        slow_first = sorted(here, key=lambda s: stored_scales(ds, s) is not None)
         state_ctxs = {s: ctx.for_state(s, pool, known.get(s)) for s in slow_first}
         patches = pool.submit(explorer_patches, ds, ctx.image, ctx.models)
         drawn = slow_first[::-1]
@@ -200,19 +218,24 @@ def write_report(run_dir, image=None, result=None, quiet=False, progress=None) -
         for s in waiting:
             computed[s].update(state_computed(pool, state_ctxs[s], True))
 
-        data_part = ["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
-        for section in DATA_SECTIONS:
-            step(section.label)
-            data_part += section.render(ctx)
-        data_part.append("<h2 id='training'>Training</h2>")
-        for section in TRAINING_SECTIONS:
-            step(section.label)
-            data_part += section.render(ctx)
-        data_part += training_text(ds, ctx.phys)
+        # the data and training sections: here, or by the helper
+        drawn_here = {"data": [], "training": []}
+        for key, sections in (("data", DATA_SECTIONS), ("training", TRAINING_SECTIONS)):
+            for section in sections if helper is None else ():
+                step(section.label)
+                drawn_here[key] += section.render(ctx)
         step("explorer")
         explorer = explorer_html(ds, ctx.image, ctx.models, ctx.recommended,
                                  rec["state"] if rec is not None else None, patches)
         state_parts = {s: state_part(state_ctxs[s], step, computed[s]) for s in drawn}
+        if helper is not None:
+            for section in DATA_SECTIONS + TRAINING_SECTIONS + STATE_SECTIONS:
+                step(section.label)
+            drawn_here = helper.result()
+            state_parts[elsewhere] = drawn_here["state"]
+        data_part = (["<h2 id='data'>Data</h2>", summary_table(ds, ctx.image, ctx.phys)]
+                     + drawn_here["data"] + ["<h2 id='training'>Training</h2>"]
+                     + drawn_here["training"] + training_text(ds, ctx.phys))
         step("baselines")
         card = []
         if baselines is not None:

@@ -121,8 +121,10 @@ class Context:
         if scales is None and self.ds.sizes["window"] >= 2:
             scales = stored_scales(self.ds, state)
             if scales is None:
-                scales = (an.length_scales(self.ds, state) if pool is None
-                          else pool.submit(an.length_scales, self.ds, state))
+                # this state's own reading; the other state's check belongs to the answer
+                # the run stored
+                scales = (an.length_scales(self.ds, state, check_state=False) if pool is None
+                          else pool.submit(an.length_scales, self.ds, state, check_state=False))
             else:
                 scales = with_pooled_answer(scales, self.ds)
         return dataclasses.replace(self, state=state, density=an.latent_density(self.ds, state),
