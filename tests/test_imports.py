@@ -34,6 +34,7 @@ LAYERS = [
     ("report",),
     ("napari",),
     ("plan",),
+    ("answer",),
     ("pipeline",),
     ("api", "reuse", "descriptors"),  # Run.descriptors hands off to descriptors (lazily)
     ("experiment",),
