@@ -147,11 +147,14 @@ def _figures(name, seed, details, folder):
 
 
 def commit():
-    """Short hash of HEAD, ``+dirty`` when src/ or validation/ differ from it; "unknown" outside git."""
+    """Short hash of HEAD, ``+dirty`` when src/ or validation/ (other than its pages) differ from it; "unknown" outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                               capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "validation"],
+        # the pages and figures this script writes itself do not make the code dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "validation",
+                                ":!validation/*.md", ":!validation/scores.json",
+                                ":!validation/figures"],
                                cwd=ROOT, text=True, capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -108,7 +108,7 @@ RECORDED = {
         "the recommendation follows where the regions first can differ (W), not where the void "
         "count separates them; no threshold holds on the seeds measured"),
     "period_conclusive": (
-        "1 if the recommendation is flagged conclusive (recommended_window_significant), else 0",
+        "1 if the recommendation is flagged conclusive (recommended_window_conclusive), else 0",
         "recorded to learn its spread over seeds before any threshold is set"),
     "domains_broadening_rho": (
         "Spearman, latent information (nats) vs window",
@@ -451,7 +451,7 @@ def validate_period(seed=0, windows=None, data=None, keypoints=None, **run_kw):
     rec, period = int(ds.attrs["recommended_window"]), int(ex.truth["period"])
     step = float(np.median(np.diff(windows)))
     return ({"period_window_error": abs(rec - period) / step,
-             "period_conclusive": float(ds.attrs["recommended_window_significant"])},
+             "period_conclusive": float(ds.attrs["recommended_window_conclusive"])},
             dict(ds=ds, recommended=rec, period=period,
                  significant=int(ds.attrs["recommended_window_significant"])))
 
