@@ -147,7 +147,8 @@ def _figures(name, seed, details, folder):
 
 
 def commit():
-    """Short hash of HEAD, ``+dirty`` when src/ or validation/ (other than its pages) differ from it; "unknown" outside git."""
+    """Short hash of HEAD, ``+dirty`` when src/ or validation/ (other than its pages) differ
+    from it; "unknown" outside git."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                               capture_output=True, check=True).stdout.strip()
