@@ -76,6 +76,10 @@ def test_result_carries_the_recommended_window_and_its_evidence(small_run):
         # read from the instant state (config.SCALES_STATE), and length_scales(ds) without a
         # state reads the same one: a user recomputing the scales gets the stored answer
         assert d.attrs["recommended_window_state"] == "instant"
+        # checked against the other state: conclusive only where the final state agrees
+        check = json.loads(d.attrs["recommended_window_check"])
+        assert check["state"] == "final" and check["window"] in (8, 12, 16)
+        assert not int(d.attrs["recommended_window_conclusive"]) or check["agrees"]
         again = length_scales(d)
         assert again.attrs["state"] == "instant"
         assert int(again["recommended_window"]) == int(d.attrs["recommended_window"])
@@ -321,7 +325,8 @@ def test_repeats_pool_the_recommendation_of_models_trained_side_by_side(tmp_path
     assert two.attrs["recommended_window_repeats"] == 2
     pooled = recommendation_attrs(recommend(alone))
     for name in ("recommended_window", "recommended_window_interval",
-                 "recommended_window_probability", "recommended_window_n_resamples"):
+                 "recommended_window_probability", "recommended_window_n_resamples",
+                 "recommended_window_conclusive", "recommended_window_check"):
         assert np.array_equal(two.attrs[name], pooled[name]), name
     models = json.loads(two.attrs["recommended_window_per_model"])
     assert [m["seed"] for m in models] == [0, 1]

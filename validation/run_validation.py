@@ -247,7 +247,11 @@ def page(stored):
              "model initialisation. How the latent space is read: the docstring of "
              "`validation/scoring.py`. `spread` is the sample standard deviation over seeds; "
              "`pass` counts the seeds that meet the threshold. Earlier rounds: "
-             "[HISTORY.md](HISTORY.md).", ""]
+             "[HISTORY.md](HISTORY.md).", "",
+             "The recommended window's calibration on known answers (of the answers flagged "
+             "conclusive, how many lie within one window step of the truth, over 126 models and "
+             "held-out images) has its own page, [CALIBRATION.md](CALIBRATION.md), written by "
+             "`validation/calibration.py`; `period_conclusive` below adds six more models.", ""]
     if quick:
         lines += ["**Quick configuration** (`--quick`): tiny images and two epochs, a smoke "
                   "test of the script; these scores say nothing about the method.", ""]
