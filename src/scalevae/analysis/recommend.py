@@ -262,7 +262,7 @@ def recommendation_attrs(rec):
     >>> from scalevae.testing import make_fake_result
     >>> a = recommendation_attrs(recommend(make_fake_result(n_windows=6), n_resamples=100))
     >>> sorted(a)[:3]
-    ['recommended_window', 'recommended_window_answer', 'recommended_window_conclusive']
+    ['recommended_window', 'recommended_window_answer', 'recommended_window_check']
     """
     lo = rec["interval_low"] if "interval_low" in rec else rec["recommended_low"]
     hi = rec["interval_high"] if "interval_high" in rec else rec["recommended_high"]
