@@ -83,12 +83,15 @@ def score(cache, seeds=SEEDS, models=REPEATS):
     from scalevae.analysis._common import scales_state
     from scalevae.results import load_result
 
-    def row(kind, truth, seed, w, rec, bare, model):
+    def row(kind, truth, seed, w, rec, model):
         return dict(kind=kind, truth=truth, seed=seed, windows=w,
                     answer=int(rec["recommended_window"]),
                     interval=(int(rec["interval_low"]), int(rec["interval_high"])),
                     share=float(rec["conclusive_share"]), conclusive=bool(rec["conclusive"]),
-                    unchecked=bool(bare["conclusive"]), model=model, pooled=model < 0,
+                    # the rule without the check: what this state alone says
+                    unchecked=bool(rec["conclusive_alone" if "conclusive_alone" in rec
+                                       else "conclusive"]),
+                    model=model, pooled=model < 0,
                     agrees=bool(rec["check_agrees"]) if "check_agrees" in rec else True,
                     error=step_error(w, int(rec["recommended_window"]), truth),
                     inside=int(rec["interval_low"]) <= truth <= int(rec["interval_high"]))
@@ -105,12 +108,10 @@ def score(cache, seeds=SEEDS, models=REPEATS):
         check = [regrouping_evidence(ds, other_state(ds, state)) for ds in results]
         for k, ds in enumerate(results):
             rec = recommend(ds, state, evidence=[ev[k]], check_evidence=check[k])
-            bare = recommend(ds, state, evidence=[ev[k]], check_state=False)
-            rows.append(row(kind, truth, seed, w, rec, bare, k))
+            rows.append(row(kind, truth, seed, w, rec, k))
         if models > 1:
             rec = recommend(results, state, evidence=ev, check_evidence=check[0])
-            bare = recommend(results, state, evidence=ev, check_state=False)
-            rows.append(row(kind, truth, seed, w, rec, bare, -1))
+            rows.append(row(kind, truth, seed, w, rec, -1))
     return rows
 
 
@@ -325,8 +326,8 @@ def page(rows, agree, resamples, costs, pto_rows, args, held=()):
     L += ["", f"## {REPEATS} models pooled", ""] + _per_image(pooled)
     L += ["", "## The threshold (chosen once, before this table; one model)", "",
           "Share of resamples that must find a single rise within one window step of the "
-          "answer (and the other state's reading agreeing, as in the rule). Precision: conclusive answers within one step; rate: answers flagged "
-          "conclusive.", "",
+          "answer (and the other state's reading agreeing, as in the rule). Precision: "
+          "conclusive answers within one step; rate: answers flagged conclusive.", "",
           "| threshold | conclusive | within one step | precision (95 % Wilson) | rate |",
           "| --- | --- | --- | --- | --- |"]
     for t in THRESHOLDS:

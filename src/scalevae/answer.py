@@ -75,12 +75,11 @@ def pool_repeats(ds, plan, stack, others, quiet, timings, evidence=None, check=N
     if ds.sizes["window"] >= 3:
         from .analysis.scales import regrouping_evidence
 
-        evidence = [evidence if k == 0 and evidence is not None else regrouping_evidence(r)
-                    for k, r in enumerate(results)]
+        if evidence is None:
+            evidence, check = answer_evidence(ds)
         # the other models keep their instant state only (their "final" is a copy of it): the
         # check of the other state reads the first model's
-        if check is None:
-            check = answer_evidence(ds)[1]
+        evidence = [evidence] + [regrouping_evidence(r) for r in results[1:]]
         rec = recommend(results, evidence=evidence, check_evidence=check)
         pooled = recommendation_attrs(rec)
         # each model's own answer beside the pooled one: the spread over seeds, in the open

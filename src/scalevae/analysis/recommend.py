@@ -56,6 +56,8 @@ CONCLUSIVE_SHARE = 0.8
 INTERVAL_MASS = 0.9
 #: What each resample's curve says (see the module docstring).
 KINDS = ("single", "gradual", "unfinished", "none")
+#: The variables recommend() adds when it reads the other state (length_scales passes them on).
+CHECK_VARS = ("check_window", "check_conclusive", "check_agrees", "conclusive_alone")
 
 
 def tile_counts(n_tiles, n_resamples, seed=RESAMPLE_SEED):
@@ -154,9 +156,10 @@ def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
         ``conclusive_share`` (resamples with a single rise within one step of the answer),
         ``n_resamples`` (pooled), ``share_<kind>`` per kind of :data:`KINDS`, ``answer_kind``
         (str: "single" when conclusive, else the commonest other kind); with the other state
-        read, ``check_window`` (its most probable window, px), ``check_conclusive``,
-        ``check_agrees`` and ``conclusive_alone`` (what this state alone would say). ``attrs``: ``rule``, ``note``, ``lattice_bond_px`` (NaN when
-        unknown), ``check_state`` ("" when no other state was read).
+        read, :data:`CHECK_VARS`: ``check_window`` (its most probable window, px),
+        ``check_conclusive``, ``check_agrees`` and ``conclusive_alone`` (what this state alone
+        would say). ``attrs``: ``rule``, ``note``, ``lattice_bond_px`` (NaN when unknown),
+        ``check_state`` ("" when no other state was read).
 
     Examples
     --------
@@ -206,8 +209,7 @@ def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
         f"{100 * share:.0f} % of the resamples find a single rise within one window step of "
         f"the most probable window ({100 * CONCLUSIVE_SHARE:.0f} % needed for a conclusive "
         "answer)")
-    if check is not None:  # whether this state alone would have been conclusive
-        check["conclusive_alone"] = ((), bool(conclusive))
+    alone = bool(conclusive)  # what this state alone says, kept beside the check
     if conclusive and disagree:
         conclusive = False
         other = check.attrs["check_state"]
@@ -225,7 +227,8 @@ def recommend(results, state=None, n_resamples=N_RESAMPLES, seed=RESAMPLE_SEED,
          "conclusive": ((), bool(conclusive)), "conclusive_share": ((), share),
          "n_resamples": ((), len(votes)), "answer_kind": ((), kind),
          **{f"share_{k}": ((), v) for k, v in shares.items()},
-         **({} if check is None else {k: check[k] for k in check.data_vars})},
+         **({} if check is None else {**{k: check[k] for k in check.data_vars},
+                                      "conclusive_alone": ((), alone)})},
         coords={"window": windows},
         attrs={"state": state, "lattice_bond_px": bond, "note": note,
                "check_state": "" if check is None else check.attrs["check_state"],
@@ -276,7 +279,7 @@ def recommendation_attrs(rec):
              "window": int(rec["check_window"]), "conclusive": bool(rec["check_conclusive"]),
              "agrees": bool(rec["check_agrees"]),
              "alone": bool(rec["conclusive_alone"]) if "conclusive_alone" in rec else False})}
-    return {**check,"recommended_window": int(rec["recommended_window"]),
+    return {**check, "recommended_window": int(rec["recommended_window"]),
             "recommended_window_interval": [int(lo), int(hi)],
             "recommended_window_conclusive": int(bool(rec["conclusive"])),
             "recommended_window_n_resamples": int(rec["n_resamples"]),

@@ -309,7 +309,7 @@ def length_scales(ds, state=None, density=None, n_resamples=None, evidence=None,
     True
     """
     from .multiscale import find_scales
-    from .recommend import N_RESAMPLES, recommend
+    from .recommend import CHECK_VARS, N_RESAMPLES, recommend
 
     state = scales_state(ds, state)
     z = state_z(ds, state)
@@ -360,8 +360,7 @@ def length_scales(ds, state=None, density=None, n_resamples=None, evidence=None,
         recommended_high=rec["interval_high"], conclusive=rec["conclusive"],
         conclusive_share=rec["conclusive_share"], answer_kind=rec["answer_kind"],
         n_resamples=rec["n_resamples"],
-        **{k: rec[k] for k in ("check_window", "check_conclusive", "check_agrees", "conclusive_alone")
-           if k in rec})
+        **{k: rec[k] for k in CHECK_VARS if k in rec})
     out.attrs.update({k: v for k, v in rec.attrs.items() if k != "state"})
     out.attrs["rule"] = f"{fs.attrs['rule']}; answer: {rec.attrs['rule']}"
     out.attrs["note"] = "; ".join(n for n in (fs.attrs["note"], rec.attrs["note"]) if n)
